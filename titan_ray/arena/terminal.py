@@ -1,0 +1,111 @@
+"""The arena in the terminal: a progress bar with a live leaderboard, then the final table.
+
+On a terminal the block is redrawn in place; in a log (CI, a pipe) a progress line is printed at
+every tenth of the replay instead, so logs stay short and readable.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, TextIO
+
+from titan_ray.arena.runner import Progress
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if kind == "pct":
+        return f"{value * 100:+.2f}%"
+    if kind == "money":
+        return f"{value:,.2f}"
+    if kind == "ratio":
+        return f"{value:.2f}"
+    if kind == "int":
+        return f"{int(value):,}"
+    return str(value)
+
+
+_LIVE_COLUMNS = [
+    ("model", "model", "str"), ("equity", "equity", "money"), ("return", "total_return", "pct"),
+    ("sharpe", "sharpe", "ratio"), ("max dd", "max_drawdown", "pct"), ("trades", "n_trades", "int"),
+    ("rejected", "n_rejected", "int"),
+]
+
+_FINAL_COLUMNS = [
+    ("model", "model", "str"), ("final equity", "final_equity", "money"), ("return", "total_return", "pct"),
+    ("CAGR", "cagr", "pct"), ("Sharpe", "sharpe", "ratio"), ("Sortino", "sortino", "ratio"),
+    ("Calmar", "calmar", "ratio"), ("max DD", "max_drawdown", "pct"), ("DD bars", "max_drawdown_duration", "int"),
+    ("PF", "profit_factor", "ratio"), ("win", "win_rate", "pct"), ("trades", "n_trades", "int"),
+    ("orders", "n_orders", "int"), ("rejected", "n_rejected", "int"), ("turnover", "turnover", "ratio"),
+    ("exposure", "exposure", "pct"), ("p(SR≤bench)", "sharpe_vs_benchmark_p", "ratio"),
+]
+
+
+def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[str]:
+    cells = [[h for h, _, _ in columns]]
+    for row in rows:
+        line = [_fmt(row.get(key), kind) for _, key, kind in columns]
+        if row.get("beats_benchmark"):
+            line[0] += " *"
+        cells.append(line)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    out = []
+    for n, r in enumerate(cells):
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+class LiveView:
+    """Progress callback for ``run_arena`` that draws on ``stream``."""
+
+    def __init__(self, stream: TextIO = sys.stdout, *, interactive: bool | None = None, width: int = 32) -> None:
+        self.stream = stream
+        self.interactive = stream.isatty() if interactive is None else interactive
+        self.width = width
+        self._drawn = 0
+        self._next_decile = 1
+        self._snapshot: list[dict[str, Any]] | None = None
+
+    def __call__(self, p: Progress) -> None:
+        if p.snapshot is not None:
+            self._snapshot = sorted(p.snapshot, key=lambda r: -r["equity"])
+        frac = p.done_timestamps / p.total_timestamps if p.total_timestamps else 1.0
+        rate = p.done_timestamps * p.n_symbols / p.elapsed if p.elapsed > 0 else 0.0
+        eta = (p.total_timestamps - p.done_timestamps) * p.n_symbols / rate if rate > 0 else 0.0
+        filled = int(frac * self.width)
+        bar = "█" * filled + "░" * (self.width - filled)
+        line = (f"replay {bar} {frac * 100:5.1f}%  {p.done_timestamps:,}/{p.total_timestamps:,} timestamps  "
+                f"{rate:,.0f} bars/s  eta {eta:.0f}s")
+        if self.interactive:
+            lines = [line, ""]
+            if self._snapshot:
+                lines += render_table(self._snapshot, _LIVE_COLUMNS)
+            if self._drawn:
+                self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
+            self.stream.write("\n".join(lines) + "\n")
+            self._drawn = len(lines)
+        elif frac * 10 >= self._next_decile or p.done_timestamps == p.total_timestamps:
+            self._next_decile = int(frac * 10) + 1
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self, leaderboard: list[dict[str, Any]], run_info: dict[str, Any], out_dir: Any) -> None:
+        w = self.stream.write
+        w("\n" + "\n".join(render_table(leaderboard, _FINAL_COLUMNS)) + "\n")
+        bench = next((r.get("benchmark") for r in leaderboard if r.get("benchmark")), None)
+        if bench:
+            w(f"\n* Sharpe beats the benchmark '{bench}' (paired block bootstrap, one-sided p < "
+              f"{run_info['config']['significance']['alpha']}).\n")
+        w(f"{run_info['n_bars']:,} bars ({run_info['n_symbols']} symbols × {run_info['n_timestamps']:,} "
+          f"{run_info['frequency']} timestamps) replayed in {run_info['replay_seconds']:.2f}s "
+          f"({run_info['bars_per_second'] or 0:,.0f} bars/s); wall {run_info['wall_seconds']:.1f}s.\n")
+        if run_info.get("rejected_bars"):
+            w(f"{run_info['rejected_bars']:,} bad bars were rejected at ingestion: "
+              f"{run_info['rejected_bars_by_rule']} (see run.json).\n")
+        if out_dir is not None:
+            w(f"Results: {out_dir}\n")
+        self.stream.flush()

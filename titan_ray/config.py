@@ -1,0 +1,337 @@
+"""The arena's run configuration: one YAML file per run, validated strictly.
+
+Every key is optional except ``models``. Unknown keys are rejected, and every error names the
+field's dotted path, what is wrong and, for a misspelt key, the key that was probably meant.
+Defaults are sized for a laptop with 2 cores.
+"""
+
+from __future__ import annotations
+
+import difflib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from titan_ray.data.calendar import Calendar, parse_frequency
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names each bad field and how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+class SyntheticConfig(_Strict):
+    """Parameters of the built-in synthetic market (used when ``data.provider`` is synthetic)."""
+
+    annual_drift: float = Field(0.05, description="expected yearly log-return of the market factor")
+    annual_volatility: float = Field(0.25, gt=0, description="yearly volatility of a typical symbol")
+    market_correlation: float = Field(0.5, ge=0, lt=1, description="share of variance from the market factor")
+    tail_dof: float = Field(4.0, gt=2, description="Student-t degrees of freedom of shocks (fat tails)")
+    high_vol_multiplier: float = Field(2.5, ge=1, description="volatility in the turbulent regime / calm")
+    regime_switch_prob: float = Field(0.002, ge=0, le=1, description="chance per bar of switching regime")
+    start_price: float = Field(100.0, gt=0)
+    base_volume: float = Field(100_000.0, gt=0, description="mean shares per bar")
+
+
+class DataConfig(_Strict):
+    provider: Literal["synthetic", "csv", "parquet"] = Field(
+        "synthetic", description="where bars come from"
+    )
+    symbols: list[str] | None = Field(
+        None, description="synthetic: names to generate; csv/parquet: which files/symbols to use"
+    )
+    n_symbols: int = Field(12, ge=1, le=5000, description="synthetic: how many symbols when `symbols` is unset")
+    bars: int = Field(5000, ge=2, description="synthetic: number of timestamps to generate")
+    path: str | None = Field(None, description="csv/parquet: one file (one symbol) or a folder of files")
+    frequency: str | None = Field(
+        None, description="bar size (15min, 1h, 1D); synthetic default 15min, inferred from files"
+    )
+    calendar: Calendar = Field(Calendar.EQUITIES, description="equities (6.5 h, 252 days) | continuous")
+    timezone: str | None = Field(
+        None,
+        description="time zone of naive file timestamps; default America/New_York on the equities "
+        "calendar, UTC on continuous",
+    )
+    start: str | None = Field(None, description="first timestamp to use (inclusive), or synthetic start")
+    end: str | None = Field(None, description="last timestamp to use (inclusive)")
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+    @field_validator("frequency")
+    @classmethod
+    def _frequency(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_frequency(v)
+        return v
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("give at least one symbol, or leave `symbols` out")
+            dupes = sorted({s for s in v if v.count(s) > 1})
+            if dupes:
+                raise ValueError(f"symbols listed twice: {dupes}")
+        return v
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> DataConfig:
+        if self.provider in ("csv", "parquet") and not self.path:
+            raise ValueError(f"provider {self.provider!r} needs `data.path` (a file or a folder of files)")
+        return self
+
+
+# --- replay ---------------------------------------------------------------------------------
+
+
+class PaceConfig(_Strict):
+    """Live-like pacing: bar time advances ``speed`` times faster than the wall clock."""
+
+    speed: float = Field(1.0, gt=0, description="1 = real time, 60 = one bar-minute per wall second")
+
+
+class ReplayConfig(_Strict):
+    chunk_size: int = Field(256, ge=1, description="timestamps per message; 1 = live-like")
+    warmup_bars: int = Field(0, ge=0, description="bars that models see before trading starts")
+    pace: PaceConfig | None = Field(None, description="null = as fast as possible")
+    max_in_flight: int = Field(4, ge=1, description="chunks allowed in the pipeline at once")
+
+
+# --- ledger ---------------------------------------------------------------------------------
+
+
+class FixedBpsSlippage(_Strict):
+    model: Literal["fixed_bps"] = "fixed_bps"
+    bps: float = Field(0.0, ge=0, description="a buy fills at price*(1+bps/1e4), a sell at price*(1-bps/1e4)")
+
+
+class SqrtImpactSlippage(_Strict):
+    model: Literal["sqrt_impact"]
+    coefficient: float = Field(
+        0.01, ge=0, description="price impact = coefficient * sqrt(quantity / bar volume), as a fraction"
+    )
+    bps: float = Field(0.0, ge=0, description="fixed half-spread added to the impact")
+
+
+class TargetWeightSizing(_Strict):
+    mode: Literal["target_weight"] = "target_weight"
+
+
+class FixedQuantitySizing(_Strict):
+    mode: Literal["fixed_quantity"]
+    quantity: float = Field(100, gt=0, description="shares held while the weight is non-zero (sign from weight)")
+
+
+class LedgerConfig(_Strict):
+    initial_cash: Decimal = Field(Decimal(1_000_000), gt=0)
+    commission_bps: Decimal = Field(Decimal(10), ge=0, description="of the slipped traded value, per fill")
+    slippage: Annotated[FixedBpsSlippage | SqrtImpactSlippage, Field(discriminator="model")] = (
+        FixedBpsSlippage()
+    )
+    sizing: Annotated[TargetWeightSizing | FixedQuantitySizing, Field(discriminator="mode")] = (
+        TargetWeightSizing()
+    )
+    fill: Literal["next_open", "same_close"] = Field("next_open", description="when a decision's orders fill")
+    fractional: bool = Field(False, description="allow fractional share quantities")
+    max_participation: float | None = Field(
+        None, gt=0, le=1, description="cap each fill at this share of the bar's volume; the rest keeps working"
+    )
+
+    @field_validator("initial_cash", "commission_bps", mode="before")
+    @classmethod
+    def _decimal_from_text(cls, v: Any) -> Any:
+        # YAML floats go through their shortest repr, so 0.1 stays 0.1 and not 0.1000000000000000055.
+        return Decimal(repr(v)) if isinstance(v, float) else v
+
+
+class RiskConfig(_Strict):
+    max_position_pct: float = Field(1.0, gt=0, description="largest |position value| / equity after a fill")
+    max_gross_exposure: float = Field(1.0, gt=0, description="largest sum of |position value| / equity")
+    daily_loss_limit_pct: float | None = Field(
+        None, gt=0, lt=1, description="flatten and stop adding risk for the day after losing this share"
+    )
+    max_drawdown_pct: float | None = Field(
+        None, gt=0, lt=1, description="circuit breaker: flatten and halt the model past this drawdown"
+    )
+
+
+# --- models and scoring -----------------------------------------------------------------------
+
+
+class ModelSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,40}$", description="unique name on the leaderboard")
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    num_cpus: float = Field(0.25, ge=0, description="Ray CPUs reserved by the model's actor")
+
+    @model_validator(mode="after")
+    def _kind_and_params(self) -> ModelSpec:
+        from titan_ray.models.registry import MODEL_KINDS
+
+        if self.kind not in MODEL_KINDS:
+            hint = difflib.get_close_matches(self.kind, MODEL_KINDS, n=1)
+            maybe = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ValueError(f"unknown model kind {self.kind!r}{maybe} Known kinds: {sorted(MODEL_KINDS)}")
+        try:
+            MODEL_KINDS[self.kind].Params.model_validate(self.params)
+        except ValidationError as err:
+            allowed = ", ".join(MODEL_KINDS[self.kind].Params.model_fields)
+
+            def text(e: Any) -> str:
+                where = "params" + "".join(f".{part}" for part in e["loc"])
+                if e["type"] == "extra_forbidden":
+                    return f"{where}: unknown key; allowed: {allowed}"
+                return f"{where}: {e['msg'].removeprefix('Value error, ')}"
+
+            problems = "; ".join(text(e) for e in err.errors())
+            raise ValueError(f"{self.kind} {problems}") from None
+        return self
+
+
+class SignificanceConfig(_Strict):
+    n_resamples: int = Field(2000, ge=100, description="bootstrap resamples of the Sharpe difference")
+    block: int | None = Field(None, ge=1, description="bootstrap block length in bars; default ~ n^(1/3)")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of the leaderboard marker")
+
+
+class ArenaConfig(_Strict):
+    seed: int = Field(7, description="seeds the data, random models and the bootstrap")
+    data: DataConfig = DataConfig()
+    replay: ReplayConfig = ReplayConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    risk: RiskConfig = RiskConfig()
+    models: list[ModelSpec] = Field(min_length=1)
+    benchmark: str | None = Field(
+        None, description="model the others are tested against; default: the first buy_and_hold"
+    )
+    significance: SignificanceConfig = SignificanceConfig()
+
+    @model_validator(mode="after")
+    def _names(self) -> ArenaConfig:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {dupes}")
+        if self.benchmark is not None and self.benchmark not in names:
+            raise ValueError(f"benchmark {self.benchmark!r} is not one of the models {names}")
+        return self
+
+    @property
+    def benchmark_model(self) -> str | None:
+        if self.benchmark is not None:
+            return self.benchmark
+        return next((m.name for m in self.models if m.kind == "buy_and_hold"), None)
+
+
+# --- loading with readable errors -------------------------------------------------------------
+
+
+def _path_text(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("FixedBpsSlippage", "SqrtImpactSlippage", "TargetWeightSizing", "FixedQuantitySizing"):
+            continue  # union branch names pydantic inserts; the user never wrote them
+        elif part in ("fixed_bps", "sqrt_impact", "target_weight", "fixed_quantity"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at the parent of ``loc``, found by walking the config models."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            # a union branch name inserted by pydantic
+            branch = {
+                "fixed_bps": FixedBpsSlippage,
+                "sqrt_impact": SqrtImpactSlippage,
+                "target_weight": TargetWeightSizing,
+                "fixed_quantity": FixedQuantitySizing,
+            }.get(part)
+            if branch is None:
+                return []
+            current = branch
+            continue
+        ann = fields[part].annotation
+        current = next(
+            (a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)),
+            ann,
+        )
+        if hasattr(ann, "__args__") and not isinstance(current, type):
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError, root: type[BaseModel] = ArenaConfig) -> str:
+    lines = []
+    for e in err.errors():
+        loc = e["loc"]
+        where = _path_text(loc)
+        if e["type"] == "extra_forbidden":
+            known = _known_keys(root, loc)
+            hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            fix = f"did you mean {hint[0]!r}? " if hint else ""
+            lines.append(f"  {where}: unknown key; {fix}allowed keys here: {', '.join(known)}")
+        elif e["type"] == "missing":
+            lines.append(f"  {where}: required, but missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = e.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            lines.append(f"  {where}: {msg}{shown}")
+    return "invalid arena config:\n" + "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any], *, source: str = "config") -> ArenaConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys (seed, data, models, ...)")
+    try:
+        return ArenaConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {format_validation_error(err)}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ArenaConfig:
+    """Read a YAML arena config (the packaged default when ``path`` is None)."""
+    src = Path(path) if path is not None else default_config_path()
+    if not src.exists():
+        raise ConfigError(f"config file {src} does not exist; pass --config with a YAML file")
+    try:
+        raw = yaml.safe_load(src.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{src}: not valid YAML: {err}") from None
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    return parse_config(raw, source=str(src))
+
+
+def default_config_path() -> Path:
+    return Path(__file__).parent / "configs" / "default.yaml"
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_to_dict(config: ArenaConfig) -> dict[str, Any]:
+    """JSON-safe dict of a config (Decimals as strings, so nothing is rounded on the way)."""
+    return config.model_dump(mode="json")

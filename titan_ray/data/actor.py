@@ -1,0 +1,107 @@
+"""MarketDataActor: the arena's only clock.
+
+It loads the history once (in its own worker, so a large file never passes through the driver),
+then hands out ``BarBatch`` chunks in time order: first the warm-up bars, then the bars to trade.
+Each chunk it returns is stored once in Ray's object store, and the driver fans that one
+reference out to every model and to the ledger.
+
+With ``replay.pace`` set it releases a chunk only when its last bar is due on the wall clock
+(bar time since the first traded bar, divided by ``speed``): a live-like feed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from titan_ray.config import DataConfig, ReplayConfig
+from titan_ray.data.bars import BarBatch
+from titan_ray.data.providers import DataError, MarketData, make_provider
+
+
+class MarketFeed:
+    """The plain-Python clock behind the actor (tested without Ray)."""
+
+    def __init__(
+        self,
+        market: MarketData,
+        replay: ReplayConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.market = market
+        self.replay = replay
+        self._clock, self._sleep = clock, sleep
+        bars = market.bars
+        n = len(bars)
+        warm = min(replay.warmup_bars, n)
+        size = replay.chunk_size
+        self._plan = [(i, min(i + size, warm)) for i in range(0, warm, size)]
+        self.n_warmup_chunks = len(self._plan)
+        self._plan += [(i, min(i + size, n)) for i in range(warm, n, size)]
+        self._trade_start = warm
+        self._cursor = 0
+        self._t0: float | None = None
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self._plan)
+
+    def next_chunk(self) -> BarBatch | None:
+        if self._cursor >= len(self._plan):
+            return None
+        i, j = self._plan[self._cursor]
+        self._cursor += 1
+        chunk = self.market.bars.slice(i, j)
+        if self.replay.pace is not None and i >= self._trade_start:
+            self._wait_until_due(chunk)
+        return chunk
+
+    def _wait_until_due(self, chunk: BarBatch) -> None:
+        ts = self.market.bars.timestamps
+        if self._t0 is None:
+            self._t0 = self._clock()
+        bar_seconds = (int(chunk.timestamps[-1]) - int(ts[self._trade_start])) / 1e9
+        due = self._t0 + bar_seconds / self.replay.pace.speed
+        delay = due - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+
+
+@ray.remote
+class MarketDataActor:
+    def __init__(self, data: DataConfig, seed: int, replay: ReplayConfig) -> None:
+        self._error: str | None = None
+        try:
+            self._feed = MarketFeed(make_provider(data, seed).load(), replay)
+        except DataError as err:
+            # Kept and reported by info(), so the driver can show a clean message, not a traceback.
+            self._error = str(err)
+
+    def info(self) -> dict[str, Any]:
+        if self._error is not None:
+            return {"error": self._error}
+        m = self._feed.market
+        return {
+            "symbols": m.bars.symbols,
+            "n_timestamps": len(m.bars),
+            "n_bars": m.bars.n_bars,
+            "first_timestamp": int(m.bars.timestamps[0]),
+            "last_timestamp": int(m.bars.timestamps[-1]),
+            "frequency": m.frequency,
+            "calendar": m.calendar.value,
+            "source": m.source,
+            "rejected_counts": m.rejected_counts(),
+            "rejected_sample": [str(r) for r in m.rejected[:20]],
+            "n_rejected": len(m.rejected),
+            "n_chunks": self._feed.n_chunks,
+            "n_warmup_chunks": self._feed.n_warmup_chunks,
+            "warmup_bars": self._feed._trade_start,
+        }
+
+    def next_chunk(self) -> BarBatch | None:
+        return self._feed.next_chunk()

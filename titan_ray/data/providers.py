@@ -1,0 +1,81 @@
+"""Data providers: where the arena's bars come from, behind one interface.
+
+A provider's ``load()`` returns ``MarketData``: the whole history as one aligned ``BarBatch``
+(T timestamps x S symbols, NaN where a symbol has no bar), the bar frequency, and every bar that
+ingestion rejected with its reason. The market-data actor slices it into chunks for replay.
+
+Rejected bars never stop a run while clean data remains: each is recorded (file, row, symbol,
+rule, detail), counted in ``run.json`` and skipped. ``DataError`` is raised only when nothing
+usable is left, or the input cannot be read at all, with a message that says how to fix it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import pandas as pd
+
+from titan_ray.config import DataConfig
+from titan_ray.data.bars import BarBatch
+from titan_ray.data.calendar import Calendar
+
+
+class DataError(ValueError):
+    """Market data that cannot be used; the message names the source and the fix."""
+
+
+class BadBarRule(str, Enum):
+    UNPARSEABLE_TIMESTAMP = "UNPARSEABLE_TIMESTAMP"
+    MISSING_VALUE = "MISSING_VALUE"  # NaN / empty / non-numeric price or volume
+    NON_POSITIVE_PRICE = "NON_POSITIVE_PRICE"
+    HIGH_BELOW_LOW = "HIGH_BELOW_LOW"
+    OPEN_CLOSE_OUTSIDE_RANGE = "OPEN_CLOSE_OUTSIDE_RANGE"  # open or close not within [low, high]
+    NEGATIVE_VOLUME = "NEGATIVE_VOLUME"
+    DUPLICATE_TIMESTAMP = "DUPLICATE_TIMESTAMP"
+    OUT_OF_ORDER_TIMESTAMP = "OUT_OF_ORDER_TIMESTAMP"
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedBar:
+    source: str  # file path, or "synthetic"
+    row: int  # 1-based data row in the source (header not counted)
+    symbol: str
+    rule: BadBarRule
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.source} row {self.row} ({self.symbol}): {self.rule.value}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class MarketData:
+    bars: BarBatch
+    frequency: pd.Timedelta
+    calendar: Calendar
+    source: str  # human-readable description of where the bars came from
+    rejected: tuple[RejectedBar, ...] = field(default=())
+
+    def rejected_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.rejected:
+            counts[r.rule.value] = counts.get(r.rule.value, 0) + 1
+        return counts
+
+
+class DataProvider(Protocol):
+    def load(self) -> MarketData: ...
+
+
+def make_provider(config: DataConfig, seed: int) -> DataProvider:
+    """The provider named by ``config.provider``."""
+    if config.provider == "synthetic":
+        from titan_ray.data.synthetic import SyntheticProvider
+
+        return SyntheticProvider(config, seed)
+    if config.provider in ("csv", "parquet"):
+        from titan_ray.data.files import FileProvider
+
+        return FileProvider(config)
+    raise DataError(f"data.provider {config.provider!r} is not available; use synthetic, csv or parquet")

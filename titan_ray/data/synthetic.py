@@ -1,0 +1,198 @@
+"""The built-in synthetic market: seeded, vectorised, deterministic bit for bit.
+
+Three parts, each a plain function of a numpy ``Generator`` drawn from one seed:
+
+- ``synthetic_timestamps``: the bar clock. On ``equities``, weekday sessions 09:30-16:00
+  America/New_York, each bar stamped with its open time (15min bars: 09:30 .. 15:45, 26 a day);
+  daily bars are stamped at midnight New York time of the session's date, the way daily files
+  (LEAN, Yahoo) stamp them, so synthetic and file data line up. On ``continuous``, every bar 24/7.
+  Exchange holidays are not modelled: every weekday is a session.
+- ``_log_returns``: close-to-close log returns = drift + vol x (market factor + idiosyncratic),
+  with ``market_correlation`` of the variance from the market factor. Shocks are Student-t scaled
+  to unit variance (fat tails); a two-state Markov regime (calm / turbulent), shared by all
+  symbols, multiplies volatility; each symbol has its own volatility level (0.7x-1.4x).
+- ``SyntheticProvider.load``: turns returns into OHLCV. Each bar's open is the previous close
+  times a small gap, so close-to-close returns are exactly the model's; highs and lows add wicks
+  beyond the body; volume is ``base_volume`` x a U-shaped intraday profile x lognormal noise x a
+  bump that grows with the bar's absolute return.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import string
+
+import numpy as np
+import pandas as pd
+
+from titan_ray.config import DataConfig, SyntheticConfig
+from titan_ray.data.bars import BarBatch
+from titan_ray.data.calendar import EXCHANGE_TZ, SESSION_MINUTES, Calendar, parse_frequency, periods_per_year
+from titan_ray.data.files import naive_timezone, time_bounds
+from titan_ray.data.providers import DataError, MarketData
+
+DEFAULT_FREQUENCY = "15min"
+DEFAULT_START = "2024-01-02"
+_SESSION_OPEN = pd.Timedelta(hours=9, minutes=30)
+_SESSION = pd.Timedelta(minutes=SESSION_MINUTES)
+_VOL_DISPERSION = (0.7, 1.4)  # per-symbol volatility relative to annual_volatility
+_GAP_SCALE = 0.1  # sd of the open-vs-previous-close gap, in bar volatilities
+_SESSION_GAP_SCALE = 0.5  # the overnight gap at a session's first bar is larger
+_WICK_SCALE = 0.5  # mean size of high/low wicks beyond the body, in bar volatilities
+_VOLUME_NOISE = 0.3  # sd of the lognormal volume noise
+_U_DEPTH = 1.5  # open/close volume is (1 + depth) x midday volume before normalising
+
+
+def synthetic_symbols(n: int) -> list[str]:
+    """``n`` distinct three-letter names: AAA, BBB, .., ZZZ, then AAB, AAC, .. in order."""
+    letters = string.ascii_uppercase
+    repeated = [c * 3 for c in letters]
+    others = ("".join(p) for p in itertools.product(letters, repeat=3) if len(set(p)) > 1)
+    return (repeated + list(itertools.islice(others, max(0, n - len(repeated)))))[:n]
+
+
+def synthetic_timestamps(
+    start: pd.Timestamp, bar: pd.Timedelta, n: int, calendar: Calendar
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """``n`` bar timestamps (int64 UTC ns) at or after ``start`` (tz-aware).
+
+    Also returns each bar's slot within its session and the slots per session, for intraday
+    bars on ``equities`` (the slot drives the intraday volume profile); ``None`` and 1 otherwise.
+    """
+    if Calendar(calendar) is Calendar.CONTINUOUS:
+        first = start.tz_convert("UTC").as_unit("ns").value
+        return first + np.arange(n, dtype=np.int64) * bar.value, None, 1
+    local_start = start.tz_convert(EXCHANGE_TZ).tz_localize(None).as_unit("ns")
+    first_day = np.datetime64(local_start.normalize().date(), "D")
+    if bar >= pd.Timedelta(days=1):
+        step = max(1, round(bar / pd.Timedelta(days=1)))  # a 2D bar spans two sessions
+        days = _weekdays(first_day, n * step)[::step][:n]
+        return _ny_to_utc_ns(days.astype("datetime64[ns]")), None, 1
+    per_day = math.ceil(_SESSION / bar)  # a bar that does not divide 6.5 h ends early at 16:00
+    offsets = (_SESSION_OPEN.value + np.arange(per_day, dtype=np.int64) * bar.value).astype("timedelta64[ns]")
+    days = _weekdays(first_day, math.ceil(n / per_day) + 1)
+    local = (days.astype("datetime64[ns]")[:, None] + offsets[None, :]).ravel()
+    slots = np.tile(np.arange(per_day), len(days))
+    keep = np.flatnonzero(local >= local_start.to_datetime64())[:n]
+    return _ny_to_utc_ns(local[keep]), slots[keep], per_day
+
+
+def _weekdays(first: np.datetime64, count: int) -> np.ndarray:
+    days = np.arange(first, first + count * 7 // 5 + 7, dtype="datetime64[D]")
+    return days[np.is_busday(days)][:count]
+
+
+def _ny_to_utc_ns(local: np.ndarray) -> np.ndarray:
+    # Session hours never fall in a daylight-saving change (02:00), so localising cannot fail.
+    index = pd.DatetimeIndex(local).tz_localize(EXCHANGE_TZ).tz_convert("UTC")
+    return index.as_unit("ns").asi8.copy()
+
+
+def _regime_scale(rng: np.random.Generator, t: int, p: SyntheticConfig) -> np.ndarray:
+    """Volatility multiplier per bar from a symmetric two-state Markov chain.
+
+    A symmetric chain's state is the parity of the number of switches so far, so the chain is a
+    cumulative sum rather than a Python loop. The calm level is set so that the long-run
+    variance equals ``annual_volatility``: half the time calm, half turbulent.
+    """
+    if p.regime_switch_prob == 0:
+        return np.ones(t)
+    initial = int(rng.random() < 0.5)
+    state = (initial + np.cumsum(rng.random(t) < p.regime_switch_prob)) % 2
+    calm = 1.0 / math.sqrt((1.0 + p.high_vol_multiplier**2) / 2.0)
+    return np.where(state == 1, p.high_vol_multiplier * calm, calm)
+
+
+def _unit_t(rng: np.random.Generator, dof: float, size: int | tuple[int, int]) -> np.ndarray:
+    """Student-t draws scaled to unit variance (the t's variance is dof / (dof - 2))."""
+    return rng.standard_t(dof, size) * math.sqrt((dof - 2.0) / dof)
+
+
+def _log_returns(
+    rng: np.random.Generator, t: int, s: int, p: SyntheticConfig, periods: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, S) log returns, (T, S) volatility per bar, (S,) typical bar volatility per symbol."""
+    symbol_vol = p.annual_volatility / math.sqrt(periods) * rng.uniform(*_VOL_DISPERSION, size=s)
+    regime = _regime_scale(rng, t, p)
+    market = _unit_t(rng, p.tail_dof, t)
+    idio = _unit_t(rng, p.tail_dof, (t, s))
+    shock = math.sqrt(p.market_correlation) * market[:, None] + math.sqrt(1.0 - p.market_correlation) * idio
+    vol = regime[:, None] * symbol_vol[None, :]
+    return p.annual_drift / periods + vol * shock, vol, symbol_vol
+
+
+def _intraday_profile(slots: np.ndarray | None, per_day: int) -> np.ndarray:
+    """Volume multiplier per bar, mean 1 over a session: high at the open and close, low midday."""
+    if slots is None or per_day < 3:
+        return np.ones(1 if slots is None else len(slots))
+    x = 2.0 * np.arange(per_day) / (per_day - 1) - 1.0  # -1 at the open, +1 at the last bar
+    shape = 1.0 + _U_DEPTH * x**2
+    return (shape / shape.mean())[slots]
+
+
+class SyntheticProvider:
+    """A seeded synthetic market described by ``DataConfig`` (``bars``, symbols, ``synthetic``)."""
+
+    def __init__(self, config: DataConfig, seed: int) -> None:
+        self._config = config
+        self._seed = seed
+
+    def load(self) -> MarketData:
+        cfg, p = self._config, self._config.synthetic
+        symbols = list(cfg.symbols) if cfg.symbols is not None else synthetic_symbols(cfg.n_symbols)
+        bar = parse_frequency(cfg.frequency or DEFAULT_FREQUENCY)
+        start = pd.Timestamp(cfg.start or DEFAULT_START)
+        if start.tzinfo is None:
+            start = start.tz_localize(naive_timezone(cfg))
+        timestamps, slots, per_day = synthetic_timestamps(start, bar, cfg.bars, cfg.calendar)
+        t, s = len(timestamps), len(symbols)
+
+        rng = np.random.default_rng(self._seed)
+        returns, vol, symbol_vol = _log_returns(rng, t, s, p, periods_per_year(bar, cfg.calendar))
+        log_close = math.log(p.start_price) + np.cumsum(returns, axis=0)
+        log_prev = np.vstack([np.full((1, s), math.log(p.start_price)), log_close[:-1]])
+        gap_scale = np.full(t, _GAP_SCALE)
+        if slots is not None:
+            gap_scale[slots == 0] = _SESSION_GAP_SCALE
+        log_open = log_prev + gap_scale[:, None] * vol * rng.standard_normal((t, s))
+        body_high = np.maximum(log_open, log_close)
+        body_low = np.minimum(log_open, log_close)
+        high = np.exp(body_high + _WICK_SCALE * vol * np.abs(rng.standard_normal((t, s))))
+        low = np.exp(body_low - _WICK_SCALE * vol * np.abs(rng.standard_normal((t, s))))
+
+        noise = np.exp(_VOLUME_NOISE * rng.standard_normal((t, s)) - _VOLUME_NOISE**2 / 2.0)
+        # Busy bars trade more: |return| in units of the symbol's typical bar volatility.
+        bump = 0.5 + 0.5 * np.abs(returns - returns.mean(axis=0)) / symbol_vol[None, :]
+        volume = p.base_volume * _intraday_profile(slots, per_day)[:, None] * noise * bump
+        volume = np.maximum(1.0, np.rint(volume))
+
+        keep = self._window(timestamps)
+        return MarketData(
+            bars=BarBatch.from_arrays(
+                timestamps[keep],
+                symbols,
+                open=np.exp(log_open)[keep],
+                high=high[keep],
+                low=low[keep],
+                close=np.exp(log_close)[keep],
+                volume=volume[keep],
+            ),
+            frequency=bar,
+            calendar=Calendar(cfg.calendar),
+            source=f"synthetic(seed={self._seed})",
+            rejected=(),
+        )
+
+    def _window(self, timestamps: np.ndarray) -> np.ndarray:
+        """Bars up to ``data.end``; the start already set where generation began."""
+        _, end = time_bounds(self._config)
+        if end is None:
+            return np.ones(len(timestamps), dtype=bool)
+        keep = timestamps <= end
+        if keep.sum() < 2:
+            raise DataError(
+                f"data.end {self._config.end!r} leaves fewer than 2 synthetic bars (the first is at "
+                f"{pd.Timestamp(timestamps[0], tz='UTC')}); move data.end later or data.start earlier"
+            )
+        return keep

@@ -1,0 +1,419 @@
+"""The ledger: every model's virtual portfolio, driven chunk by chunk by target weights.
+
+For each model and each bar of a chunk, in this order (``fill: next_open``):
+
+1. new trading day → the daily loss limit resets;
+2. orders staged at the previous bar fill at this bar's open: target weight → order quantity
+   (``sizing``) → validator (finite price, weight in range) → risk (``check_order``) → slippage →
+   participation cap (the rest keeps working) → commission → portfolio;
+3. the portfolio is marked at the close (equity, cash, gross exposure recorded);
+4. path-dependent risk (drawdown circuit breaker, daily loss limit) may stage flattening orders;
+5. weights that changed at this bar are staged to fill at the next bar's open.
+
+With ``fill: same_close`` step 5 comes first and its orders fill at this bar's close in step 2.
+A weight that does not change creates no order: the ledger turns *changes* of weight into orders,
+so a position is sized once, when the model asks for it, and then drifts with the market.
+
+The loop runs per bar, but a chunk's shared work (marks, day keys, which bars have a change) is
+vectorised once per chunk, and a bar without orders costs two dot products per model. Results
+never depend on the chunk size: all state that crosses a chunk boundary lives in the books.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from titan_ray.config import FixedQuantitySizing, LedgerConfig, RiskConfig
+from titan_ray.data.bars import BarBatch
+from titan_ray.data.calendar import Calendar, session_days
+from titan_ray.ledger.money import commission_micro, fill_value_micro, to_micro
+from titan_ray.ledger.portfolio import Portfolio
+from titan_ray.ledger.slippage import base_fraction, slipped_price
+from titan_ray.ledger.types import Fill, OrderRecord, OrderStatus, RejectReason, Side
+from titan_ray.models.decisions import Decisions, Explanation, decision_id
+from titan_ray.risk.engine import RiskState, check_order, is_reducing
+
+_FRACTION_STEP = 1e-6  # fractional quantities are truncated to a millionth of a share
+
+
+@dataclass
+class _Working:
+    order_id: int
+    decision_id: str
+    s: int
+    requested: float  # signed
+    remaining: float  # signed
+    timestamp: int
+    bar: int
+
+
+@dataclass
+class Book:
+    """Everything the ledger knows about one model."""
+
+    model: str
+    portfolio: Portfolio
+    risk: RiskState
+    long_only: bool
+    target: np.ndarray  # last accepted target weights
+    last_equity: float
+    seq: int = -1  # last chunk sequence number applied
+    next_order_id: int = 0
+    pending: dict[int, tuple[float, str]] = field(default_factory=dict)  # symbol index -> (weight, id)
+    working: dict[int, _Working] = field(default_factory=dict)
+    orders: list[OrderRecord] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+    explanations: list[Explanation] = field(default_factory=list)
+    timestamps: list[np.ndarray] = field(default_factory=list)
+    equity: list[np.ndarray] = field(default_factory=list)
+    cash: list[np.ndarray] = field(default_factory=list)
+    gross: list[np.ndarray] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # chunk sequence numbers without decisions
+
+
+@dataclass(frozen=True)
+class ModelResults:
+    model: str
+    timestamps: np.ndarray
+    equity: np.ndarray
+    cash: np.ndarray
+    gross_exposure: np.ndarray
+    orders: list[OrderRecord]
+    fills: list[Fill]
+    round_trips: list
+    explanations: list[Explanation]
+    positions: dict[str, float]
+    avg_cost: dict[str, float]
+    realized_pnl: float
+    cash_micro: int
+    initial_cash_micro: int
+    skipped_chunks: list[int]
+    halted: str | None
+
+
+class Ledger:
+    """Plain-Python ledger; ``LedgerActor`` is a thin Ray wrapper around it."""
+
+    def __init__(
+        self,
+        *,
+        ledger: LedgerConfig,
+        risk: RiskConfig,
+        symbols: tuple[str, ...] | list[str],
+        calendar: Calendar | str,
+        models: dict[str, bool],  # name -> long_only
+    ) -> None:
+        self.cfg = ledger
+        self.risk_cfg = risk
+        self.symbols = tuple(symbols)
+        self.calendar = Calendar(calendar)
+        self._fixed_qty = (
+            ledger.sizing.quantity if isinstance(ledger.sizing, FixedQuantitySizing) else None
+        )
+        self._base_slip = base_fraction(ledger.slippage)
+        self._initial_micro = to_micro(ledger.initial_cash)
+        initial = self._initial_micro / 1e6
+        n = len(self.symbols)
+        self.books: dict[str, Book] = {
+            name: Book(
+                model=name,
+                portfolio=Portfolio(name, self.symbols, self._initial_micro),
+                risk=RiskState(peak=initial, day_start_equity=initial),
+                long_only=long_only,
+                target=np.zeros(n),
+                last_equity=initial,
+            )
+            for name, long_only in models.items()
+        }
+        self._last_close = np.full(n, np.nan)  # last finite close per symbol, for marks
+        self.bars_seen = 0
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def apply(self, seq: int, bars: BarBatch, decisions: list[Decisions | None]) -> dict:
+        """Apply one chunk of bars with each model's decisions for it; idempotent by ``seq``.
+
+        ``decisions`` may hold None for a model that did not answer: it keeps its positions, is
+        marked to market, and the skip is recorded.
+        """
+        if bars.symbols != self.symbols:
+            raise ValueError("bars carry other symbols than the ledger was built for")
+        by_model = {d.model: d for d in decisions if d is not None}
+        unknown = set(by_model) - set(self.books)
+        if unknown:
+            raise ValueError(f"decisions from unknown models {sorted(unknown)}")
+        close_mark, open_mark = self._marks(bars)
+        days = session_days(bars.timestamps, self.calendar)
+        applied = []
+        for name, book in self.books.items():
+            if seq <= book.seq:
+                continue  # a chunk seen twice is applied once
+            dec = by_model.get(name)
+            if dec is None:
+                book.skipped.append(seq)
+                weights = np.broadcast_to(book.target, (len(bars), len(self.symbols)))
+            else:
+                if dec.weights.shape != (len(bars), len(self.symbols)) or dec.start != bars.start:
+                    raise ValueError(
+                        f"model {name!r} sent weights of shape {dec.weights.shape} from bar {dec.start}; "
+                        f"expected {(len(bars), len(self.symbols))} from bar {bars.start}"
+                    )
+                weights = self._validated(book, dec, bars)
+                book.explanations.extend(dec.explanations)
+            self._run_chunk(book, bars, weights, close_mark, open_mark, days)
+            book.seq = seq
+            applied.append(name)
+        self._last_close = close_mark[-1].copy()
+        self.bars_seen = max(self.bars_seen, bars.stop)
+        return {"seq": seq, "applied": applied}
+
+    def kill_switch(self, model: str, on: bool = True) -> None:
+        """Flatten ``model`` at the next fill bar and reject every order that adds risk (or lift it)."""
+        from titan_ray.ledger.types import HaltReason
+
+        book = self.books[model]
+        if on:
+            book.risk.halted = HaltReason.KILL_SWITCH
+            for s in np.flatnonzero(book.portfolio.position):
+                book.pending[int(s)] = (0.0, "risk:kill_switch")
+        elif book.risk.halted is HaltReason.KILL_SWITCH:
+            book.risk.halted = None
+
+    def results(self) -> dict[str, ModelResults]:
+        return {name: self._model_results(book) for name, book in self.books.items()}
+
+    def equity_curves(self) -> dict[str, np.ndarray]:
+        return {n: _cat(b.equity) for n, b in self.books.items()}
+
+    # --- chunk machinery ------------------------------------------------------------------------
+
+    def _marks(self, bars: BarBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Close marks (last finite close) and open marks (the open, else the last close)."""
+        close = bars.close
+        if np.isfinite(close).all():
+            close_mark = close
+        else:
+            filled = np.vstack([self._last_close[None, :], close])
+            idx = np.where(np.isfinite(filled), np.arange(len(filled))[:, None], 0)
+            np.maximum.accumulate(idx, axis=0, out=idx)
+            close_mark = np.take_along_axis(filled, idx, axis=0)[1:]
+        prev_close = np.vstack([self._last_close[None, :], close_mark[:-1]])
+        open_mark = np.where(np.isfinite(bars.open), bars.open, prev_close)
+        return close_mark, open_mark
+
+    def _validated(self, book: Book, dec: Decisions, bars: BarBatch) -> np.ndarray:
+        w = dec.weights
+        low = 0.0 if book.long_only else -1.0
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(w) | (w < low) | (w > 1.0)
+        if not bad.any():
+            return w
+        w = np.array(w, dtype=np.float64)
+        for t, s in zip(*np.nonzero(bad), strict=True):
+            given = float(dec.weights[t, s])
+            w[t, s] = w[t - 1, s] if t > 0 else book.target[s]
+            bar = bars.start + int(t)
+            book.orders.append(
+                OrderRecord(
+                    model=book.model,
+                    order_id=self._order_id(book),
+                    decision_id=decision_id(book.model, self.symbols[s], bar),
+                    symbol=self.symbols[s],
+                    timestamp=int(bars.timestamps[t]),
+                    bar=bar,
+                    side=Side.BUY,
+                    quantity=0.0,
+                    filled=0.0,
+                    status=OrderStatus.REJECTED,
+                    reason=RejectReason.INVALID_WEIGHT,
+                    detail=f"INVALID_WEIGHT: weight={given!r} outside [{low:g}, 1] or not finite; kept "
+                    f"the previous target {w[t, s]:g}",
+                )
+            )
+        return w
+
+    def _run_chunk(
+        self,
+        book: Book,
+        bars: BarBatch,
+        weights: np.ndarray,
+        close_mark: np.ndarray,
+        open_mark: np.ndarray,
+        days: np.ndarray,
+    ) -> None:
+        n_t = len(bars)
+        prev = np.vstack([book.target[None, :], weights[:-1]])
+        changed = weights != prev
+        change_rows = changed.any(axis=1)
+        eq_out, cash_out, gross_out = np.empty(n_t), np.empty(n_t), np.empty(n_t)
+        p, risk, risk_cfg = book.portfolio, book.risk, self.risk_cfg
+        next_open = self.cfg.fill == "next_open"
+        pos = p.position  # updated in place by fills
+        for t in range(n_t):
+            risk.new_bar(int(days[t]), book.last_equity)
+            if not next_open and change_rows[t]:
+                self._stage(book, weights[t], changed[t], bars.start + t, int(bars.timestamps[t]))
+            if book.pending or book.working:
+                if next_open:
+                    self._execute(book, bars, t, bars.open[t], open_mark[t])
+                else:
+                    self._execute(book, bars, t, bars.close[t], close_mark[t])
+            marks = close_mark[t]
+            equity = p.cash_micro / 1e6 + float(pos @ marks)
+            eq_out[t] = equity
+            cash_out[t] = p.cash_micro / 1e6
+            gross_out[t] = float(np.abs(pos) @ marks)
+            flatten = risk.on_close(risk_cfg, equity)
+            if flatten is not None:
+                for s in np.flatnonzero(pos):
+                    book.pending[int(s)] = (0.0, flatten)
+            if next_open and change_rows[t]:
+                self._stage(book, weights[t], changed[t], bars.start + t, int(bars.timestamps[t]))
+            book.last_equity = equity
+        book.target = np.array(weights[-1], dtype=np.float64)
+        book.timestamps.append(np.asarray(bars.timestamps))
+        book.equity.append(eq_out)
+        book.cash.append(cash_out)
+        book.gross.append(gross_out)
+
+    def _stage(self, book: Book, w_row: np.ndarray, changed_row: np.ndarray, bar: int, ts: int) -> None:
+        for s in np.flatnonzero(changed_row):
+            s = int(s)
+            did = decision_id(book.model, self.symbols[s], bar)
+            staged = book.pending.get(s)
+            if staged is not None and staged[1].startswith("risk:"):
+                # A risk flattening order outranks the model's own wish on the same bar.
+                reason = RejectReason(staged[1].removeprefix("risk:").upper())
+                self._reject_new(book, s, did, ts, bar, 0.0, reason,
+                                 f"{reason.value}: the model's order gave way to a risk flattening order")
+                continue
+            book.pending[s] = (float(w_row[s]), did)
+
+    def _order_id(self, book: Book) -> int:
+        book.next_order_id += 1
+        return book.next_order_id
+
+    def _target_quantity(self, position: float, weight: float, equity: float, ref: float) -> float:
+        if self._fixed_qty is not None:
+            return math.copysign(self._fixed_qty, weight) if weight != 0 else 0.0
+        raw = weight * equity / ref
+        direction = (raw > position) - (raw < position)
+        fill_price = ref * (1 + direction * self._base_slip)
+        target = weight * equity / fill_price
+        if self.cfg.fractional:
+            return math.trunc(target / _FRACTION_STEP) * _FRACTION_STEP
+        return float(math.trunc(target))
+
+    def _execute(self, book: Book, bars: BarBatch, t: int, ref_row: np.ndarray, mark_row: np.ndarray) -> None:
+        """Turn staged targets into orders and fill what may fill at bar ``t``."""
+        p = book.portfolio
+        ts, bar = int(bars.timestamps[t]), bars.start + t
+        equity = p.equity(mark_row)
+        for s, (weight, did) in book.pending.items():
+            old = book.working.pop(s, None)
+            if old is not None:
+                self._finish(book, old, OrderStatus.REPLACED, None, "REPLACED: a newer target arrived")
+            ref = float(ref_row[s])
+            if not math.isfinite(ref):
+                self._reject_new(book, s, did, ts, bar, 0.0, RejectReason.NO_MARKET_DATA,
+                                 f"NO_MARKET_DATA: no price for {self.symbols[s]} on the fill bar")
+                continue
+            qty = self._target_quantity(float(p.position[s]), weight, equity, ref) - float(p.position[s])
+            if qty != 0:
+                book.working[s] = _Working(self._order_id(book), did, s, qty, qty, ts, bar)
+        book.pending.clear()
+        if not book.working:
+            return
+        # Orders that reduce exposure go first, so the capital they free counts for the rest.
+        order = sorted(book.working, key=lambda s: (not is_reducing(float(p.position[s]), book.working[s].remaining), s))
+        gross = p.gross_value(mark_row)
+        volume = bars.volume[t]
+        cap = self.cfg.max_participation
+        for s in order:
+            wk = book.working[s]
+            ref = float(ref_row[s])
+            position = float(p.position[s])
+            if not math.isfinite(ref):
+                self._finish(book, book.working.pop(s), OrderStatus.REJECTED, RejectReason.NO_MARKET_DATA,
+                             f"NO_MARKET_DATA: no price for {self.symbols[s]} on the fill bar")
+                continue
+            reason, detail = check_order(
+                self.risk_cfg, book.risk, position=position, quantity=wk.remaining, price=ref,
+                equity=equity, gross_value=gross,
+            )
+            if reason is not None:
+                self._finish(book, book.working.pop(s), OrderStatus.REJECTED, reason, detail)
+                continue
+            qty = wk.remaining
+            if cap is not None:
+                limit = cap * float(volume[s])
+                limit = math.floor(limit / _FRACTION_STEP) * _FRACTION_STEP if self.cfg.fractional else math.floor(limit)
+                if limit <= 0:
+                    continue  # nothing can fill on this bar; the order keeps working
+                qty = math.copysign(min(abs(qty), limit), qty)
+            direction = 1 if qty > 0 else -1
+            price = slipped_price(self.cfg.slippage, ref, direction, abs(qty), float(volume[s]))
+            if price is None:
+                self._finish(book, book.working.pop(s), OrderStatus.REJECTED, RejectReason.NO_LIQUIDITY,
+                             f"NO_LIQUIDITY: {self.symbols[s]} traded no volume on the fill bar")
+                continue
+            value = fill_value_micro(qty, price)
+            comm = commission_micro(value, self.cfg.commission_bps)
+            p.apply_fill(s, qty, price, value, comm, ts, bar)
+            book.fills.append(Fill(book.model, wk.order_id, wk.decision_id, self.symbols[s], ts, bar,
+                                   Side.BUY if qty > 0 else Side.SELL, abs(qty), price, ref, value, comm))
+            gross += abs(p.position[s] * mark_row[s]) - abs(position * mark_row[s])
+            wk.remaining -= qty
+            if wk.remaining == 0:
+                self._finish(book, book.working.pop(s), OrderStatus.FILLED, None, "")
+
+    def _reject_new(self, book: Book, s: int, did: str, ts: int, bar: int, qty: float,
+                    reason: RejectReason, detail: str) -> None:
+        book.orders.append(OrderRecord(book.model, self._order_id(book), did, self.symbols[s], ts, bar,
+                                       Side.BUY if qty >= 0 else Side.SELL, abs(qty), 0.0,
+                                       OrderStatus.REJECTED, reason, detail))
+
+    def _finish(self, book: Book, wk: _Working, status: OrderStatus, reason: RejectReason | None,
+                detail: str) -> None:
+        filled = abs(wk.requested - wk.remaining)
+        if status is OrderStatus.REJECTED and filled > 0:
+            detail = f"{detail} (after {filled:g} filled)"
+        book.orders.append(OrderRecord(book.model, wk.order_id, wk.decision_id, self.symbols[wk.s],
+                                       wk.timestamp, wk.bar, Side.BUY if wk.requested > 0 else Side.SELL,
+                                       abs(wk.requested), filled, status, reason, detail))
+
+    def _model_results(self, book: Book) -> ModelResults:
+        p = book.portfolio
+        orders = list(book.orders)
+        for wk in book.working.values():  # still working at the end of the run
+            filled = abs(wk.requested - wk.remaining)
+            orders.append(OrderRecord(book.model, wk.order_id, wk.decision_id, self.symbols[wk.s],
+                                      wk.timestamp, wk.bar, Side.BUY if wk.requested > 0 else Side.SELL,
+                                      abs(wk.requested), filled, OrderStatus.PARTIALLY_FILLED, None,
+                                      "PARTIALLY_FILLED: still working when the run ended"))
+        orders.sort(key=lambda o: o.order_id)
+        return ModelResults(
+            model=book.model,
+            timestamps=_cat(book.timestamps, np.int64),
+            equity=_cat(book.equity),
+            cash=_cat(book.cash),
+            gross_exposure=_cat(book.gross),
+            orders=orders,
+            fills=list(book.fills),
+            round_trips=list(p.round_trips),
+            explanations=list(book.explanations),
+            positions={self.symbols[s]: float(p.position[s]) for s in np.flatnonzero(p.position)},
+            avg_cost={self.symbols[s]: float(p.avg_cost[s]) for s in np.flatnonzero(p.position)},
+            realized_pnl=float(p.realized_pnl.sum()),
+            cash_micro=p.cash_micro,
+            initial_cash_micro=p.initial_cash_micro,
+            skipped_chunks=list(book.skipped),
+            halted=book.risk.halted.value if book.risk.halted else None,
+        )
+
+
+def _cat(parts: list[np.ndarray], dtype: type = np.float64) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)

@@ -1,0 +1,47 @@
+"""The money policy, written down once.
+
+- Cash, fill values and commissions are exact: Python integers of **micro-units** (1e-6 of the
+  account currency). Their sums never drift, however many fills a run has, so the invariant
+  ``cash = initial - sum(buy values) + sum(sell values) - sum(commissions)`` holds to the unit.
+- A fill's value is computed exactly from the float64 fill price (its exact binary value, via
+  Decimal) times the quantity, and then quantized once, half-even, to the micro-unit; its
+  commission is computed exactly from that value and quantized the same way. No cent rounding
+  is applied per fill: a micro-unit is 10,000 times finer than a broker's cent.
+- Prices, marks and metrics are float64 (a mark is an estimate, not money that moved).
+- Quantities are float64 holding integers unless ``ledger.fractional`` is set.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+MICRO = 1_000_000
+_MICRO_D = Decimal(MICRO)
+_ONE = Decimal(1)
+_BPS = Decimal(10_000)
+
+
+def to_micro(amount: Decimal | int | str) -> int:
+    """An exact amount of currency as integer micro-units (half-even at the micro-unit)."""
+    return int((Decimal(amount) * _MICRO_D).quantize(_ONE, rounding=ROUND_HALF_EVEN))
+
+
+def from_micro(micro: int) -> float:
+    return micro / MICRO
+
+
+def micro_to_decimal(micro: int) -> Decimal:
+    return Decimal(micro) / _MICRO_D
+
+
+def fill_value_micro(quantity: float, price: float) -> int:
+    """|quantity| x price in micro-units, exact up to the one quantization."""
+    exact = Decimal(abs(quantity)) * Decimal(price) * _MICRO_D
+    return int(exact.quantize(_ONE, rounding=ROUND_HALF_EVEN))
+
+
+def commission_micro(value_micro: int, bps: Decimal) -> int:
+    """Commission of ``bps`` basis points on a fill value, in micro-units."""
+    if not bps:
+        return 0
+    return int((Decimal(value_micro) * bps / _BPS).quantize(_ONE, rounding=ROUND_HALF_EVEN))

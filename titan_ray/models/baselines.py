@@ -1,0 +1,243 @@
+"""The baseline competitors: SMA crossover, RSI mean reversion, buy-and-hold, and random.
+
+Each carries the state it needs across chunks (recent closes, Wilder averages, its current
+weight), and computes every value with the same operations in the same order whatever the
+chunk size, so that a replay in chunks of 1, 7 or 512 bars gives bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from titan_ray.data.bars import BarBatch
+from titan_ray.models.base import ModelParams, TradingModel, action_phrase, hold_forward
+from titan_ray.models.decisions import Feature
+
+
+def rolling_mean(history: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Mean of the last ``n`` rows ending at each row of ``values``; ``history`` holds n-1 rows before.
+
+    Summed window term by term in a fixed order, so each mean is the same float whatever the
+    chunking (a cumulative-sum trick would make it depend on where the chunk starts).
+    """
+    x = np.vstack([history, values])
+    t = len(values)
+    acc = np.zeros_like(values)
+    for k in range(n):
+        acc += x[k : k + t]
+    return acc / n
+
+
+class SmaParams(ModelParams):
+    fast: int = Field(10, ge=1, description="bars in the fast average")
+    slow: int = Field(30, ge=2, description="bars in the slow average")
+    weight: float | None = Field(None, gt=0, le=1, description="weight of a long position; default 1/S")
+
+    @model_validator(mode="after")
+    def _order(self) -> SmaParams:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be shorter than slow ({self.slow})")
+        return self
+
+
+class SmaCrossover(TradingModel):
+    """Long on the bar the fast average crosses above the slow one, flat when it crosses below."""
+
+    kind = "sma_crossover"
+    Params = SmaParams
+
+    def __init__(self, name: str, params: dict[str, Any], symbols: tuple[str, ...], *, seed: int) -> None:
+        super().__init__(name, params, symbols, seed=seed)
+        n = len(self.symbols)
+        self._hist = np.full((self.params.slow - 1, n), np.nan)
+        self._prev_fast = np.full(n, np.nan)
+        self._prev_slow = np.full(n, np.nan)
+        self._weight = np.zeros(n)
+        self._long = self.params.weight or self.default_weight()
+
+    def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        p, close = self.params, bars.close
+        fast = rolling_mean(self._hist[len(self._hist) - (p.fast - 1) :], close, p.fast)
+        slow = rolling_mean(self._hist, close, p.slow)
+        prev_fast = np.vstack([self._prev_fast[None, :], fast[:-1]])
+        prev_slow = np.vstack([self._prev_slow[None, :], slow[:-1]])
+        up = (prev_fast < prev_slow) & (fast > slow)
+        down = (prev_fast > prev_slow) & (fast < slow)
+        events = np.where(up, self._long, np.where(down, 0.0, np.nan))
+        weights = hold_forward(events, self._weight)
+        self._hist = np.vstack([self._hist, close])[-(p.slow - 1) :] if p.slow > 1 else self._hist
+        self._prev_fast, self._prev_slow = fast[-1].copy(), slow[-1].copy()
+        self._weight = weights[-1].copy()
+        return weights, {"fast": fast, "slow": slow}
+
+    def _explain(self, t, s, old, new, info, bars):
+        p = self.params
+        fast, slow = float(info["fast"][t, s]), float(info["slow"][t, s])
+        gap = (fast / slow - 1) * 100 if slow else float("nan")
+        direction = "above" if fast > slow else "below"
+        features = [
+            Feature(f"sma_{p.fast}", fast, 0.0),
+            Feature(f"sma_{p.slow}", slow, 0.0),
+            Feature("gap_pct", gap, gap),
+        ]
+        sentence = (
+            f"{action_phrase(self.symbols[s], old, new)}: SMA({p.fast}) {fast:.2f} crossed {direction} "
+            f"SMA({p.slow}) {slow:.2f}, gap {gap:+.2f}%."
+        )
+        return features, float("nan"), sentence
+
+
+class RsiParams(ModelParams):
+    period: int = Field(14, ge=2, description="bars in Wilder's RSI")
+    low: float = Field(30, gt=0, lt=100, description="go long when RSI falls below this (oversold)")
+    high: float = Field(70, gt=0, lt=100, description="go flat when RSI rises above this (overbought)")
+    weight: float | None = Field(None, gt=0, le=1, description="weight of a long position; default 1/S")
+
+    @model_validator(mode="after")
+    def _order(self) -> RsiParams:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class RsiReversion(TradingModel):
+    """Wilder's RSI mean reversion: long when oversold, flat again when overbought."""
+
+    kind = "rsi_reversion"
+    Params = RsiParams
+
+    def __init__(self, name: str, params: dict[str, Any], symbols: tuple[str, ...], *, seed: int) -> None:
+        super().__init__(name, params, symbols, seed=seed)
+        n = len(self.symbols)
+        self._prev_close = np.full(n, np.nan)
+        self._count = np.zeros(n, dtype=np.int64)  # price changes seen
+        self._gain = np.zeros(n)  # sum while seeding, then Wilder's average
+        self._loss = np.zeros(n)
+        self._weight = np.zeros(n)
+        self._long = self.params.weight or self.default_weight()
+
+    def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        n = self.params.period
+        close = bars.close
+        rsi = np.full(close.shape, np.nan)
+        prev, count, gain, loss = self._prev_close, self._count, self._gain, self._loss
+        for i in range(len(close)):
+            c = close[i]
+            ok = np.isfinite(c) & np.isfinite(prev)
+            d = np.where(ok, c - prev, 0.0)
+            g, lo = np.maximum(d, 0.0), np.maximum(-d, 0.0)
+            count = count + ok
+            seeding = ok & (count <= n)
+            gain = np.where(seeding, gain + g, gain)
+            loss = np.where(seeding, loss + lo, loss)
+            seeded = ok & (count == n)
+            gain = np.where(seeded, gain / n, gain)
+            loss = np.where(seeded, loss / n, loss)
+            smooth = ok & (count > n)
+            gain = np.where(smooth, (gain * (n - 1) + g) / n, gain)
+            loss = np.where(smooth, (loss * (n - 1) + lo) / n, loss)
+            ready = count >= n
+            with np.errstate(divide="ignore", invalid="ignore"):
+                value = np.where(loss > 0, 100.0 - 100.0 / (1.0 + gain / loss), np.where(gain > 0, 100.0, 50.0))
+            rsi[i] = np.where(ready, value, np.nan)
+            prev = np.where(np.isfinite(c), c, prev)
+        self._prev_close, self._count, self._gain, self._loss = prev, count, gain, loss
+        p = self.params
+        events = np.where(rsi < p.low, self._long, np.where(rsi > p.high, 0.0, np.nan))
+        weights = hold_forward(events, self._weight)
+        self._weight = weights[-1].copy()
+        return weights, {"rsi": rsi}
+
+    def _explain(self, t, s, old, new, info, bars):
+        p = self.params
+        rsi = float(info["rsi"][t, s])
+        if new > old:
+            why = f"RSI({p.period}) {rsi:.1f} fell below {p.low:g} (oversold)"
+            attribution = rsi - p.low
+        else:
+            why = f"RSI({p.period}) {rsi:.1f} rose above {p.high:g} (overbought)"
+            attribution = rsi - p.high
+        features = [Feature(f"rsi_{p.period}", rsi, attribution), Feature("low", p.low, 0.0),
+                    Feature("high", p.high, 0.0)]
+        return features, float("nan"), f"{action_phrase(self.symbols[s], old, new)}: {why}."
+
+
+class HoldParams(ModelParams):
+    weight: float | None = Field(None, gt=0, le=1, description="weight of each symbol; default 1/S")
+
+
+class BuyAndHold(TradingModel):
+    """The yardstick: an equal share of every symbol from its first bar, never sold."""
+
+    kind = "buy_and_hold"
+    Params = HoldParams
+
+    def __init__(self, name: str, params: dict[str, Any], symbols: tuple[str, ...], *, seed: int) -> None:
+        super().__init__(name, params, symbols, seed=seed)
+        self._seen = np.zeros(len(self.symbols), dtype=bool)
+        self._long = self.params.weight or self.default_weight()
+
+    def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        seen = np.logical_or.accumulate(np.vstack([self._seen[None, :], np.isfinite(bars.close)]), axis=0)[1:]
+        self._seen = seen[-1].copy()
+        return np.where(seen, self._long, 0.0), {}
+
+    def observe(self, bars: BarBatch) -> None:
+        # Warm-up bars only tell which symbols exist; buying starts when trading does.
+        self._weights(bars)
+
+    def _explain(self, t, s, old, new, info, bars):
+        price = float(bars.close[t, s])
+        features = [Feature("close", price, 0.0)]
+        return features, float("nan"), (
+            f"{action_phrase(self.symbols[s], old, new)}: the benchmark buys an equal share of every "
+            f"symbol on its first bar ({price:.2f}) and holds it."
+        )
+
+
+class RandomParams(ModelParams):
+    every: int = Field(26, ge=1, description="bars between fresh random draws")
+    p_long: float = Field(0.5, ge=0, le=1, description="chance of holding each symbol after a draw")
+    allow_short: bool = Field(False, description="draw short positions too (with the same chance)")
+    weight: float | None = Field(None, gt=0, le=1, description="weight of a position; default 1/S")
+
+
+class RandomModel(TradingModel):
+    """The null hypothesis: seeded coin flips, redrawn every ``every`` bars."""
+
+    kind = "random"
+    Params = RandomParams
+
+    def __init__(self, name: str, params: dict[str, Any], symbols: tuple[str, ...], *, seed: int) -> None:
+        super().__init__(name, params, symbols, seed=seed)
+        self.long_only = not self.params.allow_short
+        self._weight = np.zeros(len(self.symbols))
+        self._size = self.params.weight or self.default_weight()
+        self._stream = zlib.crc32(name.encode())
+
+    def _draw(self, bar: int) -> np.ndarray:
+        # A generator per draw, keyed by the bar: the draw never depends on how bars were chunked.
+        rng = np.random.default_rng([self.seed, self._stream, bar])
+        hold = rng.random(len(self.symbols)) < self.params.p_long
+        sign = np.where(rng.random(len(self.symbols)) < 0.5, -1.0, 1.0) if self.params.allow_short else 1.0
+        return np.where(hold, sign * self._size, 0.0)
+
+    def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        events = np.full((len(bars), len(self.symbols)), np.nan)
+        first = (-bars.start) % self.params.every
+        for t in range(first, len(bars), self.params.every):
+            events[t] = self._draw(bars.start + t)
+        weights = hold_forward(events, self._weight)
+        self._weight = weights[-1].copy()
+        return weights, {}
+
+    def _explain(self, t, s, old, new, info, bars):
+        bar = bars.start + t
+        return [Feature("draw_bar", float(bar), 0.0)], float("nan"), (
+            f"{action_phrase(self.symbols[s], old, new)}: random draw at bar {bar} (seed {self.seed}); "
+            "the null hypothesis that skill must beat."
+        )
