@@ -11,18 +11,25 @@ and zero volume where a symbol has no bar). A file goes through these parts in t
   column) and open/high/low/close/volume in any letter case; other columns are ignored.
 - ``_parse_times``: int64 UTC nanoseconds. Aware timestamps are converted; naive ones are read in
   ``data.timezone`` (default New York on ``equities``, UTC on ``continuous``).
-- ``_validate``: every bad row becomes a ``RejectedBar`` (1-based data row, rule, detail) and is
-  skipped. Rows keep the file's order: a row earlier than the last accepted one is rejected,
-  never sorted into place, because a silently re-sorted file hides a broken export.
+- ``_check_rows`` then ``_check_order``: every bad row becomes a ``RejectedBar`` (1-based data
+  row, rule, detail) and is skipped. Rows keep the file's order: a row earlier than the last
+  accepted one is rejected, never sorted into place, because a silently re-sorted file hides a
+  broken export.
+
+``naive_timezone`` and ``time_bounds`` are the one rule for reading naive times, shared with the
+synthetic provider's ``data.start``/``data.end``.
 
 ``DataError`` is raised only when a file cannot be used at all, with the fix in the message.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -46,15 +53,15 @@ _COLUMNS_HELP = (
     "must have exactly 6 columns: timestamp,open,high,low,close,volume."
 )
 _FIX = {
-    BadBarRule.UNPARSEABLE_TIMESTAMP: "Write timestamps like 2024-01-02 09:30:00, one format for the whole file.",
+    BadBarRule.UNPARSEABLE_TIMESTAMP: "Write timestamps like 2024-01-02 09:30:00, one format per file.",
     BadBarRule.MISSING_VALUE: "Fill the gaps or strip those lines, e.g. with `df.dropna()`.",
     BadBarRule.NON_POSITIVE_PRICE: "Prices must be > 0; strip those lines, e.g. with "
     "`df[(df[['open', 'high', 'low', 'close']] > 0).all(axis=1)]`.",
     BadBarRule.HIGH_BELOW_LOW: "High must be >= low; check that the high and low columns are not swapped.",
-    BadBarRule.OPEN_CLOSE_OUTSIDE_RANGE: "Open and close must lie within [low, high]; check the column names.",
-    BadBarRule.NEGATIVE_VOLUME: "Volume must be >= 0; strip those lines, e.g. with `df[df['volume'] >= 0]`.",
-    BadBarRule.DUPLICATE_TIMESTAMP: "Keep one row per timestamp, e.g. with `df.drop_duplicates('timestamp')`.",
-    BadBarRule.OUT_OF_ORDER_TIMESTAMP: "Sort the rows oldest first, e.g. with `df.sort_values('timestamp')`.",
+    BadBarRule.OPEN_CLOSE_OUTSIDE_RANGE: "Open and close must lie within [low, high]; check the columns.",
+    BadBarRule.NEGATIVE_VOLUME: "Volume must be >= 0; strip those lines, e.g. `df[df['volume'] >= 0]`.",
+    BadBarRule.DUPLICATE_TIMESTAMP: "Keep one row per timestamp, e.g. `df.drop_duplicates('timestamp')`.",
+    BadBarRule.OUT_OF_ORDER_TIMESTAMP: "Sort the rows oldest first, e.g. `df.sort_values('timestamp')`.",
 }
 
 
@@ -87,7 +94,9 @@ def _bound(name: str, text: str | None, tz: str) -> int | None:
     except (ValueError, TypeError):
         ts = pd.NaT
     if ts is pd.NaT:
-        raise DataError(f"data.{name} {text!r} is not a date or time; write it like 2024-01-02 or 2024-01-02 09:30")
+        raise DataError(
+            f"data.{name} {text!r} is not a date or time; write it like 2024-01-02 or 2024-01-02 09:30"
+        )
     whole_day = name == "end" and ts.tzinfo is None and _DATE_ONLY.fullmatch(str(text).strip()) is not None
     if whole_day:
         ts += pd.Timedelta(days=1)
@@ -198,10 +207,10 @@ def _discover(path: Path, config: DataConfig) -> list[tuple[str, Path]]:
         found[symbol] = f
     if not found:
         other = "parquet" if config.provider == "csv" else "csv"
-        hint = f"; it holds {other} files ({', '.join(others[:3])}), so set data.provider: {other}" if others else ""
+        hint = f" (it holds {other} files: {', '.join(others[:3])}; set data.provider: {other})"
         raise DataError(
-            f"no {config.provider} files ({patterns}) in folder {path}{hint}; put one file per symbol "
-            "there, named after the symbol, e.g. aapl.csv"
+            f"no {config.provider} files ({patterns}) in folder {path}{hint if others else ''}; put one "
+            "file per symbol there, named after the symbol, e.g. aapl.csv"
         )
     if config.symbols is None:
         return sorted(found.items())
@@ -230,27 +239,62 @@ def _read_table(path: Path, provider: str) -> pd.DataFrame:
     except DataError:
         raise
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty; it needs one row per bar: timestamp,open,high,low,close,volume") from None
+        raise DataError(f"{path} is empty; it needs one row per bar: {','.join(_HEADERLESS)}") from None
     except pd.errors.ParserError as err:
-        raise DataError(
-            f"cannot read {path}: {err}. A row has more fields than the header: remove the extra "
-            "separators or quote the field"
-        ) from None
+        raise _too_wide(path) or DataError(f"cannot read {path}: {err}") from None
     except (OSError, ValueError) as err:
-        raise DataError(f"cannot read {path} as {provider}: {err}. Check the file's format and suffix") from None
+        raise DataError(f"cannot read {path} as {provider}: {err}. Check its format and suffix") from None
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
     # Cells stay text so that a bad cell becomes a rejected row, not a failed file; blank lines
-    # are kept so that row numbers match the file's lines.
-    options: dict = {"dtype": str, "keep_default_na": False, "skip_blank_lines": False}
-    first = pd.read_csv(path, header=None, nrows=1, **options)
-    if _is_headerless(first.iloc[0].tolist()):
-        return pd.read_csv(path, header=None, names=list(_HEADERLESS), **options)
-    return pd.read_csv(path, header=0, **options)
+    # are kept so that row numbers match the file's lines. index_col=False: a row that ends in a
+    # separator is not read as if its first cell were an index.
+    options: dict[str, object] = {
+        "dtype": str,
+        "keep_default_na": False,
+        "skip_blank_lines": False,
+        "index_col": False,
+    }
+    with closing(_csv_rows(path)) as rows:
+        header = None if _is_headerless(next(rows, [])) else 0
+    names = list(_HEADERLESS) if header is None else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        table = pd.read_csv(path, header=header, names=names, **options)
+    # pandas warns, and drops the field, when a row has exactly one field too many; that is only
+    # harmless when the dropped field is empty (a separator at the end of the line).
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        error = _too_wide(path)
+        if error is not None:
+            raise error
+    return table
 
 
-def _is_headerless(cells: list[object]) -> bool:
+def _csv_rows(path: Path) -> Iterator[list[str]]:
+    """The file's rows as the csv module splits them, trailing empty fields dropped."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig", errors="replace") as f:
+        for fields in csv.reader(f):
+            while fields and not fields[-1].strip():
+                fields.pop()
+            yield fields
+
+
+def _too_wide(path: Path) -> DataError | None:
+    """The error for the first row with more fields than the first line, naming its line."""
+    with closing(_csv_rows(path)) as rows:
+        width = len(next(rows, []))
+        for line, fields in enumerate(rows, start=2):
+            if len(fields) > width:
+                return DataError(
+                    f"{path} line {line} has {len(fields)} fields but the first line has {width}; "
+                    "remove the extra separators or quote the field (write 1234, not 1,234)"
+                )
+    return None
+
+
+def _is_headerless(cells: list[str]) -> bool:
     if len(cells) != len(_HEADERLESS):
         return False
     ns, _ = _parse_times(pd.Series([str(cells[0]).strip()], dtype=str), "UTC")
@@ -263,11 +307,11 @@ def _pick_columns(table: pd.DataFrame, path: Path) -> tuple[pd.Series, list[pd.S
     for col in table.columns:
         key = str(col).strip().lower()
         if key in names:
-            raise DataError(f"{path}: columns {names[key]!r} and {col!r} differ only in letter case; drop one")
+            raise DataError(f"{path}: columns {names[key]!r} and {col!r} differ only in case; drop one")
         names[key] = col
     missing = [f for f in FIELDS if f not in names]
+    found = ", ".join(str(c) for c in table.columns)
     if missing:
-        found = ", ".join(str(c) for c in table.columns)
         raise DataError(f"{path}: no {', '.join(missing)} column (found columns: {found}). {_COLUMNS_HELP}")
     values = [table[names[f]] for f in FIELDS]
     if "date" in names and "time" in names and not {"timestamp", "datetime"} & names.keys():
@@ -277,7 +321,7 @@ def _pick_columns(table: pd.DataFrame, path: Path) -> tuple[pd.Series, list[pd.S
     named = next((names[n] for n in _TIME_NAMES if n in names), None)
     first = table.columns[0]
     if named is None and str(first).strip().lower() in FIELDS:
-        raise DataError(f"{path}: no timestamp column (found columns: {', '.join(map(str, table.columns))}). {_COLUMNS_HELP}")
+        raise DataError(f"{path}: no timestamp column (found columns: {found}). {_COLUMNS_HELP}")
     return table[named if named is not None else first], values
 
 
@@ -306,7 +350,7 @@ def _parse_times(raw: pd.Series, tz: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _to_datetime(text: pd.Series, fmt: str) -> pd.Series:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "could not infer format": the fallback is intended
+        warnings.simplefilter("ignore", UserWarning)  # "could not infer format": intended fallback
         try:
             return pd.to_datetime(text, errors="coerce", format=fmt)
         except ValueError:
@@ -329,7 +373,8 @@ def _epoch_ns(raw: pd.Series) -> np.ndarray:
     floats = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     ok = np.isfinite(floats)
     size = np.abs(floats[ok]).max(initial=0.0)
-    factor = next(f for limit, f in ((1e11, 10**9), (1e14, 10**6), (1e17, 10**3), (np.inf, 1)) if size < limit)
+    units = ((1e11, 10**9), (1e14, 10**6), (1e17, 10**3), (np.inf, 1))  # s, ms, us, ns
+    factor = next(f for limit, f in units if size < limit)
     out = np.full(len(raw), _NAT, dtype=np.int64)
     if pd.api.types.is_integer_dtype(numbers.dtype) and ok.all():
         out[:] = numbers.to_numpy(dtype=np.int64) * factor  # exact: ns do not survive float64
@@ -340,8 +385,12 @@ def _epoch_ns(raw: pd.Series) -> np.ndarray:
 
 # --- validation -------------------------------------------------------------------------------
 
+_Found = list[tuple[int, BadBarRule, str]]  # (0-based row, rule, detail) per rejected row
 
-def _load_file(path: Path, symbol: str, tz: str, provider: str) -> tuple[np.ndarray, np.ndarray, list[RejectedBar]]:
+
+def _load_file(
+    path: Path, symbol: str, tz: str, provider: str
+) -> tuple[np.ndarray, np.ndarray, list[RejectedBar]]:
     """Accepted timestamps (N,), OHLCV values (N, 5) in file order, and the rejected rows."""
     table = _read_table(path, provider)
     times, cells = _pick_columns(table, path)
@@ -349,14 +398,17 @@ def _load_file(path: Path, symbol: str, tz: str, provider: str) -> tuple[np.ndar
         [pd.to_numeric(c, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) for c in cells]
     )
     ns, unplaced = _parse_times(times, tz)
-    blank = np.logical_and.reduce([_empty(c) for c in (times, *cells)])
-    if blank.all():
-        raise DataError(f"{path} has no data rows; it needs one row per bar: timestamp,open,high,low,close,volume")
-    rows, found = _validate(path, times, cells, ns, unplaced, values, ~blank, tz)
-    rejected = [RejectedBar(str(path), i + 1, symbol, rule, detail) for i, rule, detail in sorted(found)]
+    # Blank lines carry no bar, so they are skipped without a rejection.
+    pending = ~np.logical_and.reduce([_empty(c) for c in (times, *cells)])
+    if not pending.any():
+        raise DataError(f"{path} has no data rows; it needs one row per bar: {','.join(_HEADERLESS)}")
+    found = _check_rows(times, cells, ns, unplaced, values, pending, tz)
+    rows, late = _check_order(path, times, ns, pending)
+    rejected = [RejectedBar(str(path), i + 1, symbol, rule, why) for i, rule, why in sorted(found + late)]
     if len(rows) == 0:
+        n = len(rejected)
         raise DataError(
-            f"nothing usable left in {path}: {len(rejected)} rows rejected, first: {rejected[0]}. "
+            f"nothing usable left in {path}: {n} row{'s' * (n != 1)} rejected, first: {rejected[0]}. "
             f"{_FIX[rejected[0].rule]}"
         )
     return ns[rows], values[rows], rejected
@@ -368,8 +420,7 @@ def _empty(col: pd.Series) -> np.ndarray:
     return col.isna().to_numpy()
 
 
-def _validate(
-    path: Path,
+def _check_rows(
     times: pd.Series,
     cells: list[pd.Series],
     ns: np.ndarray,
@@ -377,36 +428,35 @@ def _validate(
     values: np.ndarray,
     pending: np.ndarray,
     tz: str,
-) -> tuple[np.ndarray, list[tuple[int, BadBarRule, str]]]:
-    """Indices of accepted rows and (index, rule, detail) per rejected row; first failing rule wins.
+) -> _Found:
+    """Reject rows that are bad on their own, first failing rule first; clears them in ``pending``.
 
-    Checks run vectorised over all rows; details are written only for the rows they reject.
+    The checks run vectorised over all rows; details are written only for the rows they reject.
     """
-    found: list[tuple[int, BadBarRule, str]] = []
+    found: _Found = []
 
     def reject(mask: np.ndarray, rule: BadBarRule, detail: Callable[[int], str]) -> None:
         hit = np.flatnonzero(pending & mask)
         found.extend((int(i), rule, detail(int(i))) for i in hit)
         pending[hit] = False
 
-    def stamp(i: int) -> str:
-        return repr(str(times.iloc[i]).strip())
-
     def time_detail(i: int) -> str:
         if _empty(times.iloc[[i]])[0]:
             return "timestamp is empty"
         if unplaced[i]:
-            return f"timestamp {stamp(i)} does not exist or is ambiguous in {tz} (a daylight-saving change); write it with a UTC offset"
-        return f"timestamp {stamp(i)} is not a date or time"
+            return (
+                f"timestamp {_stamp(times, i)} does not exist or is ambiguous in {tz} "
+                "(a daylight-saving change); write it with a UTC offset"
+            )
+        return f"timestamp {_stamp(times, i)} is not a date or time"
 
     def missing_detail(i: int) -> str:
         j = int(np.argmax(~np.isfinite(values[i])))
-        cell = cells[j].iloc[i]
         if _empty(cells[j].iloc[[i]])[0]:
             return f"{FIELDS[j]} is empty"
-        return f"{FIELDS[j]}={str(cell).strip()!r} is not a finite number"
+        return f"{FIELDS[j]}={str(cells[j].iloc[i]).strip()!r} is not a finite number"
 
-    o, h, l, c, v = values.T
+    o, h, l, c, v = values.T  # noqa: E741 - the bar's low
     prices = values[:, :4]
     open_out = (o < l) | (o > h)
 
@@ -424,35 +474,52 @@ def _validate(
     reject(h < l, BadBarRule.HIGH_BELOW_LOW, lambda i: f"high={h[i]:.10g} < low={l[i]:.10g}")
     reject(open_out | (c < l) | (c > h), BadBarRule.OPEN_CLOSE_OUTSIDE_RANGE, range_detail)
     reject(v < 0, BadBarRule.NEGATIVE_VOLUME, lambda i: f"volume={v[i]:.10g} must be >= 0")
+    return found
 
-    # A row is accepted when it is later than every row accepted before it; since only accepted
-    # rows can raise the running maximum, that maximum is a plain cumulative max.
+
+def _check_order(
+    path: Path, times: pd.Series, ns: np.ndarray, pending: np.ndarray
+) -> tuple[np.ndarray, _Found]:
+    """Rows kept (0-based) and the rows rejected for repeating or going back in time.
+
+    A row is kept when it is later than every row kept before it. Only kept rows can raise the
+    running maximum, so that maximum is a plain cumulative max over the rows still pending.
+    """
     idx = np.flatnonzero(pending)
     t = ns[idx]
-    prev_max = np.concatenate([[_NAT], np.maximum.accumulate(t)[:-1]])
-    ok = t > prev_max
+    ok = t > np.concatenate([[_NAT], np.maximum.accumulate(t)[:-1]])
     kept_t, kept_rows = t[ok], idx[ok]
     late = np.flatnonzero(~ok)
     pos = np.searchsorted(kept_t, t[late])
     dup = (pos < len(kept_t)) & (kept_t[np.minimum(pos, len(kept_t) - 1)] == t[late])
-    last_kept = idx[np.maximum.accumulate(np.where(ok, np.arange(len(t)), 0))]
-    n_disorder = int((~dup).sum())
-    if n_disorder * 2 > len(t):
+    last_kept = idx[np.maximum.accumulate(np.where(ok, np.arange(len(t)), 0))]  # row kept last, so far
+    n_back = int((~dup).sum())
+    if n_back * 2 > len(t):
+        # Most rows going back in time is a file sorted newest first (or a typo'd year early on),
+        # not a few bad rows: refuse it rather than keep a handful of bars.
         b = late[~dup][0]
+        row, prev = int(idx[b]), int(last_kept[b - 1])
         raise DataError(
-            f"{path}: {n_disorder} of {len(t)} rows have a timestamp earlier than a row above them "
-            f"(first: row {idx[b] + 1}, {stamp(idx[b])}, after row {last_kept[b - 1] + 1}, "
-            f"{stamp(last_kept[b - 1])}); the file looks sorted newest first or shuffled. Bars are never "
-            "reordered silently: sort the file oldest first, e.g. with `df.sort_values('timestamp')`, "
-            f"or fix row {last_kept[b - 1] + 1} if its timestamp is a typo"
+            f"{path}: {n_back} of {len(t)} rows have a timestamp earlier than a row above them (first: "
+            f"row {row + 1}, {_stamp(times, row)}, after row {prev + 1}, {_stamp(times, prev)}); the file "
+            "looks sorted newest first or shuffled. Bars are never reordered silently: sort the file "
+            f"oldest first, e.g. with `df.sort_values('timestamp')`, or fix row {prev + 1} if it is a typo"
         )
+    found: _Found = []
     for b, p, is_dup in zip(late, pos, dup, strict=True):
-        i = int(idx[b])
+        row = int(idx[b])
         if is_dup:
-            detail = f"timestamp {stamp(i)} repeats row {kept_rows[p] + 1}"
-            found.append((i, BadBarRule.DUPLICATE_TIMESTAMP, detail))
+            detail = f"timestamp {_stamp(times, row)} repeats row {kept_rows[p] + 1}"
+            found.append((row, BadBarRule.DUPLICATE_TIMESTAMP, detail))
         else:
-            before = int(last_kept[b - 1])
-            detail = f"timestamp {stamp(i)} is earlier than row {before + 1}'s {stamp(before)}; rows must run oldest first"
-            found.append((i, BadBarRule.OUT_OF_ORDER_TIMESTAMP, detail))
+            prev = int(last_kept[b - 1])
+            detail = (
+                f"timestamp {_stamp(times, row)} is earlier than row {prev + 1}'s "
+                f"{_stamp(times, prev)}; rows must run oldest first"
+            )
+            found.append((row, BadBarRule.OUT_OF_ORDER_TIMESTAMP, detail))
     return kept_rows, found
+
+
+def _stamp(times: pd.Series, i: int) -> str:
+    return repr(str(times.iloc[i]).strip())

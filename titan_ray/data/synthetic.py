@@ -1,6 +1,7 @@
 """The built-in synthetic market: seeded, vectorised, deterministic bit for bit.
 
-Three parts, each a plain function of a numpy ``Generator`` drawn from one seed:
+Three parts; all randomness comes from one ``numpy.random.default_rng(seed)``, drawn in a fixed
+order, so the same config and seed give the same bytes:
 
 - ``synthetic_timestamps``: the bar clock. On ``equities``, weekday sessions 09:30-16:00
   America/New_York, each bar stamped with its open time (15min bars: 09:30 .. 15:45, 26 a day);
@@ -142,9 +143,11 @@ class SyntheticProvider:
         cfg, p = self._config, self._config.synthetic
         symbols = list(cfg.symbols) if cfg.symbols is not None else synthetic_symbols(cfg.n_symbols)
         bar = parse_frequency(cfg.frequency or DEFAULT_FREQUENCY)
-        start = pd.Timestamp(cfg.start or DEFAULT_START)
-        if start.tzinfo is None:
-            start = start.tz_localize(naive_timezone(cfg))
+        start_ns, end_ns = time_bounds(cfg)  # naive times read like a file's: data.timezone or default
+        if start_ns is None:
+            start = pd.Timestamp(DEFAULT_START).tz_localize(naive_timezone(cfg))
+        else:
+            start = pd.Timestamp(start_ns, tz="UTC")
         timestamps, slots, per_day = synthetic_timestamps(start, bar, cfg.bars, cfg.calendar)
         t, s = len(timestamps), len(symbols)
 
@@ -167,7 +170,7 @@ class SyntheticProvider:
         volume = p.base_volume * _intraday_profile(slots, per_day)[:, None] * noise * bump
         volume = np.maximum(1.0, np.rint(volume))
 
-        keep = self._window(timestamps)
+        keep = self._window(timestamps, end_ns)
         return MarketData(
             bars=BarBatch.from_arrays(
                 timestamps[keep],
@@ -184,9 +187,8 @@ class SyntheticProvider:
             rejected=(),
         )
 
-    def _window(self, timestamps: np.ndarray) -> np.ndarray:
-        """Bars up to ``data.end``; the start already set where generation began."""
-        _, end = time_bounds(self._config)
+    def _window(self, timestamps: np.ndarray, end: int | None) -> np.ndarray:
+        """Bars up to ``data.end``; ``data.start`` already set where generation began."""
         if end is None:
             return np.ones(len(timestamps), dtype=bool)
         keep = timestamps <= end

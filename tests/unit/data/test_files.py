@@ -99,7 +99,13 @@ def test_folder_missing_a_configured_symbol_names_it(tmp_path: Path) -> None:
 
 def test_parquet_file_and_folder_with_timestamps_in_the_index(tmp_path: Path) -> None:
     frame = pd.DataFrame(
-        {"Open": [10.0, 10.5], "High": [11.0, 11.5], "Low": [9.0, 10.0], "Close": [10.5, 11.0], "Volume": [1, 2]},
+        {
+            "Open": [10.0, 10.5],
+            "High": [11.0, 11.5],
+            "Low": [9.0, 10.0],
+            "Close": [10.5, 11.0],
+            "Volume": [1, 2],
+        },
         index=pd.DatetimeIndex(["2024-01-02 14:30", "2024-01-02 14:45"], tz="UTC", name="Date"),
     )
     frame.to_parquet(tmp_path / "spy.parquet")
@@ -110,7 +116,8 @@ def test_parquet_file_and_folder_with_timestamps_in_the_index(tmp_path: Path) ->
     assert single.bars.close[:, 0].tolist() == [10.5, 11.0]
     folder = load(tmp_path, provider="parquet")
     assert folder.bars.symbols == ("QQQ", "SPY")
-    assert np.isnan(folder.bars.close[1, 0]) and folder.bars.volume[1, 0] == 0
+    assert np.isnan(folder.bars.close[1, 0])
+    assert folder.bars.volume[1, 0] == 0
 
 
 def test_parquet_with_a_missing_value_rejects_that_row(tmp_path: Path) -> None:
@@ -163,6 +170,13 @@ def test_headerless_lean_style_file(tmp_path: Path) -> None:
     assert market.bars.volume[:, 0].tolist() == [6315000, 5677300]
 
 
+def test_separators_at_the_end_of_lines_are_harmless(tmp_path: Path) -> None:
+    text = CLEAN.replace("\n2024", ",\n2024").replace("300\n", "300,\n")
+    market = load(write(tmp_path, "x.csv", text))
+    assert market.bars.close[:, 0].tolist() == [10.5, 11, 11.5]
+    assert market.rejected == ()
+
+
 def test_epoch_milliseconds_are_utc(tmp_path: Path) -> None:
     first = utc("2024-01-06 00:00") // 1_000_000
     text = f"time,open,high,low,close,volume\n{first},10,11,9,10,1\n{first + 60_000},10,11,9,10,1\n"
@@ -183,7 +197,9 @@ def test_aware_timestamps_are_converted_to_utc_across_a_dst_change(tmp_path: Pat
     """
     market = load(write(tmp_path, "x.csv", text))
     assert market.bars.timestamps.tolist() == [
-        utc("2024-03-08 14:30"), utc("2024-03-11 13:30"), utc("2024-03-11 14:00"),
+        utc("2024-03-08 14:30"),
+        utc("2024-03-11 13:30"),
+        utc("2024-03-11 14:00"),
     ]
 
 
@@ -196,7 +212,10 @@ def test_naive_timestamps_follow_the_calendar_or_the_configured_zone(tmp_path: P
 
 
 def test_a_time_that_does_not_exist_in_the_zone_is_rejected(tmp_path: Path) -> None:
-    text = "timestamp,open,high,low,close,volume\n2024-03-10 01:30,10,11,9,10,1\n2024-03-10 02:30,10,11,9,10,1\n"
+    text = (
+        "timestamp,open,high,low,close,volume\n2024-03-10 01:30,10,11,9,10,1\n2024-03-10 02:30,10,11,9,10,1\n"
+    )
+    text += "2024-03-10 03:30,10,11,9,10,1\n"
     market = load(write(tmp_path, "x.csv", text), calendar="continuous", timezone=NY)
     assert rules(market) == [(2, BadBarRule.UNPARSEABLE_TIMESTAMP)]
     assert "daylight-saving" in market.rejected[0].detail
@@ -253,7 +272,11 @@ def test_every_bad_row_rule_is_reported_with_its_row_and_clean_rows_are_kept(tmp
     assert details[12] == "close='inf' is not a finite number"
     assert all(r.source == str(path) and r.symbol == "BAD" for r in market.rejected)
     # Row 13 is blank and skipped silently; the rejected 2030 row does not move the clock on.
-    assert market.bars.timestamps.tolist() == [ny("2024-01-02 09:30"), ny("2024-01-02 11:15"), ny("2024-01-02 11:45")]
+    assert market.bars.timestamps.tolist() == [
+        ny("2024-01-02 09:30"),
+        ny("2024-01-02 11:15"),
+        ny("2024-01-02 11:45"),
+    ]
     assert market.bars.close[:, 0].tolist() == [10.5, 10.5, 10.5]
     assert market.rejected_counts()["MISSING_VALUE"] == 3
 
@@ -276,12 +299,15 @@ def test_nothing_usable_names_the_file_and_the_fix(tmp_path: Path) -> None:
         load(path)
     message = str(err.value)
     assert f"nothing usable left in {path}: 2 rows rejected, first:" in message
-    assert "close is empty" in message and "dropna()" in message
+    assert "close is empty" in message
+    assert "dropna()" in message
 
 
 def test_missing_columns_are_named_with_the_columns_found(tmp_path: Path) -> None:
     path = write(tmp_path, "x.csv", "Date,Open,High,Low,Price\n2024-01-02,1,2,0.5,1.5\n")
-    with pytest.raises(DataError, match=r"no close, volume column \(found columns: Date, Open, High, Low, Price\)"):
+    with pytest.raises(
+        DataError, match=r"no close, volume column \(found columns: Date, Open, High, Low, Price\)"
+    ):
         load(path)
 
 
@@ -296,10 +322,22 @@ def test_missing_columns_are_named_with_the_columns_found(tmp_path: Path) -> Non
         ({"a.csv": CLEAN, "A.csv.gz": CLEAN}, {}, "both hold symbol A"),
         ({"a.csv": CLEAN}, {"path": "a.csv", "symbols": ["A", "B"]}, "is one file"),
         ({"a.csv": CLEAN}, {"start": "2025-01-01"}, "no bars between data.start"),
-        ({"a.csv": "timestamp,open,high,low,close,volume\n2024-01-02,1,2,0.5,1,1\n"}, {}, "set data.frequency"),
+        (
+            {"a.csv": "timestamp,open,high,low,close,volume\n2024-01-02,1,2,0.5,1,1\n"},
+            {},
+            "set data.frequency",
+        ),
+        (
+            {"a.csv": CLEAN + "2024-01-02 10:15,1,2,0.5,1,1,9\n"},
+            {},
+            "line 5 has 7 fields but the first line has 6",
+        ),
+        ({"a.csv": "Close,Open,High,Low,Volume\n1,1,1,1,1\n"}, {}, "no timestamp column"),
     ],
 )
-def test_unusable_inputs_raise_with_the_fix(tmp_path: Path, files: dict[str, str], config: dict, match: str) -> None:
+def test_unusable_inputs_raise_with_the_fix(
+    tmp_path: Path, files: dict[str, str], config: dict, match: str
+) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     path = tmp_path / config.pop("path", "")
@@ -315,15 +353,22 @@ def test_start_and_end_are_inclusive_and_a_bare_end_date_is_the_whole_day(tmp_pa
     path = write(tmp_path, "x.csv", "timestamp,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
     market = load(path, start="2024-01-02 12:00", end="2024-01-03")
     assert market.bars.timestamps.tolist() == [
-        ny("2024-01-02 12:00"), ny("2024-01-02 15:45"),
-        ny("2024-01-03 09:30"), ny("2024-01-03 12:00"), ny("2024-01-03 15:45"),
+        ny("2024-01-02 12:00"),
+        ny("2024-01-02 15:45"),
+        ny("2024-01-03 09:30"),
+        ny("2024-01-03 12:00"),
+        ny("2024-01-03 15:45"),
     ]
     assert load(path, end="2024-01-03 12:00").bars.timestamps[-1] == ny("2024-01-03 12:00")
 
 
 def test_symbols_align_on_the_union_of_timestamps(tmp_path: Path) -> None:
     write(tmp_path, "aaa.csv", CLEAN)
-    write(tmp_path, "bbb.csv", "timestamp,open,high,low,close,volume\n2024-01-02 09:45,5,6,4,5,7\n2024-01-02 10:15,5,6,4,5.5,8\n")
+    write(
+        tmp_path,
+        "bbb.csv",
+        "timestamp,open,high,low,close,volume\n2024-01-02 09:45,5,6,4,5,7\n2024-01-02 10:15,5,6,4,5.5,8\n",
+    )
     b = load(tmp_path).bars
     assert b.timestamps.tolist() == [ny(f"2024-01-02 {t}") for t in ("09:30", "09:45", "10:00", "10:15")]
     assert np.array_equal(b.close, [[10.5, np.nan], [11, 5], [11.5, np.nan], [np.nan, 5.5]], equal_nan=True)
@@ -337,7 +382,7 @@ def test_symbols_align_on_the_union_of_timestamps(tmp_path: Path) -> None:
 def test_lean_daily_aapl_loads_through_the_csv_provider(tmp_path: Path) -> None:
     source = SHARED_DATA / "lean" / "daily_aapl.zip"
     if not source.exists():
-        pytest.skip(f"shared LEAN data not found at {source}")
+        pytest.fail(f"the shared LEAN data is missing at {source}; tests expect ../shared/data beside the repo")
     frame = read_lean_zip(source)
     assert frame["open"].iloc[0] == pytest.approx(13.63)
     market = load(write_csv(frame, tmp_path / "aapl.csv"))
@@ -346,5 +391,6 @@ def test_lean_daily_aapl_loads_through_the_csv_provider(tmp_path: Path) -> None:
     assert 5700 < len(b) < 5900
     assert market.rejected == ()
     assert market.frequency == pd.Timedelta(days=1)
-    assert (b.low > 0).all() and (b.high >= b.low).all()
+    assert (b.low > 0).all()
+    assert (b.high >= b.low).all()
     assert b.timestamps[0] == ny("1998-01-02")
