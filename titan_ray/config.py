@@ -103,7 +103,7 @@ class ReplayConfig(_Strict):
     chunk_size: int = Field(256, ge=1, description="timestamps per message; 1 = live-like")
     warmup_bars: int = Field(0, ge=0, description="bars that models see before trading starts")
     pace: PaceConfig | None = Field(None, description="null = as fast as possible")
-    max_in_flight: int = Field(4, ge=1, description="chunks allowed in the pipeline at once")
+    max_in_flight: int = Field(8, ge=1, description="chunks allowed in the pipeline at once")
 
 
 # --- ledger ---------------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def decisions_frame(results: dict[str, ModelResults]) -> pd.DataFrame:
             outcome.setdefault(did, {})["fill_price"] = sum(f.quantity * f.price for f in fs) / qty
     rows = []
     for r in results.values():
-        for e in r.explanations:
+        for e in r.explanation_records():
             out = outcome.get(e.decision_id, {})
             rows.append({
                 "decision_id": e.decision_id, "model": e.model, "timestamp": e.timestamp, "bar": e.bar,

@@ -136,6 +136,8 @@ def run_arena(
         while in_flight:
             settle(in_flight.popleft())
         replay_seconds = clock() - replay_start
+        busy = {"ledger": ray.get(ledger.busy_seconds.remote())}
+        busy.update(zip(models, ray.get([m.busy_seconds.remote() for m in models.values()]), strict=True))
         results: dict[str, ModelResults] = ray.get(ledger.results.remote())
     finally:
         for actor in actors:
@@ -164,6 +166,7 @@ def run_arena(
         "replay_seconds": replay_seconds,
         "wall_seconds": clock() - wall_start,
         "bars_per_second": n_bars / replay_seconds if replay_seconds > 0 else None,
+        "busy_seconds": busy,  # time each actor spent working during the replay
     }
     if out_dir is not None:
         write_results(Path(out_dir), leaderboard, results, run_info)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import time
+
 import numpy as np
 import ray
 
@@ -27,9 +29,16 @@ class LedgerActor:
     ) -> None:
         self._ledger = Ledger(ledger=ledger, risk=risk, symbols=symbols, calendar=calendar, models=models)
         self._periods = periods_per_year
+        self._busy = 0.0  # seconds spent booking chunks: shows whether the ledger is the bottleneck
 
     def apply(self, seq: int, bars: BarBatch, *decisions: Decisions | None) -> dict[str, Any]:
-        return self._ledger.apply(seq, bars, list(decisions))
+        start = time.perf_counter()
+        ack = self._ledger.apply(seq, bars, list(decisions))
+        self._busy += time.perf_counter() - start
+        return ack
+
+    def busy_seconds(self) -> float:
+        return self._busy
 
     def kill_switch(self, model: str, on: bool = True) -> None:
         self._ledger.kill_switch(model, on)

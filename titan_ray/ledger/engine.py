@@ -29,17 +29,17 @@ import numpy as np
 from titan_ray.config import FixedQuantitySizing, LedgerConfig, RiskConfig
 from titan_ray.data.bars import BarBatch
 from titan_ray.data.calendar import Calendar, session_days
-from titan_ray.ledger.money import commission_micro, fill_value_micro, to_micro
+from titan_ray.ledger.money import Commission, fill_value_micro, to_micro
 from titan_ray.ledger.portfolio import Portfolio
 from titan_ray.ledger.slippage import base_fraction, slipped_price
-from titan_ray.ledger.types import Fill, OrderRecord, OrderStatus, RejectReason, Side
-from titan_ray.models.decisions import Decisions, Explanation, decision_id
+from titan_ray.ledger.types import Fill, OrderRecord, OrderStatus, RejectReason, RoundTrip, Side
+from titan_ray.models.decisions import Decisions, Explanation, ExplanationBatch, decision_id
 from titan_ray.risk.engine import RiskState, check_order, is_reducing
 
 _FRACTION_STEP = 1e-6  # fractional quantities are truncated to a millionth of a share
 
 
-@dataclass
+@dataclass(slots=True)
 class _Working:
     order_id: int
     decision_id: str
@@ -66,7 +66,7 @@ class Book:
     working: dict[int, _Working] = field(default_factory=dict)
     orders: list[OrderRecord] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
-    explanations: list[Explanation] = field(default_factory=list)
+    explanations: list[ExplanationBatch] = field(default_factory=list)
     timestamps: list[np.ndarray] = field(default_factory=list)
     equity: list[np.ndarray] = field(default_factory=list)
     cash: list[np.ndarray] = field(default_factory=list)
@@ -83,8 +83,8 @@ class ModelResults:
     gross_exposure: np.ndarray
     orders: list[OrderRecord]
     fills: list[Fill]
-    round_trips: list
-    explanations: list[Explanation]
+    round_trips: list[RoundTrip]
+    explanations: list[ExplanationBatch]  # columnar; ``explanation_records`` renders them
     positions: dict[str, float]
     avg_cost: dict[str, float]
     realized_pnl: float
@@ -92,6 +92,10 @@ class ModelResults:
     initial_cash_micro: int
     skipped_chunks: list[int]
     halted: str | None
+    symbols: tuple[str, ...] = ()
+
+    def explanation_records(self) -> list[Explanation]:
+        return [e for batch in self.explanations for e in batch.records(self.symbols)]
 
 
 class Ledger:
@@ -114,6 +118,7 @@ class Ledger:
             ledger.sizing.quantity if isinstance(ledger.sizing, FixedQuantitySizing) else None
         )
         self._base_slip = base_fraction(ledger.slippage)
+        self._commission = Commission(ledger.commission_bps)
         self._initial_micro = to_micro(ledger.initial_cash)
         initial = self._initial_micro / 1e6
         n = len(self.symbols)
@@ -162,7 +167,8 @@ class Ledger:
                         f"expected {(len(bars), len(self.symbols))} from bar {bars.start}"
                     )
                 weights = self._validated(book, dec, bars)
-                book.explanations.extend(dec.explanations)
+                if dec.explanations is not None:
+                    book.explanations.append(dec.explanations)
             self._run_chunk(book, bars, weights, close_mark, open_mark, days)
             book.seq = seq
             applied.append(name)
@@ -247,32 +253,55 @@ class Ledger:
         n_t = len(bars)
         prev = np.vstack([book.target[None, :], weights[:-1]])
         changed = weights != prev
-        change_rows = changed.any(axis=1)
-        eq_out, cash_out, gross_out = np.empty(n_t), np.empty(n_t), np.empty(n_t)
+        change_rows = changed.any(axis=1).tolist()
         p, risk, risk_cfg = book.portfolio, book.risk, self.risk_cfg
         next_open = self.cfg.fill == "next_open"
         pos = p.position  # updated in place by fills
+        # With a daily loss limit or a drawdown breaker, equity must be known bar by bar inside the
+        # loop. Without them, only bars with fills change the state, and the marks of the whole
+        # chunk are computed at once afterwards from snapshots taken at those bars.
+        path_limits = risk_cfg.daily_loss_limit_pct is not None or risk_cfg.max_drawdown_pct is not None
+        eq_out, cash_out, gross_out = np.empty(n_t), np.empty(n_t), np.empty(n_t)
+        snap_rows: list[int] = []
+        snap_pos, snap_cash = [pos.copy()], [p.cash_micro]
         for t in range(n_t):
-            risk.new_bar(int(days[t]), book.last_equity)
-            if not next_open and change_rows[t]:
+            if path_limits:
+                risk.new_bar(int(days[t]), book.last_equity)
+            stage_now = change_rows[t]
+            if stage_now and not next_open:
                 self._stage(book, weights[t], changed[t], bars.start + t, int(bars.timestamps[t]))
             if book.pending or book.working:
+                n_fills = len(book.fills)
                 if next_open:
                     self._execute(book, bars, t, bars.open[t], open_mark[t])
                 else:
                     self._execute(book, bars, t, bars.close[t], close_mark[t])
-            marks = close_mark[t]
-            equity = p.cash_micro / 1e6 + float(pos @ marks)
-            eq_out[t] = equity
-            cash_out[t] = p.cash_micro / 1e6
-            gross_out[t] = float(np.abs(pos) @ marks)
-            flatten = risk.on_close(risk_cfg, equity)
-            if flatten is not None:
-                for s in np.flatnonzero(pos):
-                    book.pending[int(s)] = (0.0, flatten)
-            if next_open and change_rows[t]:
+                if not path_limits and len(book.fills) != n_fills:
+                    snap_rows.append(t)
+                    snap_pos.append(pos.copy())
+                    snap_cash.append(p.cash_micro)
+            if path_limits:
+                marks = close_mark[t]
+                equity = p.cash_micro / 1e6 + float((pos * marks).sum())
+                eq_out[t], cash_out[t] = equity, p.cash_micro / 1e6
+                gross_out[t] = float((np.abs(pos) * marks).sum())
+                flatten = risk.on_close(risk_cfg, equity)
+                if flatten is not None:
+                    for s in np.flatnonzero(pos):
+                        book.pending[int(s)] = (0.0, flatten)
+                book.last_equity = equity
+            if stage_now and next_open:
                 self._stage(book, weights[t], changed[t], bars.start + t, int(bars.timestamps[t]))
-            book.last_equity = equity
+        if not path_limits:
+            which = np.zeros(n_t, dtype=np.intp)
+            which[snap_rows] = np.arange(1, len(snap_rows) + 1)
+            np.maximum.accumulate(which, out=which)
+            held = np.array(snap_pos)[which]
+            cash_out = np.array([c / 1e6 for c in snap_cash])[which]
+            # the same row sums as the bar-by-bar branch, so both give identical floats
+            eq_out = cash_out + (held * close_mark).sum(axis=1)
+            gross_out = (np.abs(held) * close_mark).sum(axis=1)
+            book.last_equity = float(eq_out[-1])
         book.target = np.array(weights[-1], dtype=np.float64)
         book.timestamps.append(np.asarray(bars.timestamps))
         book.equity.append(eq_out)
@@ -310,65 +339,71 @@ class Ledger:
     def _execute(self, book: Book, bars: BarBatch, t: int, ref_row: np.ndarray, mark_row: np.ndarray) -> None:
         """Turn staged targets into orders and fill what may fill at bar ``t``."""
         p = book.portfolio
+        pos = p.position
         ts, bar = int(bars.timestamps[t]), bars.start + t
-        equity = p.equity(mark_row)
+        equity = p.cash_micro / 1e6 + float((pos * mark_row).sum())
+        working = book.working
         for s, (weight, did) in book.pending.items():
-            old = book.working.pop(s, None)
+            old = working.pop(s, None)
             if old is not None:
                 self._finish(book, old, OrderStatus.REPLACED, None, "REPLACED: a newer target arrived")
-            ref = float(ref_row[s])
+            ref = ref_row.item(s)
             if not math.isfinite(ref):
                 self._reject_new(book, s, did, ts, bar, 0.0, RejectReason.NO_MARKET_DATA,
                                  f"NO_MARKET_DATA: no price for {self.symbols[s]} on the fill bar")
                 continue
-            qty = self._target_quantity(float(p.position[s]), weight, equity, ref) - float(p.position[s])
+            current = pos.item(s)
+            qty = self._target_quantity(current, weight, equity, ref) - current
             if qty != 0:
-                book.working[s] = _Working(self._order_id(book), did, s, qty, qty, ts, bar)
+                book.next_order_id += 1
+                working[s] = _Working(book.next_order_id, did, s, qty, qty, ts, bar)
         book.pending.clear()
-        if not book.working:
+        if not working:
             return
-        # Orders that reduce exposure go first, so the capital they free counts for the rest.
-        order = sorted(book.working, key=lambda s: (not is_reducing(float(p.position[s]), book.working[s].remaining), s))
-        gross = p.gross_value(mark_row)
+        order = list(working)
+        if len(order) > 1:
+            # Orders that reduce exposure go first, so the capital they free counts for the rest.
+            order.sort(key=lambda s: (not is_reducing(pos.item(s), working[s].remaining), s))
+        gross = float((np.abs(pos) * mark_row).sum())
         volume = bars.volume[t]
-        cap = self.cfg.max_participation
+        cfg, risk_cfg, state, fills = self.cfg, self.risk_cfg, book.risk, book.fills
+        cap, slippage, commission, symbols = cfg.max_participation, cfg.slippage, self._commission, self.symbols
         for s in order:
-            wk = book.working[s]
-            ref = float(ref_row[s])
-            position = float(p.position[s])
+            wk = working[s]
+            ref = ref_row.item(s)
+            position = pos.item(s)
             if not math.isfinite(ref):
-                self._finish(book, book.working.pop(s), OrderStatus.REJECTED, RejectReason.NO_MARKET_DATA,
-                             f"NO_MARKET_DATA: no price for {self.symbols[s]} on the fill bar")
+                self._finish(book, working.pop(s), OrderStatus.REJECTED, RejectReason.NO_MARKET_DATA,
+                             f"NO_MARKET_DATA: no price for {symbols[s]} on the fill bar")
                 continue
-            reason, detail = check_order(
-                self.risk_cfg, book.risk, position=position, quantity=wk.remaining, price=ref,
-                equity=equity, gross_value=gross,
-            )
+            reason, detail = check_order(risk_cfg, state, position, wk.remaining, ref, equity, gross)
             if reason is not None:
-                self._finish(book, book.working.pop(s), OrderStatus.REJECTED, reason, detail)
+                self._finish(book, working.pop(s), OrderStatus.REJECTED, reason, detail)
                 continue
             qty = wk.remaining
+            bar_volume = volume.item(s)
             if cap is not None:
-                limit = cap * float(volume[s])
-                limit = math.floor(limit / _FRACTION_STEP) * _FRACTION_STEP if self.cfg.fractional else math.floor(limit)
+                limit = cap * bar_volume
+                limit = math.floor(limit / _FRACTION_STEP) * _FRACTION_STEP if cfg.fractional else math.floor(limit)
                 if limit <= 0:
                     continue  # nothing can fill on this bar; the order keeps working
                 qty = math.copysign(min(abs(qty), limit), qty)
-            direction = 1 if qty > 0 else -1
-            price = slipped_price(self.cfg.slippage, ref, direction, abs(qty), float(volume[s]))
+            buy = qty > 0
+            price = slipped_price(slippage, ref, 1 if buy else -1, abs(qty), bar_volume)
             if price is None:
-                self._finish(book, book.working.pop(s), OrderStatus.REJECTED, RejectReason.NO_LIQUIDITY,
-                             f"NO_LIQUIDITY: {self.symbols[s]} traded no volume on the fill bar")
+                self._finish(book, working.pop(s), OrderStatus.REJECTED, RejectReason.NO_LIQUIDITY,
+                             f"NO_LIQUIDITY: {symbols[s]} traded no volume on the fill bar")
                 continue
             value = fill_value_micro(qty, price)
-            comm = commission_micro(value, self.cfg.commission_bps)
+            comm = commission(value)
             p.apply_fill(s, qty, price, value, comm, ts, bar)
-            book.fills.append(Fill(book.model, wk.order_id, wk.decision_id, self.symbols[s], ts, bar,
-                                   Side.BUY if qty > 0 else Side.SELL, abs(qty), price, ref, value, comm))
-            gross += abs(p.position[s] * mark_row[s]) - abs(position * mark_row[s])
+            fills.append(Fill(book.model, wk.order_id, wk.decision_id, symbols[s], ts, bar,
+                              Side.BUY if buy else Side.SELL, abs(qty), price, ref, value, comm))
+            mark = mark_row.item(s)
+            gross += abs((position + qty) * mark) - abs(position * mark)
             wk.remaining -= qty
             if wk.remaining == 0:
-                self._finish(book, book.working.pop(s), OrderStatus.FILLED, None, "")
+                self._finish(book, working.pop(s), OrderStatus.FILLED, None, "")
 
     def _reject_new(self, book: Book, s: int, did: str, ts: int, bar: int, qty: float,
                     reason: RejectReason, detail: str) -> None:
@@ -412,6 +447,7 @@ class Ledger:
             initial_cash_micro=p.initial_cash_micro,
             skipped_chunks=list(book.skipped),
             halted=book.risk.halted.value if book.risk.halted else None,
+            symbols=self.symbols,
         )
 
 

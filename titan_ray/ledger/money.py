@@ -18,7 +18,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 MICRO = 1_000_000
 _MICRO_D = Decimal(MICRO)
 _ONE = Decimal(1)
-_BPS = Decimal(10_000)
 
 
 def to_micro(amount: Decimal | int | str) -> int:
@@ -34,14 +33,40 @@ def micro_to_decimal(micro: int) -> Decimal:
     return Decimal(micro) / _MICRO_D
 
 
+def _round_half_even(num: int, den: int) -> int:
+    """num / den rounded half-even to an integer, exactly (den > 0)."""
+    quo, rem = divmod(num, den)
+    twice = 2 * rem
+    if twice > den or (twice == den and quo & 1):
+        quo += 1
+    return quo
+
+
 def fill_value_micro(quantity: float, price: float) -> int:
-    """|quantity| x price in micro-units, exact up to the one quantization."""
-    exact = Decimal(abs(quantity)) * Decimal(price) * _MICRO_D
-    return int(exact.quantize(_ONE, rounding=ROUND_HALF_EVEN))
+    """|quantity| x price in micro-units, exact up to the one quantization.
+
+    Floats are binary fractions, so ``as_integer_ratio`` gives their exact values and the product
+    is formed in integers: the same result as Decimal arithmetic, several times faster.
+    """
+    qn, qd = abs(quantity).as_integer_ratio()
+    pn, pd = price.as_integer_ratio()
+    return _round_half_even(qn * pn * MICRO, qd * pd)
+
+
+class Commission:
+    """A commission rate in basis points, applied exactly to a fill value in micro-units."""
+
+    def __init__(self, bps: Decimal | int | str) -> None:
+        self.bps = Decimal(bps)
+        num, den = self.bps.as_integer_ratio()
+        self._num, self._den = num, den * 10_000
+
+    def __call__(self, value_micro: int) -> int:
+        if not self._num:
+            return 0
+        return _round_half_even(value_micro * self._num, self._den)
 
 
 def commission_micro(value_micro: int, bps: Decimal) -> int:
     """Commission of ``bps`` basis points on a fill value, in micro-units."""
-    if not bps:
-        return 0
-    return int((Decimal(value_micro) * bps / _BPS).quantize(_ONE, rounding=ROUND_HALF_EVEN))
+    return Commission(bps)(value_micro)

@@ -8,26 +8,16 @@ included, so the round trips of a run add up to its realized cash P&L to the mic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from titan_ray.ledger.money import from_micro
 from titan_ray.ledger.types import RoundTrip
 
 
-@dataclass
-class _OpenTrip:
-    direction: int
-    entry_timestamp: int
-    entry_bar: int
-    flow_micro: int = 0
-    commission_micro: int = 0
-    entry_qty: float = 0.0
-    entry_notional: float = 0.0
-    exit_qty: float = 0.0
-    exit_notional: float = 0.0
-    max_qty: float = 0.0
+# An open round trip, kept as a plain list for speed (this is the ledger's hottest path):
+# [direction, entry_timestamp, entry_bar, flow_micro, commission_micro,
+#  entry_qty, entry_notional, exit_qty, exit_notional, max_qty]
+_DIR, _TS, _BAR, _FLOW, _COMM, _EQ, _EN, _XQ, _XN, _MAX = range(10)
 
 
 class Portfolio:
@@ -38,22 +28,27 @@ class Portfolio:
         self.cash_micro = initial_cash_micro
         n = len(symbols)
         self.position = np.zeros(n)
-        self.avg_cost = np.zeros(n)
-        self.realized_pnl = np.zeros(n)  # float, average-cost method, net of commissions
+        self._avg_cost = [0.0] * n
+        self._realized = [0.0] * n  # average-cost method, net of commissions
         self.commission_paid_micro = 0
         self.traded_value_micro = 0
-        self._trips: dict[int, _OpenTrip] = {}
+        self._trips: dict[int, list] = {}
         self.round_trips: list[RoundTrip] = []
+
+    @property
+    def avg_cost(self) -> np.ndarray:
+        return np.array(self._avg_cost)
+
+    @property
+    def realized_pnl(self) -> np.ndarray:
+        return np.array(self._realized)
 
     @property
     def cash(self) -> float:
         return from_micro(self.cash_micro)
 
     def equity(self, marks: np.ndarray) -> float:
-        return self.cash_micro / 1e6 + float(self.position @ marks)
-
-    def gross_value(self, marks: np.ndarray) -> float:
-        return float(np.abs(self.position) @ marks)
+        return self.cash_micro / 1e6 + float((self.position * marks).sum())
 
     def apply_fill(
         self,
@@ -70,78 +65,66 @@ class Portfolio:
         self.cash_micro += flow
         self.commission_paid_micro += commission_micro
         self.traded_value_micro += value_micro
-        old = float(self.position[s])
+        old = self.position.item(s)
         new = old + quantity
-        self._book_cost(s, old, new, quantity, price, commission_micro)
-        self._book_trip(s, old, new, quantity, price, flow, commission_micro, timestamp, bar)
         self.position[s] = new
-
-    def _book_cost(self, s: int, old: float, new: float, q: float, price: float, comm: int) -> None:
-        if old == 0 or (old > 0) == (q > 0):  # opening or adding
-            self.avg_cost[s] = (self.avg_cost[s] * abs(old) + price * abs(q)) / abs(new)
+        size = abs(quantity)
+        # average cost and realized P&L (float: an estimate for display, cash is the truth)
+        avg = self._avg_cost[s]
+        adding = old == 0 or (old > 0) == (quantity > 0)
+        if adding:
+            self._avg_cost[s] = (avg * abs(old) + price * size) / abs(new)
+            self._realized[s] -= commission_micro / 1e6
         else:
-            closed = min(abs(q), abs(old))
-            self.realized_pnl[s] += (price - self.avg_cost[s]) * closed * (1 if old > 0 else -1)
+            closed = size if size < abs(old) else abs(old)
+            self._realized[s] += (price - avg) * closed * (1 if old > 0 else -1) - commission_micro / 1e6
             if new == 0:
-                self.avg_cost[s] = 0.0
+                self._avg_cost[s] = 0.0
             elif (new > 0) != (old > 0):  # flipped: the rest opens at this price
-                self.avg_cost[s] = price
-        self.realized_pnl[s] -= comm / 1e6
-
-    def _book_trip(
-        self, s: int, old: float, new: float, q: float, price: float, flow: int, comm: int, ts: int, bar: int
-    ) -> None:
-        flipped = old != 0 and new != 0 and (new > 0) != (old > 0)
-        if flipped:
-            # Split the fill: the part that closes the old position, and the rest that opens anew.
-            share = abs(old) / abs(q)
-            close_flow, close_comm = round(flow * share), round(comm * share)
-            self._add_to_trip(s, -old, price, close_flow, close_comm, closing=True)
-            self._close_trip(s, ts, bar)
-            self._open_trip(s, new, ts, bar)
-            self._add_to_trip(s, new, price, flow - close_flow, comm - close_comm, closing=False)
-            return
+                self._avg_cost[s] = price
+        # round trips (exact cash flows)
+        trips = self._trips
         if old == 0:
-            self._open_trip(s, new, ts, bar)
-        closing = abs(new) < abs(old)
-        self._add_to_trip(s, q, price, flow, comm, closing=closing)
-        if new == 0:
-            self._close_trip(s, ts, bar)
-
-    def _open_trip(self, s: int, new: float, ts: int, bar: int) -> None:
-        self._trips[s] = _OpenTrip(direction=1 if new > 0 else -1, entry_timestamp=ts, entry_bar=bar)
-
-    def _add_to_trip(self, s: int, q: float, price: float, flow: int, comm: int, *, closing: bool) -> None:
-        trip = self._trips[s]
-        trip.flow_micro += flow
-        trip.commission_micro += comm
-        if closing:
-            trip.exit_qty += abs(q)
-            trip.exit_notional += abs(q) * price
+            trips[s] = [1 if new > 0 else -1, timestamp, bar, flow, commission_micro, size, size * price,
+                        0.0, 0.0, size]
+        elif adding:
+            trip = trips[s]
+            trip[_FLOW] += flow
+            trip[_COMM] += commission_micro
+            trip[_EQ] += size
+            trip[_EN] += size * price
+            held = trip[_EQ] - trip[_XQ]
+            if held > trip[_MAX]:
+                trip[_MAX] = held
+        elif new == 0 or (new > 0) == (old > 0):  # reducing, maybe to flat
+            trip = trips[s]
+            trip[_FLOW] += flow
+            trip[_COMM] += commission_micro
+            trip[_XQ] += size
+            trip[_XN] += size * price
+            if new == 0:
+                self._close_trip(s, timestamp, bar)
         else:
-            trip.entry_qty += abs(q)
-            trip.entry_notional += abs(q) * price
-            trip.max_qty = max(trip.max_qty, trip.entry_qty - trip.exit_qty)
+            # Flipped: split the fill into the part that closes the old position and the rest.
+            share = abs(old) / size
+            close_flow, close_comm = round(flow * share), round(commission_micro * share)
+            trip = trips[s]
+            trip[_FLOW] += close_flow
+            trip[_COMM] += close_comm
+            trip[_XQ] += abs(old)
+            trip[_XN] += abs(old) * price
+            self._close_trip(s, timestamp, bar)
+            rest = abs(new)
+            trips[s] = [1 if new > 0 else -1, timestamp, bar, flow - close_flow, commission_micro - close_comm,
+                        rest, rest * price, 0.0, 0.0, rest]
 
     def _close_trip(self, s: int, ts: int, bar: int) -> None:
-        trip = self._trips.pop(s)
+        t = self._trips.pop(s)
         self.round_trips.append(
-            RoundTrip(
-                model=self.model,
-                symbol=self.symbols[s],
-                direction=trip.direction,
-                entry_timestamp=trip.entry_timestamp,
-                exit_timestamp=ts,
-                entry_bar=trip.entry_bar,
-                exit_bar=bar,
-                quantity=trip.max_qty,
-                entry_price=trip.entry_notional / trip.entry_qty,
-                exit_price=trip.exit_notional / trip.exit_qty,
-                pnl_micro=trip.flow_micro,
-                commission_micro=trip.commission_micro,
-            )
+            RoundTrip(self.model, self.symbols[s], t[_DIR], t[_TS], ts, t[_BAR], bar, t[_MAX],
+                      t[_EN] / t[_EQ], t[_XN] / t[_XQ], t[_FLOW], t[_COMM])
         )
 
     def open_trip_pnl_micro(self) -> int:
         """Cash flows of the still-open round trips (their P&L before the positions are marked)."""
-        return sum(t.flow_micro for t in self._trips.values())
+        return sum(t[_FLOW] for t in self._trips.values())

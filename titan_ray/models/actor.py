@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray
@@ -16,6 +17,10 @@ from titan_ray.models.registry import build_model
 class ModelActor:
     def __init__(self, spec: ModelSpec, symbols: tuple[str, ...], seed: int) -> None:
         self.model = build_model(spec.name, spec.kind, spec.params, tuple(symbols), seed=seed)
+        self._busy = 0.0  # seconds spent deciding
+
+    def busy_seconds(self) -> float:
+        return self._busy
 
     def info(self) -> dict[str, Any]:
         m = self.model
@@ -25,4 +30,7 @@ class ModelActor:
         self.model.observe(bars)
 
     def decide(self, bars: BarBatch) -> Decisions:
-        return self.model.decide(bars)
+        start = time.perf_counter()
+        decisions = self.model.decide(bars)
+        self._busy += time.perf_counter() - start
+        return decisions

@@ -8,7 +8,9 @@ Subclasses implement two small hooks, in the manner of qlib's ``fit``/``predict`
 
 - ``_weights(bars)`` → (weights (T, S), named indicator arrays (T, S)); it carries its own state
   across chunks so that results do not depend on the chunk size;
-- ``_explain(...)`` → the features that drove one changed weight and a sentence a trader can read.
+- ``_explain(...)`` → for the cells whose weight changed (vectorised), the features that drove
+  each change, with values and attributions; ``render`` turns one such row into a sentence a
+  trader can read, when the explanation is read.
 
 ``fit(history)`` is an optional hook with a safe default (rule-based models need no training).
 """
@@ -22,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from titan_ray.data.bars import BarBatch
-from titan_ray.models.decisions import Decisions, Explanation, Feature, decision_id
+from titan_ray.models.decisions import Decisions, ExplanationBatch, Feature
 
 
 class ModelParams(BaseModel):
@@ -59,29 +61,28 @@ class TradingModel(ABC):
         weights, info = self._weights(bars)
         weights = np.ascontiguousarray(weights, dtype=np.float64)
         prev = np.vstack([self._sent[None, :], weights[:-1]])
-        explanations = []
-        for t, s in zip(*np.nonzero(weights != prev), strict=True):
-            old, new = float(prev[t, s]), float(weights[t, s])
-            features, base, sentence = self._explain(int(t), int(s), old, new, info, bars)
-            bar = bars.start + int(t)
-            explanations.append(
-                Explanation(
-                    decision_id=decision_id(self.name, self.symbols[s], bar),
-                    model=self.name,
-                    timestamp=int(bars.timestamps[t]),
-                    bar=bar,
-                    symbol=self.symbols[s],
-                    old_weight=old,
-                    new_weight=new,
-                    price=float(bars.close[t, s]),
-                    method=self.method,
-                    base_value=base,
-                    features=tuple(features),
-                    sentence=sentence,
-                )
-            )
+        rows, cols = np.nonzero(weights != prev)
         self._sent = weights[-1].copy()
-        return Decisions(model=self.name, start=bars.start, weights=weights, explanations=tuple(explanations))
+        if not len(rows):
+            return Decisions(model=self.name, start=bars.start, weights=weights)
+        old, new = prev[rows, cols], weights[rows, cols]
+        names, values, attributions, base = self._explain(rows, cols, old, new, info, bars)
+        batch = ExplanationBatch(
+            model=self.name,
+            kind=self.kind,
+            method=self.method,
+            bar=(bars.start + rows).astype(np.int64),
+            symbol=cols.astype(np.int64),
+            timestamp=bars.timestamps[rows],
+            old_weight=old,
+            new_weight=new,
+            price=bars.close[rows, cols],
+            base_value=np.broadcast_to(np.asarray(base, dtype=np.float64), rows.shape).copy(),
+            feature_names=tuple(names),
+            values=np.asarray(values, dtype=np.float64).reshape(len(rows), len(names)),
+            attributions=np.asarray(attributions, dtype=np.float64).reshape(len(rows), len(names)),
+        )
+        return Decisions(model=self.name, start=bars.start, weights=weights, explanations=batch)
 
     @abstractmethod
     def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -89,9 +90,20 @@ class TradingModel(ABC):
 
     @abstractmethod
     def _explain(
-        self, t: int, s: int, old: float, new: float, info: dict[str, np.ndarray], bars: BarBatch
-    ) -> tuple[list[Feature], float, str]:
-        """(features, base value, sentence) for the weight of symbol ``s`` changing at row ``t``."""
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        old: np.ndarray,
+        new: np.ndarray,
+        info: dict[str, np.ndarray],
+        bars: BarBatch,
+    ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | float]:
+        """For the changed cells (rows, cols): feature names, values (n, k), attributions (n, k), base."""
+
+    @classmethod
+    @abstractmethod
+    def render(cls, symbol: str, old: float, new: float, features: tuple[Feature, ...]) -> str:
+        """The sentence a trader reads for one decision."""
 
 
 def action_phrase(symbol: str, old: float, new: float) -> str:

@@ -15,7 +15,6 @@ from pydantic import Field, model_validator
 
 from titan_ray.data.bars import BarBatch
 from titan_ray.models.base import ModelParams, TradingModel, action_phrase, hold_forward
-from titan_ray.models.decisions import Feature
 
 
 def rolling_mean(history: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
@@ -74,21 +73,23 @@ class SmaCrossover(TradingModel):
         self._weight = weights[-1].copy()
         return weights, {"fast": fast, "slow": slow}
 
-    def _explain(self, t, s, old, new, info, bars):
+    def _explain(self, rows, cols, old, new, info, bars):
         p = self.params
-        fast, slow = float(info["fast"][t, s]), float(info["slow"][t, s])
-        gap = (fast / slow - 1) * 100 if slow else float("nan")
-        direction = "above" if fast > slow else "below"
-        features = [
-            Feature(f"sma_{p.fast}", fast, 0.0),
-            Feature(f"sma_{p.slow}", slow, 0.0),
-            Feature("gap_pct", gap, gap),
-        ]
-        sentence = (
-            f"{action_phrase(self.symbols[s], old, new)}: SMA({p.fast}) {fast:.2f} crossed {direction} "
-            f"SMA({p.slow}) {slow:.2f}, gap {gap:+.2f}%."
+        fast, slow = info["fast"][rows, cols], info["slow"][rows, cols]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gap = (fast / slow - 1) * 100
+        zeros = np.zeros_like(gap)
+        names = [f"sma_{p.fast}", f"sma_{p.slow}", "gap_pct"]
+        return names, np.column_stack([fast, slow, gap]), np.column_stack([zeros, zeros, gap]), np.nan
+
+    @classmethod
+    def render(cls, symbol, old, new, features):
+        fast, slow, gap = features
+        direction = "above" if fast.value > slow.value else "below"
+        return (
+            f"{action_phrase(symbol, old, new)}: SMA({fast.name[4:]}) {fast.value:.2f} crossed {direction} "
+            f"SMA({slow.name[4:]}) {slow.value:.2f}, gap {gap.value:+.2f}%."
         )
-        return features, float("nan"), sentence
 
 
 class RsiParams(ModelParams):
@@ -123,6 +124,44 @@ class RsiReversion(TradingModel):
     def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n = self.params.period
         close = bars.close
+        if (self._count >= n).all() and np.isfinite(close).all() and np.isfinite(self._prev_close).all():
+            rsi = self._smooth_only(close)
+        else:
+            rsi = self._general(close)
+        p = self.params
+        events = np.where(rsi < p.low, self._long, np.where(rsi > p.high, 0.0, np.nan))
+        weights = hold_forward(events, self._weight)
+        self._weight = weights[-1].copy()
+        return weights, {"rsi": rsi}
+
+    @staticmethod
+    def _rsi(gain: np.ndarray, loss: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(loss > 0, 100.0 - 100.0 / (1.0 + gain / loss), np.where(gain > 0, 100.0, 50.0))
+
+    def _smooth_only(self, close: np.ndarray) -> np.ndarray:
+        """Every symbol seeded and every bar present: only Wilder's recursion is left per row.
+
+        The same float operations in the same order as ``_general``, so the two paths agree to
+        the last bit (the chunk-invariance tests run both).
+        """
+        n = self.params.period
+        d = np.diff(np.vstack([self._prev_close[None, :], close]), axis=0)
+        g, lo = np.maximum(d, 0.0), np.maximum(-d, 0.0)
+        gains, losses = np.empty_like(close), np.empty_like(close)
+        gain, loss = self._gain, self._loss
+        for i in range(len(close)):
+            gain = (gain * (n - 1) + g[i]) / n
+            loss = (loss * (n - 1) + lo[i]) / n
+            gains[i], losses[i] = gain, loss
+        self._gain, self._loss = gain, loss
+        self._count = self._count + len(close)
+        self._prev_close = close[-1].copy()
+        return self._rsi(gains, losses)
+
+    def _general(self, close: np.ndarray) -> np.ndarray:
+        """Seeding, missing bars and all: the recursion with every case handled per row."""
+        n = self.params.period
         rsi = np.full(close.shape, np.nan)
         prev, count, gain, loss = self._prev_close, self._count, self._gain, self._loss
         for i in range(len(close)):
@@ -140,30 +179,28 @@ class RsiReversion(TradingModel):
             smooth = ok & (count > n)
             gain = np.where(smooth, (gain * (n - 1) + g) / n, gain)
             loss = np.where(smooth, (loss * (n - 1) + lo) / n, loss)
-            ready = count >= n
-            with np.errstate(divide="ignore", invalid="ignore"):
-                value = np.where(loss > 0, 100.0 - 100.0 / (1.0 + gain / loss), np.where(gain > 0, 100.0, 50.0))
-            rsi[i] = np.where(ready, value, np.nan)
+            rsi[i] = np.where(count >= n, self._rsi(gain, loss), np.nan)
             prev = np.where(np.isfinite(c), c, prev)
         self._prev_close, self._count, self._gain, self._loss = prev, count, gain, loss
-        p = self.params
-        events = np.where(rsi < p.low, self._long, np.where(rsi > p.high, 0.0, np.nan))
-        weights = hold_forward(events, self._weight)
-        self._weight = weights[-1].copy()
-        return weights, {"rsi": rsi}
+        return rsi
 
-    def _explain(self, t, s, old, new, info, bars):
+    def _explain(self, rows, cols, old, new, info, bars):
         p = self.params
-        rsi = float(info["rsi"][t, s])
+        rsi = info["rsi"][rows, cols]
+        attribution = np.where(new > old, rsi - p.low, rsi - p.high)
+        n = len(rows)
+        values = np.column_stack([rsi, np.full(n, p.low), np.full(n, p.high)])
+        return [f"rsi_{p.period}", "low", "high"], values, np.column_stack([attribution, np.zeros((n, 2))]), np.nan
+
+    @classmethod
+    def render(cls, symbol, old, new, features):
+        rsi, low, high = features
+        period = rsi.name[4:]
         if new > old:
-            why = f"RSI({p.period}) {rsi:.1f} fell below {p.low:g} (oversold)"
-            attribution = rsi - p.low
+            why = f"RSI({period}) {rsi.value:.1f} fell below {low.value:g} (oversold)"
         else:
-            why = f"RSI({p.period}) {rsi:.1f} rose above {p.high:g} (overbought)"
-            attribution = rsi - p.high
-        features = [Feature(f"rsi_{p.period}", rsi, attribution), Feature("low", p.low, 0.0),
-                    Feature("high", p.high, 0.0)]
-        return features, float("nan"), f"{action_phrase(self.symbols[s], old, new)}: {why}."
+            why = f"RSI({period}) {rsi.value:.1f} rose above {high.value:g} (overbought)"
+        return f"{action_phrase(symbol, old, new)}: {why}."
 
 
 class HoldParams(ModelParams):
@@ -190,12 +227,15 @@ class BuyAndHold(TradingModel):
         # Warm-up bars only tell which symbols exist; buying starts when trading does.
         self._weights(bars)
 
-    def _explain(self, t, s, old, new, info, bars):
-        price = float(bars.close[t, s])
-        features = [Feature("close", price, 0.0)]
-        return features, float("nan"), (
-            f"{action_phrase(self.symbols[s], old, new)}: the benchmark buys an equal share of every "
-            f"symbol on its first bar ({price:.2f}) and holds it."
+    def _explain(self, rows, cols, old, new, info, bars):
+        price = bars.close[rows, cols]
+        return ["close"], price[:, None], np.zeros((len(rows), 1)), np.nan
+
+    @classmethod
+    def render(cls, symbol, old, new, features):
+        return (
+            f"{action_phrase(symbol, old, new)}: the benchmark buys an equal share of every symbol on its "
+            f"first bar ({features[0].value:.2f}) and holds it."
         )
 
 
@@ -235,9 +275,15 @@ class RandomModel(TradingModel):
         self._weight = weights[-1].copy()
         return weights, {}
 
-    def _explain(self, t, s, old, new, info, bars):
-        bar = bars.start + t
-        return [Feature("draw_bar", float(bar), 0.0)], float("nan"), (
-            f"{action_phrase(self.symbols[s], old, new)}: random draw at bar {bar} (seed {self.seed}); "
+    def _explain(self, rows, cols, old, new, info, bars):
+        bar = (bars.start + rows).astype(np.float64)
+        n = len(rows)
+        return ["draw_bar", "seed"], np.column_stack([bar, np.full(n, float(self.seed))]), np.zeros((n, 2)), np.nan
+
+    @classmethod
+    def render(cls, symbol, old, new, features):
+        bar, seed = features
+        return (
+            f"{action_phrase(symbol, old, new)}: random draw at bar {int(bar.value)} (seed {int(seed.value)}); "
             "the null hypothesis that skill must beat."
         )

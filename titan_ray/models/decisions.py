@@ -1,9 +1,14 @@
 """What a model sends to the ledger for one chunk: target weights and the reasons for changes.
 
 Models output target weights, not orders: for each timestamp and symbol the fraction of equity to
-hold (-1..1; long-only models 0..1). Every cell where a weight changes has one ``Explanation``
+hold (-1..1; long-only models 0..1). Every cell where a weight changes has one explanation
 whose ``decision_id`` the ledger puts on the orders and fills it causes, so that each trade can
 answer "why?".
+
+Explanations travel columnar (``ExplanationBatch``: one row per changed weight, the features as
+a matrix), because a busy model changes thousands of weights a second and one object per change
+would cost more than the decision itself. ``records()`` renders them as ``Explanation`` objects
+with the model's sentence, when someone reads them.
 """
 
 from __future__ import annotations
@@ -47,9 +52,51 @@ class Explanation:
         return rec
 
 
+@dataclass(frozen=True)
+class ExplanationBatch:
+    """The explanations of one chunk, one row per changed weight."""
+
+    model: str
+    kind: str  # the model kind, whose ``render`` writes the sentence
+    method: str
+    bar: np.ndarray  # (n,) int64 global bar index
+    symbol: np.ndarray  # (n,) int64 index into the symbols
+    timestamp: np.ndarray  # (n,) int64 ns UTC
+    old_weight: np.ndarray  # (n,)
+    new_weight: np.ndarray
+    price: np.ndarray
+    base_value: np.ndarray
+    feature_names: tuple[str, ...]
+    values: np.ndarray  # (n, k)
+    attributions: np.ndarray  # (n, k)
+    sentences: tuple[str, ...] | None = None  # models that write their own sentences set this
+
+    def __len__(self) -> int:
+        return len(self.bar)
+
+    def records(self, symbols: tuple[str, ...]) -> list[Explanation]:
+        from titan_ray.models.registry import MODEL_KINDS
+
+        render = MODEL_KINDS[self.kind].render
+        out = []
+        for i in range(len(self)):
+            sym = symbols[int(self.symbol[i])]
+            features = tuple(
+                Feature(n, float(v), float(a))
+                for n, v, a in zip(self.feature_names, self.values[i], self.attributions[i], strict=True)
+            )
+            old, new = float(self.old_weight[i]), float(self.new_weight[i])
+            sentence = self.sentences[i] if self.sentences is not None else render(sym, old, new, features)
+            bar = int(self.bar[i])
+            out.append(Explanation(decision_id(self.model, sym, bar), self.model, int(self.timestamp[i]), bar,
+                                   sym, old, new, float(self.price[i]), self.method, float(self.base_value[i]),
+                                   features, sentence))
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class Decisions:
     model: str
     start: int  # global bar index of weights[0]
     weights: np.ndarray  # (T, S) float64
-    explanations: tuple[Explanation, ...] = ()
+    explanations: ExplanationBatch | None = None

@@ -30,7 +30,6 @@ def is_reducing(position: float, quantity: float) -> bool:
 def check_order(
     risk: RiskConfig,
     state: RiskState,
-    *,
     position: float,
     quantity: float,
     price: float,

@@ -20,7 +20,8 @@ def market() -> BarBatch:
 def _weights(kind, bars, chunk, params=None, seed=1):
     model = build_model("m", kind, params or {}, bars.symbols, seed=seed)
     parts = [model.decide(c) for c in bars.chunks(chunk)]
-    return np.vstack([p.weights for p in parts]), [e for p in parts for e in p.explanations]
+    records = [e for p in parts if p.explanations is not None for e in p.explanations.records(bars.symbols)]
+    return np.vstack([p.weights for p in parts]), records
 
 
 @pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
@@ -93,7 +94,7 @@ def test_buy_and_hold_buys_each_symbol_on_its_first_bar():
     model = build_model("h", "buy_and_hold", {}, bars.symbols, seed=1)
     d = model.decide(bars)
     assert d.weights.tolist() == [[0.0, 0.5], [0.5, 0.5], [0.5, 0.5]]
-    assert [(e.symbol, e.bar) for e in d.explanations] == [("B", 0), ("A", 1)]
+    assert [(e.symbol, e.bar) for e in d.explanations.records(bars.symbols)] == [("B", 0), ("A", 1)]
 
 
 @pytest.mark.parametrize("params,match", [
