@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"ratio titan-ray / backtrader per bar, same {peer.figures.models} models: {ratio:,.1f}x")
         sma_only = peer.figures.bars / peer.model_seconds["sma"]
-        print(f"  backtrader per model: " + ", ".join(f"{k} {peer.figures.bars / v:,.0f} bars/s"
+        print("  backtrader per model: " + ", ".join(f"{k} {peer.figures.bars / v:,.0f} bars/s"
                                                    for k, v in peer.model_seconds.items()))
         print(f"  against backtrader running the SMA model alone ({sma_only:,.0f} bars/s): "
               f"{titan.figures.bars_per_second / sma_only:,.1f}x")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
-
 from peers import backtesting_py_sma, backtrader_sma
+
 from titan_ray.arena.runner import run_arena
 from titan_ray.config import parse_config
 from titan_ray.data.lean import read_lean_zip, write_csv

@@ -18,6 +18,8 @@ def _fmt(value: Any, kind: str) -> str:
         return "–"
     if kind == "pct":
         return f"{value * 100:+.2f}%"
+    if kind == "share":
+        return f"{value * 100:.1f}%"
     if kind == "money":
         return f"{value:,.2f}"
     if kind == "ratio":
@@ -37,9 +39,9 @@ _FINAL_COLUMNS = [
     ("model", "model", "str"), ("final equity", "final_equity", "money"), ("return", "total_return", "pct"),
     ("CAGR", "cagr", "pct"), ("Sharpe", "sharpe", "ratio"), ("Sortino", "sortino", "ratio"),
     ("Calmar", "calmar", "ratio"), ("max DD", "max_drawdown", "pct"), ("DD bars", "max_drawdown_duration", "int"),
-    ("PF", "profit_factor", "ratio"), ("win", "win_rate", "pct"), ("trades", "n_trades", "int"),
+    ("PF", "profit_factor", "ratio"), ("win", "win_rate", "share"), ("trades", "n_trades", "int"),
     ("orders", "n_orders", "int"), ("rejected", "n_rejected", "int"), ("turnover", "turnover", "ratio"),
-    ("exposure", "exposure", "pct"), ("p(SR≤bench)", "sharpe_vs_benchmark_p", "ratio"),
+    ("exposure", "exposure", "share"), ("p(SR≤bench)", "sharpe_vs_benchmark_p", "ratio"),
 ]
 
 
@@ -53,7 +55,7 @@ def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     out = []
     for n, r in enumerate(cells):
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return out

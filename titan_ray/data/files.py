@@ -11,7 +11,7 @@ and zero volume where a symbol has no bar). A file goes through these parts in t
   column) and open/high/low/close/volume in any letter case; other columns are ignored.
 - ``_parse_times``: int64 UTC nanoseconds. Aware timestamps are converted; naive ones are read in
   ``data.timezone`` (default New York on ``equities``, UTC on ``continuous``).
-- ``_check_rows`` then ``_check_order``: every bad row becomes a ``RejectedBar`` (1-based data
+- ``check_rows`` then ``check_order`` (in ``validation``): every bad row becomes a ``RejectedBar`` (1-based data
   row, rule, detail) and is skipped. Rows keep the file's order: a row earlier than the last
   accepted one is rejected, never sorted into place, because a silently re-sorted file hides a
   broken export.
@@ -28,7 +28,7 @@ import csv
 import gzip
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -39,12 +39,13 @@ from pandas.tseries.api import guess_datetime_format
 from titan_ray.config import DataConfig
 from titan_ray.data.bars import FIELDS, BarBatch
 from titan_ray.data.calendar import EXCHANGE_TZ, Calendar, infer_frequency, parse_frequency
-from titan_ray.data.providers import BadBarRule, DataError, MarketData, RejectedBar
+from titan_ray.data.providers import DataError, MarketData, RejectedBar
+from titan_ray.data.validation import FIX, check_order, check_rows, empty
+from titan_ray.data.validation import NAT as _NAT
 
 _SUFFIXES = {"csv": (".csv.gz", ".csv"), "parquet": (".parquet", ".pq")}
 _TIME_NAMES = ("timestamp", "datetime", "date", "time")
 _HEADERLESS = ("timestamp", *FIELDS)
-_NAT = np.iinfo(np.int64).min  # what pandas stores for NaT
 _EPOCH_DIGITS = r"\d{10}|\d{13}|\d{16}|\d{19}"  # seconds, ms, us, ns since 1970 (not yyyymmdd)
 _DATE_ONLY = re.compile(r"\d{4}[-/]?\d{1,2}[-/]?\d{1,2}")
 _COLUMNS_HELP = (
@@ -52,17 +53,6 @@ _COLUMNS_HELP = (
     "first or in a column named date, time, datetime or timestamp; a file without a header row "
     "must have exactly 6 columns: timestamp,open,high,low,close,volume."
 )
-_FIX = {
-    BadBarRule.UNPARSEABLE_TIMESTAMP: "Write timestamps like 2024-01-02 09:30:00, one format per file.",
-    BadBarRule.MISSING_VALUE: "Fill the gaps or strip those lines, e.g. with `df.dropna()`.",
-    BadBarRule.NON_POSITIVE_PRICE: "Prices must be > 0; strip those lines, e.g. with "
-    "`df[(df[['open', 'high', 'low', 'close']] > 0).all(axis=1)]`.",
-    BadBarRule.HIGH_BELOW_LOW: "High must be >= low; check that the high and low columns are not swapped.",
-    BadBarRule.OPEN_CLOSE_OUTSIDE_RANGE: "Open and close must lie within [low, high]; check the columns.",
-    BadBarRule.NEGATIVE_VOLUME: "Volume must be >= 0; strip those lines, e.g. `df[df['volume'] >= 0]`.",
-    BadBarRule.DUPLICATE_TIMESTAMP: "Keep one row per timestamp, e.g. `df.drop_duplicates('timestamp')`.",
-    BadBarRule.OUT_OF_ORDER_TIMESTAMP: "Sort the rows oldest first, e.g. `df.sort_values('timestamp')`.",
-}
 
 
 def naive_timezone(config: DataConfig) -> str:
@@ -385,7 +375,6 @@ def _epoch_ns(raw: pd.Series) -> np.ndarray:
 
 # --- validation -------------------------------------------------------------------------------
 
-_Found = list[tuple[int, BadBarRule, str]]  # (0-based row, rule, detail) per rejected row
 
 
 def _load_file(
@@ -399,127 +388,16 @@ def _load_file(
     )
     ns, unplaced = _parse_times(times, tz)
     # Blank lines carry no bar, so they are skipped without a rejection.
-    pending = ~np.logical_and.reduce([_empty(c) for c in (times, *cells)])
+    pending = ~np.logical_and.reduce([empty(c) for c in (times, *cells)])
     if not pending.any():
         raise DataError(f"{path} has no data rows; it needs one row per bar: {','.join(_HEADERLESS)}")
-    found = _check_rows(times, cells, ns, unplaced, values, pending, tz)
-    rows, late = _check_order(path, times, ns, pending)
+    found = check_rows(times, cells, ns, unplaced, values, pending, tz)
+    rows, late = check_order(path, times, ns, pending)
     rejected = [RejectedBar(str(path), i + 1, symbol, rule, why) for i, rule, why in sorted(found + late)]
     if len(rows) == 0:
         n = len(rejected)
         raise DataError(
             f"nothing usable left in {path}: {n} row{'s' * (n != 1)} rejected, first: {rejected[0]}. "
-            f"{_FIX[rejected[0].rule]}"
+            f"{FIX[rejected[0].rule]}"
         )
     return ns[rows], values[rows], rejected
-
-
-def _empty(col: pd.Series) -> np.ndarray:
-    if pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:
-        return (col.isna() | (col.astype(str).str.strip() == "")).to_numpy()
-    return col.isna().to_numpy()
-
-
-def _check_rows(
-    times: pd.Series,
-    cells: list[pd.Series],
-    ns: np.ndarray,
-    unplaced: np.ndarray,
-    values: np.ndarray,
-    pending: np.ndarray,
-    tz: str,
-) -> _Found:
-    """Reject rows that are bad on their own, first failing rule first; clears them in ``pending``.
-
-    The checks run vectorised over all rows; details are written only for the rows they reject.
-    """
-    found: _Found = []
-
-    def reject(mask: np.ndarray, rule: BadBarRule, detail: Callable[[int], str]) -> None:
-        hit = np.flatnonzero(pending & mask)
-        found.extend((int(i), rule, detail(int(i))) for i in hit)
-        pending[hit] = False
-
-    def time_detail(i: int) -> str:
-        if _empty(times.iloc[[i]])[0]:
-            return "timestamp is empty"
-        if unplaced[i]:
-            return (
-                f"timestamp {_stamp(times, i)} does not exist or is ambiguous in {tz} "
-                "(a daylight-saving change); write it with a UTC offset"
-            )
-        return f"timestamp {_stamp(times, i)} is not a date or time"
-
-    def missing_detail(i: int) -> str:
-        j = int(np.argmax(~np.isfinite(values[i])))
-        if _empty(cells[j].iloc[[i]])[0]:
-            return f"{FIELDS[j]} is empty"
-        return f"{FIELDS[j]}={str(cells[j].iloc[i]).strip()!r} is not a finite number"
-
-    o, h, l, c, v = values.T  # noqa: E741 - the bar's low
-    prices = values[:, :4]
-    open_out = (o < l) | (o > h)
-
-    def price_detail(i: int) -> str:
-        j = int(np.argmax(prices[i] <= 0))
-        return f"{FIELDS[j]}={prices[i, j]:.10g} must be > 0"
-
-    def range_detail(i: int) -> str:
-        name, x = ("open", o[i]) if open_out[i] else ("close", c[i])
-        return f"{name}={x:.10g} outside [low={l[i]:.10g}, high={h[i]:.10g}]"
-
-    reject(ns == _NAT, BadBarRule.UNPARSEABLE_TIMESTAMP, time_detail)
-    reject(~np.isfinite(values).all(axis=1), BadBarRule.MISSING_VALUE, missing_detail)
-    reject((prices <= 0).any(axis=1), BadBarRule.NON_POSITIVE_PRICE, price_detail)
-    reject(h < l, BadBarRule.HIGH_BELOW_LOW, lambda i: f"high={h[i]:.10g} < low={l[i]:.10g}")
-    reject(open_out | (c < l) | (c > h), BadBarRule.OPEN_CLOSE_OUTSIDE_RANGE, range_detail)
-    reject(v < 0, BadBarRule.NEGATIVE_VOLUME, lambda i: f"volume={v[i]:.10g} must be >= 0")
-    return found
-
-
-def _check_order(
-    path: Path, times: pd.Series, ns: np.ndarray, pending: np.ndarray
-) -> tuple[np.ndarray, _Found]:
-    """Rows kept (0-based) and the rows rejected for repeating or going back in time.
-
-    A row is kept when it is later than every row kept before it. Only kept rows can raise the
-    running maximum, so that maximum is a plain cumulative max over the rows still pending.
-    """
-    idx = np.flatnonzero(pending)
-    t = ns[idx]
-    ok = t > np.concatenate([[_NAT], np.maximum.accumulate(t)[:-1]])
-    kept_t, kept_rows = t[ok], idx[ok]
-    late = np.flatnonzero(~ok)
-    pos = np.searchsorted(kept_t, t[late])
-    dup = (pos < len(kept_t)) & (kept_t[np.minimum(pos, len(kept_t) - 1)] == t[late])
-    last_kept = idx[np.maximum.accumulate(np.where(ok, np.arange(len(t)), 0))]  # row kept last, so far
-    n_back = int((~dup).sum())
-    if n_back * 2 > len(t):
-        # Most rows going back in time is a file sorted newest first (or a typo'd year early on),
-        # not a few bad rows: refuse it rather than keep a handful of bars.
-        b = late[~dup][0]
-        row, prev = int(idx[b]), int(last_kept[b - 1])
-        raise DataError(
-            f"{path}: {n_back} of {len(t)} rows have a timestamp earlier than a row above them (first: "
-            f"row {row + 1}, {_stamp(times, row)}, after row {prev + 1}, {_stamp(times, prev)}); the file "
-            "looks sorted newest first or shuffled. Bars are never reordered silently: sort the file "
-            f"oldest first, e.g. with `df.sort_values('timestamp')`, or fix row {prev + 1} if it is a typo"
-        )
-    found: _Found = []
-    for b, p, is_dup in zip(late, pos, dup, strict=True):
-        row = int(idx[b])
-        if is_dup:
-            detail = f"timestamp {_stamp(times, row)} repeats row {kept_rows[p] + 1}"
-            found.append((row, BadBarRule.DUPLICATE_TIMESTAMP, detail))
-        else:
-            prev = int(last_kept[b - 1])
-            detail = (
-                f"timestamp {_stamp(times, row)} is earlier than row {prev + 1}'s "
-                f"{_stamp(times, prev)}; rows must run oldest first"
-            )
-            found.append((row, BadBarRule.OUT_OF_ORDER_TIMESTAMP, detail))
-    return kept_rows, found
-
-
-def _stamp(times: pd.Series, i: int) -> str:
-    return repr(str(times.iloc[i]).strip())

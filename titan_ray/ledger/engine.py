@@ -430,6 +430,7 @@ class Ledger:
                                       abs(wk.requested), filled, OrderStatus.PARTIALLY_FILLED, None,
                                       "PARTIALLY_FILLED: still working when the run ended"))
         orders.sort(key=lambda o: o.order_id)
+        held, avg_cost = np.flatnonzero(p.position), p.avg_cost
         return ModelResults(
             model=book.model,
             timestamps=_cat(book.timestamps, np.int64),
@@ -440,8 +441,8 @@ class Ledger:
             fills=list(book.fills),
             round_trips=list(p.round_trips),
             explanations=list(book.explanations),
-            positions={self.symbols[s]: float(p.position[s]) for s in np.flatnonzero(p.position)},
-            avg_cost={self.symbols[s]: float(p.avg_cost[s]) for s in np.flatnonzero(p.position)},
+            positions={self.symbols[s]: p.position.item(s) for s in held},
+            avg_cost={self.symbols[s]: avg_cost.item(s) for s in held},
             realized_pnl=float(p.realized_pnl.sum()),
             cash_micro=p.cash_micro,
             initial_cash_micro=p.initial_cash_micro,

@@ -13,7 +13,6 @@ import numpy as np
 from titan_ray.ledger.money import from_micro
 from titan_ray.ledger.types import RoundTrip
 
-
 # An open round trip, kept as a plain list for speed (this is the ledger's hottest path):
 # [direction, entry_timestamp, entry_bar, flow_micro, commission_micro,
 #  entry_qty, entry_notional, exit_qty, exit_notional, max_qty]

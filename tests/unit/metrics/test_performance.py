@@ -49,7 +49,7 @@ def assert_all_match_empyrical(r: np.ndarray, periods: int) -> None:
             empyrical.calmar_ratio(r, annualization=periods),
         )
     ours = (sharpe(r, periods), sortino(r, periods), cagr(r, periods), max_drawdown(r), calmar(r, periods))
-    for name, mine, theirs in zip(("sharpe", "sortino", "cagr", "max_drawdown", "calmar"), ours, expected):
+    for name, mine, theirs in zip(("sharpe", "sortino", "cagr", "max_drawdown", "calmar"), ours, expected, strict=True):
         np.testing.assert_allclose(
             mine, float(theirs), rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=name
         )
