@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
-from titan_ray.config import ConfigError, default_config_path, load_config
+from titan_ray.config import ConfigError, default_config_path, load_config, parse_config
 from titan_ray.data.providers import DataError
 
 _ARENA_HELP = """\
@@ -45,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     arena.add_argument("--seed", type=int, help="override the config's seed")
     arena.add_argument("--chunk-size", type=int, metavar="N",
                        help="override replay.chunk_size (timestamps per message; 1 = live-like)")
+    arena.add_argument("--resume", type=Path, metavar="DIR",
+                       help="continue an interrupted run in DIR from its journal (the config is DIR/config.json; "
+                            "--config and the overrides do not apply)")
     arena.add_argument("--quiet", action="store_true", help="no progress or tables, only the results path")
 
     data = sub.add_parser("data", help="load the config's market data and report what ingestion rejected",
@@ -68,13 +72,27 @@ def _arena(args: argparse.Namespace) -> int:
     from titan_ray.arena.runner import run_arena
     from titan_ray.arena.terminal import LiveView
 
-    config = load_config(args.config, _overrides(args))
-    out_dir = args.out or Path("runs") / time.strftime("arena-%Y%m%d-%H%M%S")
+    resume, run_id = args.resume is not None, None
+    if resume:
+        out_dir = args.resume
+        saved = out_dir / "config.json"
+        if not saved.exists():
+            raise ConfigError(f"{out_dir} is not a run folder to resume: {saved.name} is missing; give the --out "
+                              "folder of an interrupted run")
+        raw = json.loads(saved.read_text())
+        config, run_id = parse_config(raw["config"], source=str(saved)), raw["run_id"]
+        if config.ledger.journal.backend == "sqlite" and not (out_dir / "journal.sqlite").exists():
+            raise ConfigError(f"{out_dir} has no journal.sqlite to resume from")
+    else:
+        config = load_config(args.config, _overrides(args))
+        out_dir = args.out or Path("runs") / time.strftime("arena-%Y%m%d-%H%M%S")
     view = None if args.quiet else LiveView()
     if view is not None:
         names = ", ".join(f"{m.name} ({m.kind})" for m in config.models)
-        print(f"TitanRay arena · seed {config.seed} · {config.data.provider} data · models: {names}", flush=True)
-    run = run_arena(config, out_dir, address=args.address, on_progress=view)
+        verb = "resuming" if resume else "seed"
+        print(f"TitanRay arena · {verb} {out_dir if resume else config.seed} · {config.data.provider} data · "
+              f"models: {names}", flush=True)
+    run = run_arena(config, out_dir, address=args.address, on_progress=view, resume=resume, run_id=run_id)
     if view is not None:
         view.finish(run.leaderboard, run.run_info, out_dir)
     else:

@@ -104,6 +104,9 @@ class ReplayConfig(_Strict):
     warmup_bars: int = Field(0, ge=0, description="bars that models see before trading starts")
     pace: PaceConfig | None = Field(None, description="null = as fast as possible")
     max_in_flight: int = Field(8, ge=1, description="chunks allowed in the pipeline at once")
+    decision_timeout_s: float = Field(
+        120.0, gt=0, description="a model that has not decided on a chunk by then skips it (recorded)"
+    )
 
 
 # --- ledger ---------------------------------------------------------------------------------
@@ -131,6 +134,18 @@ class FixedQuantitySizing(_Strict):
     quantity: float = Field(100, gt=0, description="shares held while the weight is non-zero (sign from weight)")
 
 
+class JournalConfig(_Strict):
+    """Where the ledger writes each chunk before acknowledging it, to rebuild after a crash."""
+
+    backend: Literal["sqlite", "redis", "memory"] = Field(
+        "sqlite", description="sqlite: journal.sqlite in the results folder; redis: a Redis Stream "
+        "(multi-node clusters); memory: none (no crash recovery)"
+    )
+    url: str | None = Field(
+        None, description="redis backend: redis://host:port/db, or env:VAR to read it from the environment"
+    )
+
+
 class LedgerConfig(_Strict):
     initial_cash: Decimal = Field(Decimal(1_000_000), gt=0)
     commission_bps: Decimal = Field(Decimal(10), ge=0, description="of the slipped traded value, per fill")
@@ -145,6 +160,7 @@ class LedgerConfig(_Strict):
     max_participation: float | None = Field(
         None, gt=0, le=1, description="cap each fill at this share of the bar's volume; the rest keeps working"
     )
+    journal: JournalConfig = JournalConfig()
 
     @field_validator("initial_cash", "commission_bps", mode="before")
     @classmethod
@@ -197,6 +213,25 @@ class ModelSpec(_Strict):
         return self
 
 
+class RedisConfig(_Strict):
+    """Fan-out of bars, fills and leaderboard updates on Redis channels for outside consumers."""
+
+    url: str | None = Field(None, description="redis://host:port/db or env:VAR; null = no fan-out")
+
+
+class WatchdogConfig(_Strict):
+    """Notices stalled or crash-looping model actors; restarts them or takes them out of the arena."""
+
+    enabled: bool = True
+    interval_s: float = Field(1.0, gt=0, description="how often heartbeats are collected")
+    stall_after_s: float = Field(60.0, gt=0, description="no decision for this long: STALLED, restarted")
+    max_restarts: int = Field(3, ge=0, description="restarts within window_s beyond which a model is removed")
+    window_s: float = Field(300.0, gt=0)
+    webhook_env: str = Field(
+        "TITAN_RAY_ALERT_WEBHOOK", description="environment variable holding a Slack-compatible webhook URL"
+    )
+
+
 class SignificanceConfig(_Strict):
     n_resamples: int = Field(2000, ge=100, description="bootstrap resamples of the Sharpe difference")
     block: int | None = Field(None, ge=1, description="bootstrap block length in bars; default ~ n^(1/3)")
@@ -214,6 +249,8 @@ class ArenaConfig(_Strict):
         None, description="model the others are tested against; default: the first buy_and_hold"
     )
     significance: SignificanceConfig = SignificanceConfig()
+    redis: RedisConfig = RedisConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
 
     @model_validator(mode="after")
     def _names(self) -> ArenaConfig:
@@ -330,6 +367,19 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for k, v in extra.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def resolve_url(url: str | None, field: str) -> str | None:
+    """A URL from the config, or from the environment for ``env:VAR`` (secrets stay out of files)."""
+    if url is None or not url.startswith("env:"):
+        return url
+    import os
+
+    var = url.removeprefix("env:")
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"{field} reads the environment variable {var}, which is not set; export {var}=redis://...")
+    return value
 
 
 def config_to_dict(config: ArenaConfig) -> dict[str, Any]:

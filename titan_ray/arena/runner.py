@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ import ray
 import titan_ray
 from titan_ray.arena import results as out
 from titan_ray.arena.leaderboard import build_leaderboard
-from titan_ray.config import ArenaConfig, config_to_dict
+from titan_ray.arena.monitor import HeartbeatMonitor
+from titan_ray.config import ArenaConfig, ConfigError, config_to_dict, resolve_url
 from titan_ray.data.actor import MarketDataActor
 from titan_ray.data.calendar import format_frequency, periods_per_year
 from titan_ray.data.providers import DataError
@@ -73,20 +75,54 @@ def ensure_ray(address: str | None) -> bool:
     return True
 
 
+@dataclass
+class _Chunk:
+    seq: int
+    bars: Any
+    decisions: dict[str, Any]  # model -> ObjectRef of its Decisions, or None when left out
+
+
+def journal_spec(config: ArenaConfig, out_dir: Path | None, run_id: str) -> dict[str, Any]:
+    j = config.ledger.journal
+    if j.backend == "redis":
+        url = resolve_url(j.url or config.redis.url, "ledger.journal.url")
+        if url is None:
+            raise ConfigError("ledger.journal.backend is redis but no URL is set; set ledger.journal.url")
+        return {"backend": "redis", "url": url, "stream": f"titan-ray:{run_id}:journal"}
+    if j.backend == "sqlite" and out_dir is not None:
+        return {"backend": "sqlite", "path": Path(out_dir).resolve() / "journal.sqlite"}
+    return {"backend": "memory"}
+
+
 def run_arena(
     config: ArenaConfig,
     out_dir: Path | None = None,
     *,
     address: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    on_actors: Callable[[dict[str, Any]], None] | None = None,
     snapshot_every: float = 0.5,
+    resume: bool = False,
+    run_id: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> ArenaRun:
+    """Run (or, with ``resume``, continue from its journal) one arena; see the module docstring.
+
+    ``on_actors`` receives the actor handles once they exist (operations tooling, chaos tests).
+    """
     wall_start = clock()
+    run_id = run_id or uuid.uuid4().hex[:12]
+    if out_dir is not None and not resume:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        out.write_json(Path(out_dir) / "config.json", {"run_id": run_id, "config": config_to_dict(config),
+                                                       "code_version": code_version()})
+    redis_url = resolve_url(config.redis.url, "redis.url")
     started_ray = ensure_ray(address)
     actors: list[Any] = []
+    monitor: HeartbeatMonitor | None = None
     try:
-        market = MarketDataActor.options(num_cpus=0).remote(config.data, config.seed, config.replay)
+        market = MarketDataActor.options(num_cpus=0, max_restarts=-1, max_task_retries=-1).remote(
+            config.data, config.seed, config.replay, redis_url, run_id)
         actors.append(market)
         info = ray.get(market.info.remote())
         if "error" in info:
@@ -94,31 +130,63 @@ def run_arena(
         symbols = tuple(info["symbols"])
         periods = periods_per_year(info["frequency"], info["calendar"])
         models = {
-            spec.name: ModelActor.options(num_cpus=spec.num_cpus).remote(spec, symbols, config.seed)
+            spec.name: ModelActor.options(num_cpus=spec.num_cpus, max_restarts=-1, max_task_retries=-1).remote(
+                spec, symbols, config.seed, market, info["warmup_bars"])
             for spec in config.models
         }
         actors.extend(models.values())
         model_info = dict(zip(models, ray.get([m.info.remote() for m in models.values()]), strict=True))
-        ledger = LedgerActor.options(num_cpus=0).remote(
+        ledger = LedgerActor.options(num_cpus=0, max_restarts=-1, max_task_retries=-1).remote(
             config.ledger, config.risk, symbols, info["calendar"],
             {name: mi["long_only"] for name, mi in model_info.items()}, periods,
+            journal_spec(config, out_dir, run_id), redis_url, run_id,
         )
         actors.append(ledger)
+        if config.watchdog.enabled:
+            monitor = HeartbeatMonitor(config.watchdog, models, ledger)
+            actors.append(monitor.watchdog)
+            monitor.start()
+        if on_actors is not None:
+            on_actors({"market": market, "ledger": ledger, "models": dict(models),
+                       "watchdog": monitor.watchdog if monitor else None})
 
+        n_warm, n_chunks = info["n_warmup_chunks"], info["n_chunks"]
+        first = n_warm
+        if resume:
+            first = n_warm + ray.get(ledger.last_seq.remote()) + 1
         replay_start = clock()
-        for _ in range(info["n_warmup_chunks"]):
-            bars = market.next_chunk.remote()
-            for m in models.values():
-                m.observe.remote(bars)
+        if first == n_warm:
+            for k in range(n_warm):
+                bars = market.next_chunk.remote(k)
+                for m in models.values():
+                    m.observe.remote(bars)
         total = info["n_timestamps"] - info["warmup_bars"]
-        done, seq, last_snap = 0, 0, clock()
-        in_flight: deque[Any] = deque()
-
         size = config.replay.chunk_size
+        done, last_snap = min(total, (first - n_warm) * size), clock()
+        skipped: dict[str, int] = {}
+        pending: deque[_Chunk] = deque()
+        acks: deque[Any] = deque()
+        depth = max(1, config.replay.max_in_flight // 2)
+        timeout = config.replay.decision_timeout_s
 
-        def settle(ref: Any) -> None:
+        def hand_to_ledger() -> None:
+            """The oldest chunk goes to the ledger with the decisions that are in by its deadline."""
+            c = pending.popleft()
+            # The deadline runs from when the bars exist: a paced feed releases them on its own clock.
+            ray.wait([c.bars], fetch_local=False)
+            waiting = [r for r in c.decisions.values() if r is not None]
+            ready: set[Any] = set()
+            if waiting:
+                got, _ = ray.wait(waiting, num_returns=len(waiting), timeout=timeout, fetch_local=False)
+                ready = set(got)
+            args = {n: (r if r is not None and r in ready else None) for n, r in c.decisions.items()}
+            acks.append(ledger.apply.remote(c.seq, c.bars, args))
+
+        def settle() -> None:
             nonlocal done, last_snap
-            ack = ray.get(ref)
+            ack = ray.get(acks.popleft())
+            for name in ack.get("skipped", ()):
+                skipped[name] = skipped.get(name, 0) + 1
             done = min(total, (ack["seq"] + 1) * size)
             if on_progress is not None:
                 snap = None
@@ -126,20 +194,31 @@ def run_arena(
                     snap, last_snap = ray.get(ledger.snapshot.remote()), clock()
                 on_progress(Progress(done, total, len(symbols), clock() - replay_start, snap))
 
-        for _ in range(info["n_chunks"] - info["n_warmup_chunks"]):
-            bars = market.next_chunk.remote()
-            decisions = [m.decide.remote(bars) for m in models.values()]
-            in_flight.append(ledger.apply.remote(seq, bars, *decisions))
-            seq += 1
-            while len(in_flight) >= config.replay.max_in_flight:
-                settle(in_flight.popleft())
-        while in_flight:
-            settle(in_flight.popleft())
+        for k in range(first, n_chunks):
+            bars = market.next_chunk.remote(k)
+            removed = monitor.removed if monitor else set()
+            pending.append(_Chunk(
+                seq=k - n_warm, bars=bars,
+                decisions={n: (None if n in removed else m.decide.remote(bars)) for n, m in models.items()},
+            ))
+            while len(pending) > depth:
+                hand_to_ledger()
+            while len(acks) > depth:
+                settle()
+        while pending:
+            hand_to_ledger()
+        while acks:
+            settle()
         replay_seconds = clock() - replay_start
         busy = {"ledger": ray.get(ledger.busy_seconds.remote())}
         busy.update(zip(models, ray.get([m.busy_seconds.remote() for m in models.values()]), strict=True))
+        failures = ray.get(ledger.failures.remote())
         results: dict[str, ModelResults] = ray.get(ledger.results.remote())
+        alerts = monitor.stop() if monitor else []
+        monitor = None
     finally:
+        if monitor is not None:
+            monitor.stop()
         for actor in actors:
             ray.kill(actor)
         if started_ray:
@@ -148,6 +227,7 @@ def run_arena(
     leaderboard = build_leaderboard(config, results, periods)
     n_bars = info["n_bars"]
     run_info = {
+        "run_id": run_id,
         "config": config_to_dict(config),
         "seed": config.seed,
         "code_version": code_version(),
@@ -162,10 +242,13 @@ def run_arena(
         "rejected_bars": info["n_rejected"],
         "rejected_bars_by_rule": info["rejected_counts"],
         "rejected_bars_sample": info["rejected_sample"],
+        "resumed_from_chunk": (first - n_warm) if resume else None,
         "skipped_chunks": {name: r.skipped_chunks for name, r in results.items() if r.skipped_chunks},
+        "model_failures": failures,
+        "alerts": alerts,
         "replay_seconds": replay_seconds,
         "wall_seconds": clock() - wall_start,
-        "bars_per_second": n_bars / replay_seconds if replay_seconds > 0 else None,
+        "bars_per_second": n_bars / replay_seconds if replay_seconds > 0 and not resume else None,
         "busy_seconds": busy,  # time each actor spent working during the replay
     }
     if out_dir is not None:

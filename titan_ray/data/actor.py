@@ -51,11 +51,24 @@ class MarketFeed:
     def n_chunks(self) -> int:
         return len(self._plan)
 
-    def next_chunk(self) -> BarBatch | None:
-        if self._cursor >= len(self._plan):
+    def seek(self, chunk: int) -> None:
+        """Continue from chunk number ``chunk`` of the plan (a resumed run)."""
+        self._cursor = max(0, min(chunk, len(self._plan)))
+
+    def history(self, start: int, stop: int) -> BarBatch:
+        """Bars [start, stop) that the feed has already handed out: the past, never the future."""
+        handed = self._plan[self._cursor - 1][1] if self._cursor else 0
+        if stop > handed:
+            raise ValueError(f"bars up to {stop} asked for, but the clock is at {handed}: no look-ahead")
+        return self.market.bars.slice(start, stop)
+
+    def next_chunk(self, index: int | None = None) -> BarBatch | None:
+        """The next chunk, or chunk number ``index`` of the plan (idempotent: safe to retry)."""
+        index = self._cursor if index is None else index
+        if index >= len(self._plan):
             return None
-        i, j = self._plan[self._cursor]
-        self._cursor += 1
+        i, j = self._plan[index]
+        self._cursor = max(self._cursor, index + 1)
         chunk = self.market.bars.slice(i, j)
         if self.replay.pace is not None and i >= self._trade_start:
             self._wait_until_due(chunk)
@@ -74,8 +87,15 @@ class MarketFeed:
 
 @ray.remote
 class MarketDataActor:
-    def __init__(self, data: DataConfig, seed: int, replay: ReplayConfig) -> None:
+    def __init__(
+        self, data: DataConfig, seed: int, replay: ReplayConfig, redis_url: str | None = None, run_id: str = ""
+    ) -> None:
         self._error: str | None = None
+        self._publisher = None
+        if redis_url is not None:
+            from titan_ray.arena.publish import RedisPublisher
+
+            self._publisher = RedisPublisher(redis_url, run_id)
         try:
             self._feed = MarketFeed(make_provider(data, seed).load(), replay)
         except DataError as err:
@@ -103,5 +123,17 @@ class MarketDataActor:
             "warmup_bars": self._feed._trade_start,
         }
 
-    def next_chunk(self) -> BarBatch | None:
-        return self._feed.next_chunk()
+    def next_chunk(self, index: int | None = None) -> BarBatch | None:
+        chunk = self._feed.next_chunk(index)
+        if chunk is not None and self._publisher is not None and chunk.start >= self._feed._trade_start:
+            self._publisher.bars(chunk)
+        return chunk
+
+    def seek(self, chunk: int) -> None:
+        self._feed.seek(chunk)
+
+    def history(self, start: int, stop: int) -> BarBatch:
+        return self._feed.history(start, stop)
+
+    def plan(self) -> list[tuple[int, int]]:
+        return list(self._feed._plan)

@@ -1,8 +1,20 @@
-"""LedgerActor: the one actor that holds every virtual portfolio; a thin wrapper of ``Ledger``."""
+"""LedgerActor: the one actor that holds every virtual portfolio; a thin wrapper of ``Ledger``.
+
+Nothing is lost in a crash: each chunk is written to the journal before it is acknowledged, and
+an actor that Ray restarts (``max_restarts``) replays the journal into a fresh ``Ledger`` before
+it serves anything. The ledger is deterministic, so the replayed state is the state it had. Calls
+that were in flight are retried by Ray (``max_task_retries``); a chunk applied before the crash is
+recognised by its sequence number and applied once.
+
+Model decisions arrive as references inside a dict, resolved here one by one: a model that died or
+raised leaves ``None`` for its chunk (the skip is recorded), and the other models trade on.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -11,8 +23,14 @@ import ray
 from titan_ray.config import LedgerConfig, RiskConfig
 from titan_ray.data.bars import BarBatch
 from titan_ray.ledger.engine import Ledger, ModelResults
+from titan_ray.ledger.journal import Journal, decode, encode, open_journal
+from titan_ray.ledger.types import OrderStatus
 from titan_ray.metrics.performance import max_drawdown, returns_from_equity, sharpe
 from titan_ray.models.decisions import Decisions
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 @ray.remote
@@ -25,22 +43,86 @@ class LedgerActor:
         calendar: str,
         models: dict[str, bool],
         periods_per_year: float,
+        journal: dict[str, Any] | None = None,
+        redis_url: str | None = None,
+        run_id: str = "",
     ) -> None:
         self._ledger = Ledger(ledger=ledger, risk=risk, symbols=symbols, calendar=calendar, models=models)
         self._periods = periods_per_year
         self._busy = 0.0  # seconds spent booking chunks: shows whether the ledger is the bottleneck
+        self._incarnation = uuid.uuid4().hex
+        self._kills = 0
+        self._failures: dict[str, list[str]] = {}
+        self._journal: Journal | None = open_journal(**journal) if journal else None
+        self.replayed = 0
+        if self._journal is not None:
+            for _key, payload in self._journal.entries():
+                self._replay(decode(payload))
+                self.replayed += 1
+        self._publisher = None
+        if redis_url is not None:
+            from titan_ray.arena.publish import RedisPublisher
 
-    def apply(self, seq: int, bars: BarBatch, *decisions: Decisions | None) -> dict[str, Any]:
+            self._publisher = RedisPublisher(redis_url, run_id)
+
+    def _replay(self, entry: tuple) -> None:
+        if entry[0] == "chunk":
+            _, seq, bars, decisions = entry
+            self._ledger.apply(seq, bars, decisions)
+        elif entry[0] == "kill":
+            _, _n, model, on = entry
+            self._ledger.kill_switch(model, on)
+            self._kills += 1
+
+    def apply(self, seq: int, bars: BarBatch, decisions: dict[str, Any]) -> dict[str, Any]:
+        if seq <= self._ledger.last_seq:
+            return {"seq": seq, "applied": [], "duplicate": True}
         start = time.perf_counter()
-        ack = self._ledger.apply(seq, bars, list(decisions))
+        resolved: list[Decisions | None] = []
+        skipped = []
+        for name, ref in decisions.items():
+            if ref is None:
+                resolved.append(None)
+                skipped.append(name)
+                continue
+            try:
+                resolved.append(ray.get(ref))
+            except Exception as err:  # a dead or failing model must not stop the others
+                resolved.append(None)
+                skipped.append(name)
+                self._failures.setdefault(name, []).append(f"chunk {seq}: {type(err).__name__}: {err}"[:500])
+        before = {n: len(b.fills) for n, b in self._ledger.books.items()}
+        ack = self._ledger.apply(seq, bars, resolved)
+        if self._journal is not None:
+            self._journal.append(f"chunk:{seq}", encode(("chunk", seq, bars, resolved)))
         self._busy += time.perf_counter() - start
-        return ack
+        if self._publisher is not None:
+            fills = [f for n, b in self._ledger.books.items() for f in b.fills[before[n]:]]
+            if fills:
+                self._publisher.fills(fills)
+            self._publisher.leaderboard(self.snapshot())
+        return {**ack, "skipped": skipped}
+
+    def kill_switch(self, model: str, on: bool = True) -> None:
+        if model not in self._ledger.books:
+            raise KeyError(f"unknown model {model!r}; models: {sorted(self._ledger.books)}")
+        self._kills += 1
+        if self._journal is not None:
+            self._journal.append(f"kill:{self._kills}", encode(("kill", self._kills, model, on)))
+        self._ledger.kill_switch(model, on)
+
+    def last_seq(self) -> int:
+        return self._ledger.last_seq
+
+    def heartbeat(self) -> dict[str, Any]:
+        return {"incarnation": self._incarnation, "pid": os.getpid(), "seq": self._ledger.last_seq,
+                "replayed": self.replayed}
 
     def busy_seconds(self) -> float:
         return self._busy
 
-    def kill_switch(self, model: str, on: bool = True) -> None:
-        self._ledger.kill_switch(model, on)
+    def failures(self) -> dict[str, list[str]]:
+        return self._failures
 
     def snapshot(self) -> list[dict[str, Any]]:
         """A light live leaderboard: enough for a terminal table while the replay runs."""
@@ -54,11 +136,11 @@ class LedgerActor:
                     "model": name,
                     "equity": float(equity[-1]) if len(equity) else initial,
                     "total_return": float(equity[-1] / initial - 1) if len(equity) else 0.0,
-                    "sharpe": float(sharpe(r, self._periods)) if len(r) > 1 else float("nan"),
+                    "sharpe": _finite(sharpe(r, self._periods)) if len(r) > 1 else None,
                     "max_drawdown": float(max_drawdown(r)) if len(r) else 0.0,
                     "n_trades": len(book.portfolio.round_trips),
                     "n_fills": len(book.fills),
-                    "n_rejected": sum(o.status.value == "REJECTED" for o in book.orders),
+                    "n_rejected": sum(o.status is OrderStatus.REJECTED for o in book.orders),
                 }
             )
         return rows

@@ -176,6 +176,11 @@ class Ledger:
         self.bars_seen = max(self.bars_seen, bars.stop)
         return {"seq": seq, "applied": applied}
 
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the last chunk applied (-1 before the first)."""
+        return max((b.seq for b in self.books.values()), default=-1)
+
     def kill_switch(self, model: str, on: bool = True) -> None:
         """Flatten ``model`` at the next fill bar and reject every order that adds risk (or lift it)."""
         from titan_ray.ledger.types import HaltReason

@@ -1,8 +1,18 @@
-"""ModelActor: one competitor in its own Ray worker; all logic lives in the ``TradingModel``."""
+"""ModelActor: one competitor in its own Ray worker; all logic lives in the ``TradingModel``.
+
+Ray restarts a dead model actor (``max_restarts``) by running ``__init__`` again, which restores
+nothing. So a restarted actor rebuilds its model before its next decision: it asks the market-data
+actor for every bar before that decision's chunk and runs the model through them (warm-up bars
+observed, the rest decided and discarded). Models are chunk-size invariant, so the rebuilt state is
+the state the model had, and its decisions from then on are the ones it would have made. A run
+resumed from its journal uses the same path (``catch_up``).
+"""
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from typing import Any
 
 import ray
@@ -15,22 +25,56 @@ from titan_ray.models.registry import build_model
 
 @ray.remote
 class ModelActor:
-    def __init__(self, spec: ModelSpec, symbols: tuple[str, ...], seed: int) -> None:
-        self.model = build_model(spec.name, spec.kind, spec.params, tuple(symbols), seed=seed)
+    def __init__(self, spec: ModelSpec, symbols: tuple[str, ...], seed: int, market: Any, warmup_bars: int) -> None:
+        self._spec, self._symbols, self._seed = spec, tuple(symbols), seed
+        self._market, self._warmup = market, warmup_bars
+        self.model = build_model(spec.name, spec.kind, spec.params, self._symbols, seed=seed)
+        self._seen = 0  # global index of the next bar the model expects
+        self._rebuild = ray.get_runtime_context().was_current_actor_reconstructed
+        self._incarnation = uuid.uuid4().hex  # changes with every restart: how the watchdog sees one
         self._busy = 0.0  # seconds spent deciding
-
-    def busy_seconds(self) -> float:
-        return self._busy
 
     def info(self) -> dict[str, Any]:
         m = self.model
         return {"name": m.name, "kind": m.kind, "method": m.method, "long_only": m.long_only}
 
+    def heartbeat(self) -> dict[str, Any]:
+        return {"incarnation": self._incarnation, "pid": os.getpid(), "seen": self._seen}
+
+    def busy_seconds(self) -> float:
+        return self._busy
+
+    def catch_up(self, stop: int) -> int:
+        """Bring a fresh model to the state it had after bar ``stop - 1`` (resume, restart)."""
+        if stop > self._seen:
+            history: BarBatch = ray.get(self._market.history.remote(self._seen, stop))
+            warm = min(self._warmup, stop)
+            if self._seen < warm:
+                self.model.observe(history.slice(0, warm - self._seen))
+            if stop > max(warm, self._seen):
+                self.model.decide(history.slice(max(warm, self._seen) - self._seen, len(history)))
+            self._seen = stop
+        self._rebuild = False
+        return self._seen
+
     def observe(self, bars: BarBatch) -> None:
+        self._before(bars)
         self.model.observe(bars)
+        self._seen = bars.stop
 
     def decide(self, bars: BarBatch) -> Decisions:
+        self._before(bars)
         start = time.perf_counter()
         decisions = self.model.decide(bars)
+        self._seen = bars.stop
         self._busy += time.perf_counter() - start
         return decisions
+
+    def _before(self, bars: BarBatch) -> None:
+        if self._rebuild or bars.start != self._seen:
+            if bars.start < self._seen:
+                # A retried call for bars already seen: start the model again from scratch.
+                self.model = build_model(self._spec.name, self._spec.kind, self._spec.params, self._symbols,
+                                         seed=self._seed)
+                self._seen = 0
+            self.catch_up(bars.start)

@@ -1,0 +1,104 @@
+"""The driver's side of the watchdog: heartbeats in, verdicts carried out.
+
+A background thread asks every model actor (and the ledger) for a heartbeat every
+``watchdog.interval_s``, never more than one outstanding per actor, and forwards each to the ``WatchdogActor`` with the actor's incarnation
+(a restart shows as a new one; restarts closer together than the interval count as one). The
+watchdog decides; this loop acts on its verdicts:
+
+- STALLED (no heartbeat for ``stall_after_s``): the actor is killed so that Ray restarts it, and
+  the restarted model rebuilds its state from the market's history;
+- CRASH_LOOP (more than ``max_restarts`` restarts in ``window_s``): the model is taken out of
+  the arena: it gets no more chunks and its kill switch flattens it.
+
+Alerts go to the webhook named by ``watchdog.webhook_env`` (from the environment: webhook URLs
+are secrets). The ledger is watched and reported on, never taken out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import ray
+
+from titan_ray.arena.watchdog import WatchdogActor
+from titan_ray.config import WatchdogConfig
+
+log = logging.getLogger("titan_ray.watchdog")
+
+
+def _field(alert: Any, name: str) -> Any:
+    value = alert.get(name) if isinstance(alert, dict) else getattr(alert, name)
+    return getattr(value, "value", value)
+
+
+class HeartbeatMonitor:
+    def __init__(self, cfg: WatchdogConfig, models: dict[str, Any], ledger: Any):
+        webhook = os.environ.get(cfg.webhook_env) or None
+        self.watchdog = WatchdogActor.options(num_cpus=0).remote(
+            stall_after=cfg.stall_after_s, max_restarts=cfg.max_restarts, window=cfg.window_s, webhook_url=webhook
+        )
+        self._targets = {**models, "ledger": ledger}
+        self._models = set(models)
+        self._ledger = ledger
+        self._interval = cfg.interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="titan-ray-watchdog", daemon=True)
+        self._outstanding: dict[str, Any] = {}
+        self._incarnations: dict[str, dict[str, int]] = {}
+        self.removed: set[str] = set()  # read by the replay loop: these models get no more chunks
+
+    def start(self) -> None:
+        # A first beat for everyone: the watchdog only watches names it has seen, and a model that
+        # hangs on its very first chunk would otherwise never be flagged.
+        for name in self._targets:
+            self.watchdog.beat.remote(name, 0)
+        self._thread.start()
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Stop watching; the alerts raised during the run, as JSON-safe dicts."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        try:
+            return list(ray.get(self.watchdog.alerts.remote(), timeout=10))
+        except Exception:  # the run is ending; losing the alert history must not hide its results
+            return []
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._tick()
+            except Exception as err:  # the watchdog must never bring the arena down
+                log.warning("watchdog tick failed: %s", err)
+
+    def _tick(self) -> None:
+        for name, actor in self._targets.items():
+            if name in self.removed:
+                continue
+            ref = self._outstanding.get(name)
+            if ref is None:
+                self._outstanding[name] = actor.heartbeat.remote()
+                continue
+            ready, _ = ray.wait([ref], timeout=0)
+            if not ready:
+                continue
+            del self._outstanding[name]
+            try:
+                beat = ray.get(ref)
+            except Exception:
+                continue  # it died; Ray restarts it and its next heartbeat shows a new incarnation
+            seen = self._incarnations.setdefault(name, {})
+            incarnation = seen.setdefault(beat["incarnation"], len(seen))
+            self.watchdog.beat.remote(name, incarnation)
+        for alert in ray.get(self.watchdog.check.remote()):
+            if _field(alert, "kind") == "STALLED" and _field(alert, "actor") in self._models:
+                log.warning("model %s stalled; restarting it", _field(alert, "actor"))
+                ray.kill(self._targets[_field(alert, "actor")], no_restart=False)
+                self._outstanding.pop(_field(alert, "actor"), None)
+        removed = set(ray.get(self.watchdog.removed.remote())) & self._models
+        for name in sorted(removed - self.removed):
+            log.warning("model %s is crash-looping; taking it out of the arena", name)
+            self._ledger.kill_switch.remote(name)
+        self.removed |= removed
