@@ -62,6 +62,11 @@ class HeartbeatMonitor:
         self._stop.set()
         self._thread.join(timeout=10)
         try:
+            # One last round, so a restart late in the run is on the record too.
+            self._outstanding.clear()
+            for name, actor in self._targets.items():
+                if name not in self.removed:
+                    self._record(name, ray.get(actor.heartbeat.remote(), timeout=10))
             return list(ray.get(self.watchdog.alerts.remote(), timeout=10))
         except Exception:  # the run is ending; losing the alert history must not hide its results
             return []
@@ -72,6 +77,11 @@ class HeartbeatMonitor:
                 self._tick()
             except Exception as err:  # the watchdog must never bring the arena down
                 log.warning("watchdog tick failed: %s", err)
+
+    def _record(self, name: str, beat: dict[str, Any]) -> None:
+        seen = self._incarnations.setdefault(name, {})
+        incarnation = seen.setdefault(beat["incarnation"], len(seen))
+        ray.get(self.watchdog.beat.remote(name, incarnation))
 
     def _tick(self) -> None:
         for name, actor in self._targets.items():
@@ -89,9 +99,7 @@ class HeartbeatMonitor:
                 beat = ray.get(ref)
             except Exception:
                 continue  # it died; Ray restarts it and its next heartbeat shows a new incarnation
-            seen = self._incarnations.setdefault(name, {})
-            incarnation = seen.setdefault(beat["incarnation"], len(seen))
-            self.watchdog.beat.remote(name, incarnation)
+            self._record(name, beat)
         for alert in ray.get(self.watchdog.check.remote()):
             if _field(alert, "kind") == "STALLED" and _field(alert, "actor") in self._models:
                 log.warning("model %s stalled; restarting it", _field(alert, "actor"))

@@ -82,7 +82,8 @@ class _Chunk:
     decisions: dict[str, Any]  # model -> ObjectRef of its Decisions, or None when left out
 
 
-def journal_spec(config: ArenaConfig, out_dir: Path | None, run_id: str) -> dict[str, Any]:
+def journal_spec(config: ArenaConfig, out_dir: Path | None, run_id: str) -> dict[str, Any] | None:
+    """Where the ledger journals; None when it cannot outlive the ledger (no results folder, memory)."""
     j = config.ledger.journal
     if j.backend == "redis":
         url = resolve_url(j.url or config.redis.url, "ledger.journal.url")
@@ -91,7 +92,7 @@ def journal_spec(config: ArenaConfig, out_dir: Path | None, run_id: str) -> dict
         return {"backend": "redis", "url": url, "stream": f"titan-ray:{run_id}:journal"}
     if j.backend == "sqlite" and out_dir is not None:
         return {"backend": "sqlite", "path": Path(out_dir).resolve() / "journal.sqlite"}
-    return {"backend": "memory"}
+    return None
 
 
 def run_arena(

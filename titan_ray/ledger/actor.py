@@ -6,12 +6,14 @@ it serves anything. The ledger is deterministic, so the replayed state is the st
 that were in flight are retried by Ray (``max_task_retries``); a chunk applied before the crash is
 recognised by its sequence number and applied once.
 
-Model decisions arrive as references inside a dict, resolved here one by one: a model that died or
+Chunks are booked strictly in sequence even when Ray retries calls out of order (``apply`` waits
+for its turn). Model decisions arrive as references inside a dict, resolved here one by one: a model that died or
 raised leaves ``None`` for its chunk (the skip is recorded), and the other models trade on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -53,6 +55,7 @@ class LedgerActor:
         self._incarnation = uuid.uuid4().hex
         self._kills = 0
         self._failures: dict[str, list[str]] = {}
+        self._turn = asyncio.Condition()
         self._journal: Journal | None = open_journal(**journal) if journal else None
         self.replayed = 0
         if self._journal is not None:
@@ -74,10 +77,19 @@ class LedgerActor:
             self._ledger.kill_switch(model, on)
             self._kills += 1
 
-    def apply(self, seq: int, bars: BarBatch, decisions: dict[str, Any]) -> dict[str, Any]:
-        if seq <= self._ledger.last_seq:
-            return {"seq": seq, "applied": [], "duplicate": True}
-        start = time.perf_counter()
+    async def apply(self, seq: int, bars: BarBatch, decisions: dict[str, Any]) -> dict[str, Any]:
+        # Ray may run retried calls out of order after a restart: each chunk waits for its turn,
+        # so chunks are booked strictly in sequence, and one already booked is acknowledged again.
+        async with self._turn:
+            await self._turn.wait_for(lambda: seq <= self._ledger.last_seq + 1)
+            if seq <= self._ledger.last_seq:
+                return {"seq": seq, "applied": [], "duplicate": True, "skipped": []}
+            try:
+                return await self._apply(seq, bars, decisions)
+            finally:
+                self._turn.notify_all()
+
+    async def _apply(self, seq: int, bars: BarBatch, decisions: dict[str, Any]) -> dict[str, Any]:
         resolved: list[Decisions | None] = []
         skipped = []
         for name, ref in decisions.items():
@@ -86,11 +98,12 @@ class LedgerActor:
                 skipped.append(name)
                 continue
             try:
-                resolved.append(ray.get(ref))
+                resolved.append(await ref)
             except Exception as err:  # a dead or failing model must not stop the others
                 resolved.append(None)
                 skipped.append(name)
                 self._failures.setdefault(name, []).append(f"chunk {seq}: {type(err).__name__}: {err}"[:500])
+        start = time.perf_counter()
         before = {n: len(b.fills) for n, b in self._ledger.books.items()}
         ack = self._ledger.apply(seq, bars, resolved)
         if self._journal is not None:
