@@ -51,10 +51,12 @@ class HeartbeatMonitor:
         self.removed: set[str] = set()  # read by the replay loop: these models get no more chunks
 
     def start(self) -> None:
-        # A first beat for everyone: the watchdog only watches names it has seen, and a model that
-        # hangs on its very first chunk would otherwise never be flagged.
-        for name in self._targets:
-            self.watchdog.beat.remote(name, 0)
+        # A first heartbeat from everyone before the replay: the watchdog only watches names it has
+        # seen (a model that hangs on its first chunk must be flagged too), and a restart is a
+        # change from this first incarnation, however early it comes.
+        first = {name: actor.heartbeat.remote() for name, actor in self._targets.items()}
+        for name, ref in first.items():
+            self._record(name, ray.get(ref, timeout=60))
         self._thread.start()
 
     def stop(self) -> list[dict[str, Any]]:
