@@ -1,14 +1,18 @@
 """Running an arena: actors up, replay pipelined through them, results written.
 
 ``run_arena`` starts (or joins) Ray, creates one ``MarketDataActor``, one ``ModelActor`` per
-competitor and one ``LedgerActor``, and drives the replay:
+competitor, one ``LedgerActor`` and the watchdog, and drives the replay:
 
-    bars_ref = market.next_chunk()              # one object in the store per chunk
-    decisions = [m.decide(bars_ref) for m]      # fanned out by reference
-    ledger.apply(seq, bars_ref, *decisions)     # Ray resolves the refs; actors keep call order
+    bars = market.next_chunk(k)                      # one object in the store per chunk
+    refs = {m: model.decide(bars) for each model}    # fanned out by reference
+    ledger.apply(seq, bars, {m: ref or None})        # the decisions that came in by the deadline
 
 Up to ``replay.max_in_flight`` chunks are in the pipeline at once, so models work on chunk k+1
 while the ledger books chunk k. The driver holds references only; bars never pass through it.
+A chunk waits at most ``replay.decision_timeout_s`` (from when its bars exist) for each model; a
+late or dead model skips it. Every actor restarts on its own (``max_restarts``, with retried
+calls): the ledger from its journal, a model from the market's history. ``resume`` continues a
+run from its journal: replay starts at the first chunk the journal does not hold.
 """
 
 from __future__ import annotations

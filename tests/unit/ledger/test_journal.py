@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
+from servers import redis_server
 
 from titan_ray.ledger.journal import (
     Journal,
@@ -189,32 +189,14 @@ def test_unreachable_redis_names_the_address_but_not_the_password(userinfo: str)
 
 def test_a_wrong_redis_password_is_reported_without_it(tmp_path: Path) -> None:
     # a second, password-protected redis-server: the session's one has no password
-    port = _closed_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path), "--requirepass", "right"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        client = redis.Redis(port=port, password="right")
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("the password-protected redis-server did not start")
-        client.close()
+    with redis_server(tmp_path, password="right") as url:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
         with pytest.raises(JournalError, match="refused the credentials") as caught:
             RedisStreamJournal(f"redis://:secret@127.0.0.1:{port}/0", _stream())
         assert f"127.0.0.1:{port}" in str(caught.value) and "secret" not in str(caught.value)
-        journal = RedisStreamJournal(f"redis://:right@127.0.0.1:{port}/0", _stream())
+        journal = RedisStreamJournal(url, _stream())
         assert journal.append("a", b"1") is True
         journal.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_a_bad_redis_url_says_what_it_must_look_like() -> None:
