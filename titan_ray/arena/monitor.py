@@ -29,11 +29,6 @@ from titan_ray.config import WatchdogConfig
 log = logging.getLogger("titan_ray.watchdog")
 
 
-def _field(alert: Any, name: str) -> Any:
-    value = alert.get(name) if isinstance(alert, dict) else getattr(alert, name)
-    return getattr(value, "value", value)
-
-
 class HeartbeatMonitor:
     def __init__(self, cfg: WatchdogConfig, models: dict[str, Any], ledger: Any):
         webhook = os.environ.get(cfg.webhook_env) or None
@@ -102,11 +97,12 @@ class HeartbeatMonitor:
             except Exception:
                 continue  # it died; Ray restarts it and its next heartbeat shows a new incarnation
             self._record(name, beat)
-        for alert in ray.get(self.watchdog.check.remote()):
-            if _field(alert, "kind") == "STALLED" and _field(alert, "actor") in self._models:
-                log.warning("model %s stalled; restarting it", _field(alert, "actor"))
-                ray.kill(self._targets[_field(alert, "actor")], no_restart=False)
-                self._outstanding.pop(_field(alert, "actor"), None)
+        for alert in ray.get(self.watchdog.check.remote()):  # JSON-safe dicts
+            name = alert["actor"]
+            if alert["kind"] == "STALLED" and name in self._models:
+                log.warning("model %s stalled; restarting it", name)
+                ray.kill(self._targets[name], no_restart=False)
+                self._outstanding.pop(name, None)
         removed = set(ray.get(self.watchdog.removed.remote())) & self._models
         for name in sorted(removed - self.removed):
             log.warning("model %s is crash-looping; taking it out of the arena", name)

@@ -117,10 +117,11 @@ def run_arena(
     """
     wall_start = clock()
     run_id = run_id or uuid.uuid4().hex[:12]
+    version = code_version()
     if out_dir is not None and not resume:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         out.write_json(Path(out_dir) / "config.json", {"run_id": run_id, "config": config_to_dict(config),
-                                                       "code_version": code_version()})
+                                                       "code_version": version})
     redis_url = resolve_url(config.redis.url, "redis.url")
     started_ray = ensure_ray(address)
     actors: list[Any] = []
@@ -235,7 +236,7 @@ def run_arena(
         "run_id": run_id,
         "config": config_to_dict(config),
         "seed": config.seed,
-        "code_version": code_version(),
+        "code_version": version,
         "data_source": info["source"],
         "frequency": format_frequency(info["frequency"]),
         "calendar": info["calendar"],

@@ -134,7 +134,6 @@ class Ledger:
             for name, long_only in models.items()
         }
         self._last_close = np.full(n, np.nan)  # last finite close per symbol, for marks
-        self.bars_seen = 0
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -173,7 +172,6 @@ class Ledger:
             book.seq = seq
             applied.append(name)
         self._last_close = close_mark[-1].copy()
-        self.bars_seen = max(self.bars_seen, bars.stop)
         return {"seq": seq, "applied": applied}
 
     @property
@@ -195,9 +193,6 @@ class Ledger:
 
     def results(self) -> dict[str, ModelResults]:
         return {name: self._model_results(book) for name, book in self.books.items()}
-
-    def equity_curves(self) -> dict[str, np.ndarray]:
-        return {n: _cat(b.equity) for n, b in self.books.items()}
 
     # --- chunk machinery ------------------------------------------------------------------------
 
@@ -418,22 +413,25 @@ class Ledger:
 
     def _finish(self, book: Book, wk: _Working, status: OrderStatus, reason: RejectReason | None,
                 detail: str) -> None:
+        book.orders.append(self._record(book, wk, status, reason, detail))
+
+    def _record(self, book: Book, wk: _Working, status: OrderStatus, reason: RejectReason | None,
+                detail: str) -> OrderRecord:
         filled = abs(wk.requested - wk.remaining)
         if status is OrderStatus.REJECTED and filled > 0:
             detail = f"{detail} (after {filled:g} filled)"
-        book.orders.append(OrderRecord(book.model, wk.order_id, wk.decision_id, self.symbols[wk.s],
-                                       wk.timestamp, wk.bar, Side.BUY if wk.requested > 0 else Side.SELL,
-                                       abs(wk.requested), filled, status, reason, detail))
+        return OrderRecord(book.model, wk.order_id, wk.decision_id, self.symbols[wk.s], wk.timestamp, wk.bar,
+                           Side.BUY if wk.requested > 0 else Side.SELL, abs(wk.requested), filled, status,
+                           reason, detail)
 
     def _model_results(self, book: Book) -> ModelResults:
         p = book.portfolio
         orders = list(book.orders)
-        for wk in book.working.values():  # still working at the end of the run
-            filled = abs(wk.requested - wk.remaining)
-            orders.append(OrderRecord(book.model, wk.order_id, wk.decision_id, self.symbols[wk.s],
-                                      wk.timestamp, wk.bar, Side.BUY if wk.requested > 0 else Side.SELL,
-                                      abs(wk.requested), filled, OrderStatus.PARTIALLY_FILLED, None,
-                                      "PARTIALLY_FILLED: still working when the run ended"))
+        orders += [  # still working at the end of the run
+            self._record(book, wk, OrderStatus.PARTIALLY_FILLED, None,
+                         "PARTIALLY_FILLED: still working when the run ended")
+            for wk in book.working.values()
+        ]
         orders.sort(key=lambda o: o.order_id)
         held, avg_cost = np.flatnonzero(p.position), p.avg_cost
         return ModelResults(

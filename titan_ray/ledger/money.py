@@ -3,8 +3,8 @@
 - Cash, fill values and commissions are exact: Python integers of **micro-units** (1e-6 of the
   account currency). Their sums never drift, however many fills a run has, so the invariant
   ``cash = initial - sum(buy values) + sum(sell values) - sum(commissions)`` holds to the unit.
-- A fill's value is computed exactly from the float64 fill price (its exact binary value, via
-  Decimal) times the quantity, and then quantized once, half-even, to the micro-unit; its
+- A fill's value is computed exactly from the float64 fill price (its exact binary value, as an
+  integer ratio) times the quantity, and then quantized once, half-even, to the micro-unit; its
   commission is computed exactly from that value and quantized the same way. No cent rounding
   is applied per fill: a micro-unit is 10,000 times finer than a broker's cent.
 - Prices, marks and metrics are float64 (a mark is an estimate, not money that moved).
@@ -27,10 +27,6 @@ def to_micro(amount: Decimal | int | str) -> int:
 
 def from_micro(micro: int) -> float:
     return micro / MICRO
-
-
-def micro_to_decimal(micro: int) -> Decimal:
-    return Decimal(micro) / _MICRO_D
 
 
 def _round_half_even(num: int, den: int) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from titan_ray.ledger.money import from_micro
 from titan_ray.ledger.types import RoundTrip
 
 # An open round trip, kept as a plain list for speed (this is the ledger's hottest path):
@@ -41,10 +40,6 @@ class Portfolio:
     @property
     def realized_pnl(self) -> np.ndarray:
         return np.array(self._realized)
-
-    @property
-    def cash(self) -> float:
-        return from_micro(self.cash_micro)
 
     def equity(self, marks: np.ndarray) -> float:
         return self.cash_micro / 1e6 + float((self.position * marks).sum())
@@ -123,7 +118,3 @@ class Portfolio:
             RoundTrip(self.model, self.symbols[s], t[_DIR], t[_TS], ts, t[_BAR], bar, t[_MAX],
                       t[_EN] / t[_EQ], t[_XN] / t[_XQ], t[_FLOW], t[_COMM])
         )
-
-    def open_trip_pnl_micro(self) -> int:
-        """Cash flows of the still-open round trips (their P&L before the positions are marked)."""
-        return sum(t[_FLOW] for t in self._trips.values())
