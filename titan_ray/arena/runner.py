@@ -220,6 +220,7 @@ def run_arena(
         busy.update(zip(models, ray.get([m.busy_seconds.remote() for m in models.values()]), strict=True))
         failures = ray.get(ledger.failures.remote())
         results: dict[str, ModelResults] = ray.get(ledger.results.remote())
+        ray.get(ledger.close.remote())
         alerts = monitor.stop() if monitor else []
         monitor = None
     finally:

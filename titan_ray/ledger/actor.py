@@ -160,3 +160,12 @@ class LedgerActor:
 
     def results(self) -> dict[str, ModelResults]:
         return self._ledger.results()
+
+    def close(self) -> None:
+        """End of run: close the journal (SQLite folds its write-ahead log in) and the publisher."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
