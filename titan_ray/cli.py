@@ -1,129 +1,37 @@
-"""The ``titan-ray`` command line."""
+"""The ``titan-ray`` command line: one subcommand per module of ``titan_ray.commands``."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
-import time
-from pathlib import Path
+from types import ModuleType
 
-from titan_ray.config import ConfigError, default_config_path, load_config, parse_config
+from titan_ray.commands import COMMANDS
+from titan_ray.config import ConfigError
 from titan_ray.data.providers import DataError
 
-_ARENA_HELP = """\
-Replay a market through several trading models at once, each a Ray actor with its own virtual
-portfolio in one ledger, and rank them on a live leaderboard.
 
-With no --config the default arena runs: a seeded synthetic market of 12 correlated symbols
-(15-minute bars, volatility regimes, fat tails) through the baseline models sma_crossover,
-rsi_reversion, buy_and_hold (the benchmark) and random (the null hypothesis).
-
-The results folder holds leaderboard.json, equity.parquet, trades.parquet, orders.parquet,
-decisions.parquet, run.json and equity.png.
-
-examples:
-  titan-ray arena
-  titan-ray arena --config my_arena.yaml --out runs/today
-  titan-ray arena --address auto            # on the Ray cluster this machine belongs to
-"""
+def _modules() -> dict[str, ModuleType]:
+    return {name: importlib.import_module(f"titan_ray.commands.{name}") for name in COMMANDS}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(modules: dict[str, ModuleType]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="titan-ray", description="TitanRay: an AI trading arena on Ray.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    arena = sub.add_parser("arena", help="run an arena of trading models", description=_ARENA_HELP,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    arena.add_argument("--config", type=Path, metavar="FILE",
-                       help=f"arena YAML config (default: the packaged {default_config_path().name})")
-    arena.add_argument("--out", type=Path, metavar="DIR",
-                       help="results folder (default: runs/arena-YYYYMMDD-HHMMSS in the current directory)")
-    arena.add_argument("--address", metavar="ADDR",
-                       help="join a running Ray cluster ('auto' for the local one) instead of starting a "
-                            "private Ray for this run")
-    arena.add_argument("--seed", type=int, help="override the config's seed")
-    arena.add_argument("--chunk-size", type=int, metavar="N",
-                       help="override replay.chunk_size (timestamps per message; 1 = live-like)")
-    arena.add_argument("--resume", type=Path, metavar="DIR",
-                       help="continue an interrupted run in DIR from its journal (the config is DIR/config.json; "
-                            "--config and the overrides do not apply)")
-    arena.add_argument("--quiet", action="store_true", help="no progress or tables, only the results path")
-
-    data = sub.add_parser("data", help="load the config's market data and report what ingestion rejected",
-                          description="Load the market data of an arena config exactly as the arena would, "
-                                      "and print its shape and every rejected bar with its reason.")
-    data.add_argument("--config", type=Path, metavar="FILE", help="arena YAML config (default: the packaged one)")
-    data.add_argument("--limit", type=int, default=20, help="rejected bars to list (default 20)")
+    for module in modules.values():
+        cmd = sub.add_parser(module.NAME.replace("_", "-"), help=module.SUMMARY, description=module.DESCRIPTION,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
     return parser
 
 
-def _overrides(args: argparse.Namespace) -> dict:
-    over: dict = {}
-    if getattr(args, "seed", None) is not None:
-        over["seed"] = args.seed
-    if getattr(args, "chunk_size", None) is not None:
-        over["replay"] = {"chunk_size": args.chunk_size}
-    return over
-
-
-def _arena(args: argparse.Namespace) -> int:
-    from titan_ray.arena.runner import run_arena
-    from titan_ray.arena.terminal import LiveView
-
-    resume, run_id = args.resume is not None, None
-    if resume:
-        out_dir = args.resume
-        saved = out_dir / "config.json"
-        if not saved.exists():
-            raise ConfigError(f"{out_dir} is not a run folder to resume: {saved.name} is missing; give the --out "
-                              "folder of an interrupted run")
-        raw = json.loads(saved.read_text())
-        config, run_id = parse_config(raw["config"], source=str(saved)), raw["run_id"]
-        if config.ledger.journal.backend == "sqlite" and not (out_dir / "journal.sqlite").exists():
-            raise ConfigError(f"{out_dir} has no journal.sqlite to resume from")
-    else:
-        config = load_config(args.config, _overrides(args))
-        out_dir = args.out or Path("runs") / time.strftime("arena-%Y%m%d-%H%M%S")
-    view = None if args.quiet else LiveView()
-    if view is not None:
-        names = ", ".join(f"{m.name} ({m.kind})" for m in config.models)
-        verb = "resuming" if resume else "seed"
-        print(f"TitanRay arena · {verb} {out_dir if resume else config.seed} · {config.data.provider} data · "
-              f"models: {names}", flush=True)
-    run = run_arena(config, out_dir, address=args.address, on_progress=view, resume=resume, run_id=run_id)
-    if view is not None:
-        view.finish(run.leaderboard, run.run_info, out_dir)
-    else:
-        print(out_dir)
-    return 0
-
-
-def _data(args: argparse.Namespace) -> int:
-    from titan_ray.data.providers import make_provider
-
-    config = load_config(args.config)
-    market = make_provider(config.data, config.seed).load()
-    bars = market.bars
-    print(f"source: {market.source}")
-    print(f"symbols ({bars.n_symbols}): {', '.join(bars.symbols)}")
-    import pandas as pd
-
-    first, last = (pd.Timestamp(int(x), tz="UTC") for x in (bars.timestamps[0], bars.timestamps[-1]))
-    print(f"timestamps: {len(bars):,} from {first} to {last}; bars: {bars.n_bars:,}; frequency {market.frequency}")
-    print(f"rejected bars: {len(market.rejected):,} {market.rejected_counts() or ''}")
-    for r in market.rejected[: args.limit]:
-        print(f"  {r}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser(_modules()).parse_args(argv)
     try:
-        if args.command == "arena":
-            return _arena(args)
-        return _data(args)
+        return args._run(args)
     except (ConfigError, DataError) as err:
         print(f"titan-ray: {err}", file=sys.stderr)
         return 2

@@ -191,7 +191,7 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _kind_and_params(self) -> ModelSpec:
-        from titan_ray.models.registry import MODEL_KINDS
+        from titan_ray.models.kinds import MODEL_KINDS
 
         if self.kind not in MODEL_KINDS:
             hint = difflib.get_close_matches(self.kind, MODEL_KINDS, n=1)

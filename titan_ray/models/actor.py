@@ -20,7 +20,7 @@ import ray
 from titan_ray.config import ModelSpec
 from titan_ray.data.bars import BarBatch
 from titan_ray.models.decisions import Decisions
-from titan_ray.models.registry import build_model
+from titan_ray.models.kinds import build_model
 
 
 @ray.remote

@@ -75,7 +75,7 @@ class ExplanationBatch:
         return len(self.bar)
 
     def records(self, symbols: tuple[str, ...]) -> list[Explanation]:
-        from titan_ray.models.registry import MODEL_KINDS
+        from titan_ray.models.kinds import MODEL_KINDS
 
         render = MODEL_KINDS[self.kind].render
         out = []

@@ -9,7 +9,7 @@ import pytest
 from titan_ray.config import DataConfig
 from titan_ray.data.bars import BarBatch
 from titan_ray.data.synthetic import SyntheticProvider
-from titan_ray.models.registry import MODEL_KINDS, build_model
+from titan_ray.models.kinds import BASELINE_KINDS, build_model
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def _weights(kind, bars, chunk, params=None, seed=1):
     return np.vstack([p.weights for p in parts]), records
 
 
-@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+@pytest.mark.parametrize("kind", BASELINE_KINDS)
 @pytest.mark.parametrize("chunk", [1, 7, 512])
 def test_weights_are_bit_identical_whatever_the_chunk_size(market, kind, chunk):
     whole, whole_expl = _weights(kind, market, len(market))
@@ -33,7 +33,7 @@ def test_weights_are_bit_identical_whatever_the_chunk_size(market, kind, chunk):
     assert repr(whole_expl) == repr(chunked_expl)  # repr: base_value is NaN for rules
 
 
-@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+@pytest.mark.parametrize("kind", BASELINE_KINDS)
 def test_every_change_of_weight_has_one_explanation(market, kind):
     weights, expl = _weights(kind, market, 64)
     prev = np.vstack([np.zeros(market.n_symbols), weights[:-1]])
