@@ -1,0 +1,140 @@
+"""`titan-ray why`: print the explanation of one decision of a finished run."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "why"
+SUMMARY = "explain one decision of a finished run"
+DESCRIPTION = """\
+Print why a model made one decision: the sentence a trader reads, what the order did, the
+explanation method (SHAP TreeExplainer, Integrated Gradients, attention, stacking contributions,
+rule), the base value, and each input with its value and attribution as a text bar chart, the
+strongest first.
+
+Decision ids look like MODEL:SYMBOL:BAR (the `decision_id` column of trades.parquet, orders.parquet
+and decisions.parquet in the run folder). For additive methods the check line shows
+|sum of attributions + base - model output| (SHAP additivity, IG completeness).
+
+examples:
+  titan-ray why lgbm:BBB:1234 --run runs/arena-20250101-120000
+  titan-ray why lgbm:BBB:1234 --run runs/today --top 5
+  titan-ray why lgbm:BBB:1234 --run runs/today --json
+"""
+
+BAR_WIDTH = 24
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("decision_id", metavar="DECISION_ID", help="MODEL:SYMBOL:BAR")
+    parser.add_argument("--run", type=Path, required=True, metavar="DIR",
+                        help="results folder of `titan-ray arena --out DIR` (holds decisions.parquet)")
+    parser.add_argument("--top", type=int, default=10, metavar="N", help="inputs to show, strongest first (default 10)")
+    parser.add_argument("--json", action="store_true", help="print the explanation as JSON instead")
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    path = args.run / "decisions.parquet"
+    if not path.is_file():
+        print(f"titan-ray why: {path} does not exist; give --run the --out folder of a finished "
+              "`titan-ray arena` run", file=sys.stderr)
+        return 2
+    df = pd.read_parquet(path)
+    rows = df[df["decision_id"] == args.decision_id]
+    if rows.empty:
+        ids = df["decision_id"].astype(str).tolist()
+        near = difflib.get_close_matches(args.decision_id, ids, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        example = f" (e.g. {ids[0]})" if ids else " (this run has no decisions)"
+        print(f"titan-ray why: no decision {args.decision_id!r} in {path}{hint} Ids look like "
+              f"MODEL:SYMBOL:BAR{example}.", file=sys.stderr)
+        return 2
+    record = _record(rows.iloc[0])
+    if args.json:
+        print(json.dumps(record, indent=2, default=str))
+    else:
+        print(render(record, top=args.top))
+    return 0
+
+
+def _num(x: Any) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def _text(x: Any) -> str | None:
+    """A parquet cell as text; None for a missing one (None or NaN)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return str(x)
+
+
+def _record(r: Any) -> dict[str, Any]:
+    features = json.loads(r["features"]) if isinstance(r["features"], str) else list(r["features"])
+    keys = ("decision_id", "model", "symbol", "method", "sentence", "order_status", "reject_reason")
+    rec: dict[str, Any] = {k: _text(r.get(k)) for k in keys}
+    rec["timestamp"] = str(r["timestamp"])
+    for k in ("bar", "old_weight", "new_weight", "price", "base_value", "gap", "ordered_quantity",
+              "filled_quantity", "fill_price"):
+        rec[k] = _num(r.get(k))
+    rec["features"] = [{"name": f["name"], "value": _num(f["value"]), "attribution": _num(f["attribution"])}
+                       for f in features]
+    return rec
+
+
+def render(rec: dict[str, Any], *, top: int = 10) -> str:
+    """The explanation as text: header, sentence, outcome, then the inputs as a bar chart."""
+    lines = [
+        f"{rec['decision_id']} · {rec['model']} · {rec['symbol']} · {rec['timestamp']} · method {rec['method']}",
+        "",
+        rec["sentence"] or "",
+        "",
+        f"weight {rec['old_weight']:.4g} → {rec['new_weight']:.4g} at close {rec['price']:.4f}; " + _outcome(rec),
+    ]
+    feats = rec["features"]
+    attrs = [f["attribution"] for f in feats if math.isfinite(f["attribution"])]
+    if math.isfinite(rec["base_value"]):
+        total = rec["base_value"] + sum(attrs)
+        check = f"; |sum + base - output| = {rec['gap']:.2e}" if math.isfinite(rec["gap"]) else ""
+        lines.append(f"base value {rec['base_value']:+.6g} + attributions {sum(attrs):+.6g} = {total:+.6g}{check}")
+    lines.append("")
+    ranked = sorted(feats, key=lambda f: -abs(f["attribution"]) if math.isfinite(f["attribution"]) else 0.0)
+    shown = ranked[: max(top, 0)]
+    scale = max((abs(f["attribution"]) for f in shown if math.isfinite(f["attribution"])), default=0.0)
+    width = max([len("input"), *(len(f["name"]) for f in shown)])
+    lines.append(f"{'input':<{width}}  {'value':>12}  {'attribution':>12}")
+    for f in shown:
+        a = f["attribution"]
+        bar = ""
+        if math.isfinite(a) and scale > 0:
+            n = round(abs(a) / scale * BAR_WIDTH)
+            bar = ("+" if a > 0 else "-") + ("█" * n if a > 0 else "▒" * n)
+        lines.append(f"{f['name']:<{width}}  {f['value']:>12.5g}  {a:>+12.4g}  {bar}")
+    if len(ranked) > len(shown):
+        lines.append(f"... {len(ranked) - len(shown)} more inputs (--top {len(ranked)})")
+    return "\n".join(lines)
+
+
+def _outcome(rec: dict[str, Any]) -> str:
+    status = rec["order_status"] or "NO_ORDER"
+    if status == "NO_ORDER":
+        return "no order (nothing to trade at this weight)"
+    text = f"order {status}"
+    if rec["filled_quantity"] and math.isfinite(rec["filled_quantity"]) and rec["filled_quantity"] > 0:
+        text += f", filled {rec['filled_quantity']:g}"
+        if math.isfinite(rec["fill_price"]):
+            text += f" at {rec['fill_price']:.4f}"
+    if rec["reject_reason"]:
+        text += f" (rejected: {rec['reject_reason']})"
+    return text

@@ -1,0 +1,1 @@
+"""Explanations of learned models: gradient attributions over input windows (``gradients``)."""

@@ -1,0 +1,399 @@
+"""LearnedModel: the base of every trained competitor (LightGBM, LSTM, TFT, stacking).
+
+Lifecycle, walk-forward with no look-ahead:
+
+1. Warm-up (``observe``): each chunk goes through the causal ``FeatureStream``; the feature rows
+   and closes are buffered.
+2. First ``decide``: the model fits on the buffer (the ``replay.warmup_bars`` bars before trading;
+   labels need ``horizon`` bars after their row, so the last ``horizon`` rows have none and are not
+   trained on). A model loaded from the registry (``load_artifacts``) skips this fit.
+3. Trading: each chunk's feature rows are scored, scores become target weights, and each changed
+   weight is explained (``_attribute``). With ``refit_every`` the model refits every that many
+   bars on the bars before the refit point (the last ``train_window`` of them, or all); the chunk
+   is split at refit points, so the result does not depend on the chunk size.
+
+Scores to weights: a score is standardised with the centre and scale of the model's own scores
+on its training rows (z = (score - centre) / scale). A flat symbol goes long when z > ``entry``
+(short when z < -entry, if ``allow_short``) and leaves when z falls back below ``exit`` (hysteresis,
+so a score hovering at a threshold does not churn), each position ``weight`` of equity (default
+1/S). ``decide_every`` re-evaluates positions only on bars whose global index is a multiple of it.
+
+Subclasses implement five hooks (signatures in ``/work/coord/ml_api.md`` and below):
+``_fit(X, y) -> metrics``, ``_predict(X) -> scores``, ``_attribute(X, rows, cols) -> Attribution``,
+``_save(folder)``, ``_load(folder)``; and set ``kind``, ``method``, ``Params`` (a subclass of
+``LearnedParams``), ``score_name`` and, for sequence models, ``context``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from abc import abstractmethod
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from titan_ray.data.bars import BarBatch
+from titan_ray.features.pipeline import FeatureEngine
+from titan_ray.models.base import ModelParams, TradingModel, action_phrase
+from titan_ray.models.decisions import Decisions, ExplanationBatch, Feature
+from titan_ray.train.labels import forward_returns, triple_barrier
+
+ARTIFACT_FILE = "learned.json"
+
+
+class LearnedParams(ModelParams):
+    """Parameters every learned model has (subclasses add their own)."""
+
+    features: list[str] | None = Field(None, description="feature names (titan_ray.features); default all")
+    label: Literal["forward_return", "triple_barrier"] = Field(
+        "forward_return", description="training target: forward log return or triple-barrier label")
+    horizon: int = Field(5, ge=1, le=500, description="bars ahead the label looks")
+    barrier_width: float = Field(1.0, gt=0, description="triple_barrier: barrier at width x sigma x sqrt(horizon)")
+    demean: bool = Field(True, description="forward_return: subtract the cross-sectional mean of each row")
+    refit_every: int | None = Field(None, ge=1, description="bars between rolling refits while trading; "
+                                    "null = fit once on the warm-up bars")
+    train_window: int | None = Field(None, ge=50, description="bars a (re)fit trains on: the last N; "
+                                     "null = every bar seen")
+    entry: float = Field(1.0, ge=0, description="go long when the standardised score exceeds this")
+    exit: float = Field(0.0, description="leave a long when the standardised score falls below this")
+    allow_short: bool = Field(False, description="go short when the standardised score is below -entry")
+    weight: float | None = Field(None, gt=0, le=1, description="weight of a position; default 1/S")
+    decide_every: int = Field(1, ge=1, description="re-evaluate positions every N bars (global index)")
+
+    @model_validator(mode="after")
+    def _check(self) -> LearnedParams:
+        lookback = FeatureEngine(self.features).lookback  # names an unknown feature
+        if self.train_window is not None and self.train_window < lookback + self.horizon + 100:
+            raise ValueError(f"train_window ({self.train_window}) must be at least "
+                             f"{lookback + self.horizon + 100} bars (features' lookback + horizon + 100)")
+        if self.exit > self.entry:
+            raise ValueError(f"exit ({self.exit}) must not be above entry ({self.entry})")
+        return self
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Why a model scored some cells as it did: one row per cell, k named inputs each.
+
+    ``base`` + the sum of a row's ``attributions`` should equal ``output`` (the model's output in the
+    attribution's units: SHAP's raw margin, the network's output for Integrated Gradients); the
+    base class records |sum + base - output| as the explanation's ``gap``. Leave ``output`` None
+    for a method that is not additive (attention weights): the gap is NaN then, unless ``gap``
+    gives it directly (Integrated Gradients' completeness gap, say).
+    """
+
+    names: tuple[str, ...]
+    values: np.ndarray  # (n, k) the inputs' values (what a trader sees)
+    attributions: np.ndarray  # (n, k)
+    base: np.ndarray | float  # (n,) or one value
+    output: np.ndarray | None = None  # (n,)
+    gap: np.ndarray | None = None  # (n,)
+
+    def gaps(self) -> np.ndarray:
+        n = len(self.values)
+        if self.gap is not None:
+            return np.asarray(self.gap, dtype=np.float64).reshape(n)
+        if self.output is None:
+            return np.full(n, np.nan)
+        total = np.asarray(self.attributions, dtype=np.float64).sum(axis=1) + np.broadcast_to(self.base, (n,))
+        return np.abs(total - np.asarray(self.output, dtype=np.float64))
+
+
+@dataclass
+class _Buffer:
+    """Feature rows and closes of the bars seen, for (re)fitting; at most ``limit`` rows."""
+
+    features: list[np.ndarray]
+    close: list[np.ndarray]
+    rows: int = 0
+
+    def add(self, feats: np.ndarray, close: np.ndarray, limit: int | None) -> None:
+        self.features.append(feats)
+        self.close.append(np.asarray(close))
+        self.rows += len(feats)
+        if limit is not None and self.rows > limit:
+            x, c = np.concatenate(self.features)[-limit:], np.concatenate(self.close)[-limit:]
+            self.features, self.close, self.rows = [x], [c], limit
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(self.features), np.concatenate(self.close)
+
+
+class LearnedModel(TradingModel):
+    method: ClassVar[str] = "learned"
+    long_only: ClassVar[bool] = True
+    Params: ClassVar[type[ModelParams]] = LearnedParams
+    score_name: ClassVar[str] = "score"  # how sentences name the score ("LightGBM P(up)")
+    context: int = 1  # feature rows one prediction looks at (a sequence model's window)
+
+    def __init__(self, name: str, params: dict[str, Any], symbols: tuple[str, ...], *, seed: int) -> None:
+        super().__init__(name, params, symbols, seed=seed)
+        p: LearnedParams = self.params  # type: ignore[assignment]
+        self.long_only = not p.allow_short
+        self.features = FeatureEngine(p.features)
+        self._stream = self.features.stream()
+        self._buffer = _Buffer([], [])
+        self._ctx: np.ndarray | None = None  # the last context - 1 feature rows (NaN before any)
+        self._position = np.zeros(len(self.symbols))  # -1 / 0 / +1 per symbol
+        self._size = p.weight or self.default_weight()
+        self.fitted = False
+        self.center, self.scale = 0.0, 1.0
+        self.metrics: dict[str, float] = {}
+        self.training_window: dict[str, Any] = {}
+        self._first_bar: int | None = None  # global bar of the first decision
+        self._attr: Attribution | None = None
+        self._scores_of_batch = np.zeros(0)
+
+    # --- subclass hooks -----------------------------------------------------------------------
+
+    @abstractmethod
+    def _fit(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Train on features X (T, S, F) and labels y (T, S), both NaN where unknown; return
+        validation metrics (name -> float) for the registry."""
+
+    @abstractmethod
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        """Scores (n - context + 1, S) for the rows of X (n, S, F) that have ``context`` rows up
+        to them; NaN where a row's features are incomplete."""
+
+    @abstractmethod
+    def _attribute(self, X: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> Attribution:
+        """Explain the scores of cells (rows[i], cols[i]); row r of the chunk is X[r + context - 1]."""
+
+    @abstractmethod
+    def _save(self, folder: Path) -> None:
+        """Write the fitted model's own files into ``folder`` (it exists)."""
+
+    @abstractmethod
+    def _load(self, folder: Path) -> None:
+        """Read what ``_save`` wrote."""
+
+    # --- training -----------------------------------------------------------------------------
+
+    @classmethod
+    def min_history(cls, params: dict[str, Any]) -> int:
+        """Fewest warm-up bars the first fit needs: features' lookback, the label horizon, 100 rows."""
+        p = cls.Params.model_validate(params)
+        return FeatureEngine(p.features).lookback + p.horizon + 100
+
+    def labels(self, close: np.ndarray) -> np.ndarray:
+        p: LearnedParams = self.params  # type: ignore[assignment]
+        if p.label == "triple_barrier":
+            return triple_barrier(close, p.horizon, width=p.barrier_width).label
+        return forward_returns(close, p.horizon, demean=p.demean)
+
+    def fit(self, history: BarBatch) -> None:
+        """Fit on a window of past bars (features in bulk from a fresh stream)."""
+        X = self.features.transform(history)
+        self._fit_arrays(X, history.close, history.start, history.stop)
+
+    def _fit_arrays(self, X: np.ndarray, close: np.ndarray, start: int, stop: int) -> None:
+        y = self.labels(close)
+        usable = int((np.isfinite(X).all(axis=2) & np.isfinite(y)).sum())
+        need = self.min_history(self.params.model_dump())
+        if len(X) < need or usable < 50:
+            raise ValueError(
+                f"model {self.name!r}: {len(X)} bars ({usable} labelled feature rows) in [{start}, {stop}) are "
+                f"too few to fit on; give it more history: raise replay.warmup_bars (at least {need})")
+        self.metrics = {k: float(v) for k, v in self._fit(X, y).items()}
+        scores = self._predict(X)
+        finite = scores[np.isfinite(scores)]
+        self.center = float(np.median(finite)) if len(finite) else 0.0
+        sd = float(np.std(finite)) if len(finite) > 1 else 0.0
+        self.scale = sd if sd > 0 else 1.0
+        self.training_window = {"start_bar": int(start), "stop_bar": int(stop), "rows": len(X),
+                                "labelled_cells": usable}
+        self.fitted = True
+
+    # --- trading ------------------------------------------------------------------------------
+
+    def observe(self, bars: BarBatch) -> None:
+        feats = self._stream.update(bars)
+        self._keep(feats, bars)
+
+    def _keep(self, feats: np.ndarray, bars: BarBatch) -> None:
+        p: LearnedParams = self.params  # type: ignore[assignment]
+        if not self.fitted or p.refit_every is not None:
+            self._buffer.add(feats, bars.close, p.train_window)
+        if self.context > 1:
+            self._ctx = np.concatenate([self._context_rows(), feats])[-(self.context - 1):]
+
+    def _context_rows(self) -> np.ndarray:
+        if self._ctx is None:
+            self._ctx = np.full((self.context - 1, len(self.symbols), len(self.features.names)), np.nan)
+        return self._ctx
+
+    def decide(self, bars: BarBatch) -> Decisions:
+        p: LearnedParams = self.params  # type: ignore[assignment]
+        if self._first_bar is None:
+            self._first_bar = bars.start
+        if not self.fitted:
+            self._refit(bars.start)
+        if p.refit_every is None:
+            return self._decide_piece(bars)
+        first, every = self._first_bar, p.refit_every
+        cuts = [i for i in range(len(bars)) if bars.start + i > first and (bars.start + i - first) % every == 0]
+        edges = sorted({0, *cuts, len(bars)})
+        pieces = []
+        for lo, hi in itertools.pairwise(edges):
+            if lo in cuts:
+                self._refit(bars.start + lo)
+            pieces.append(self._decide_piece(bars.slice(lo, hi)))
+        if len(pieces) == 1:
+            return pieces[0]
+        return Decisions(model=self.name, start=bars.start, weights=np.vstack([d.weights for d in pieces]),
+                         explanations=ExplanationBatch.concat([d.explanations for d in pieces]))
+
+    def _refit(self, bar: int) -> None:
+        if self._buffer.rows == 0:
+            raise ValueError(f"model {self.name!r} has no bars to fit on before bar {bar}; set replay.warmup_bars "
+                             f"(at least {self.min_history(self.params.model_dump())})")
+        X, close = self._buffer.arrays()
+        self._fit_arrays(X, close, bar - len(X), bar)
+        if self.params.refit_every is None:  # type: ignore[attr-defined]
+            self._buffer = _Buffer([], [])
+
+    def _decide_piece(self, bars: BarBatch) -> Decisions:
+        self._attr = None
+        decisions = super().decide(bars)
+        batch = decisions.explanations
+        if batch is None or self._attr is None:
+            return decisions
+        sentences = tuple(
+            self.sentence(self.symbols[int(c)], float(o), float(n), float(sc), feats)
+            for c, o, n, sc, feats in zip(batch.symbol, batch.old_weight, batch.new_weight, self._scores_of_batch,
+                                          _features(batch), strict=True)
+        )
+        batch = replace(batch, gap=self._attr.gaps(), sentences=sentences)
+        return replace(decisions, explanations=batch)
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Scores of feature rows X (n, S, F): (n - context + 1, S)."""
+        if not self.fitted:
+            raise RuntimeError(f"model {self.name!r} is not fitted: call fit(history) or load_artifacts(folder)")
+        return self._predict(X)
+
+    def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        feats = self._stream.update(bars)
+        X = np.concatenate([self._context_rows(), feats]) if self.context > 1 else feats
+        self._keep(feats, bars)
+        scores = self.score(X)
+        z = (scores - self.center) / self.scale
+        weights = self._hysteresis(z, bars.start)
+        return weights, {"X": X, "score": scores, "z": z}
+
+    def _hysteresis(self, z: np.ndarray, start: int) -> np.ndarray:
+        p: LearnedParams = self.params  # type: ignore[assignment]
+        pos = self._position
+        out = np.empty_like(z)
+        for i in range(len(z)):
+            zi = z[i]
+            if (start + i) % p.decide_every == 0:
+                ok = np.isfinite(zi)
+                nxt = np.where(pos > 0, np.where(zi < p.exit, 0.0, 1.0), pos)
+                nxt = np.where(pos < 0, np.where(zi > -p.exit, 0.0, -1.0), nxt)
+                nxt = np.where((pos == 0) & (zi > p.entry), 1.0, nxt)
+                if p.allow_short:
+                    nxt = np.where((pos == 0) & (zi < -p.entry), -1.0, nxt)
+                pos = np.where(ok, nxt, pos)
+            out[i] = pos
+        self._position = pos.copy()
+        return out * self._size
+
+    def _explain(self, rows, cols, old, new, info, bars):
+        attr = self._attribute(info["X"], rows, cols)
+        self._attr = attr
+        self._scores_of_batch = info["score"][rows, cols]
+        return list(attr.names), attr.values, attr.attributions, attr.base
+
+    # --- sentences ----------------------------------------------------------------------------
+
+    def sentence(self, symbol: str, old: float, new: float, score: float, features: tuple[Feature, ...]) -> str:
+        """'Went long BBB (weight 0 → 0.0833): 5-bar return −2.1σ and RSI 24 pushed the LightGBM
+        score to 0.71; top drivers ret_5 (+0.31), rsi_14 (+0.12), vol_20 (−0.05).'"""
+        ranked = sorted((f for f in features if math.isfinite(f.attribution)), key=lambda f: -abs(f.attribution))
+        push = [f for f in ranked if (f.attribution > 0) == (new > old)][:2] or ranked[:2]
+        lead = " and ".join(describe(f, features) for f in push) or "its inputs"
+        drivers = ", ".join(f"{f.name} ({f.attribution:+.3g})" for f in ranked[:3])
+        return (f"{action_phrase(symbol, old, new)}: {lead} pushed the {self.score_name} to {score:.3g}"
+                f"{'; top drivers ' + drivers if drivers else ''}.")
+
+    @classmethod
+    def render(cls, symbol: str, old: float, new: float, features: tuple[Feature, ...]) -> str:
+        ranked = sorted(features, key=lambda f: -abs(f.attribution) if math.isfinite(f.attribution) else 0.0)
+        drivers = ", ".join(f"{f.name} = {f.value:.4g} ({f.attribution:+.3g})" for f in ranked[:3])
+        return f"{action_phrase(symbol, old, new)}: top drivers {drivers}."
+
+    # --- artefacts ----------------------------------------------------------------------------
+
+    def save_artifacts(self, folder: Path) -> None:
+        """Write everything a fresh instance needs to trade without fitting: ``learned.json`` and
+        the subclass's files."""
+        if not self.fitted:
+            raise RuntimeError(f"model {self.name!r} is not fitted; nothing to save")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"kind": self.kind, "params": self.params.model_dump(mode="json"), "features": list(self.features.names),
+                "center": self.center, "scale": self.scale, "metrics": self.metrics,
+                "training_window": self.training_window, "symbols": list(self.symbols)}
+        (folder / ARTIFACT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        self._save(folder)
+
+    def load_artifacts(self, folder: Path) -> None:
+        folder = Path(folder)
+        path = folder / ARTIFACT_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: {folder} is not a saved {self.kind} model")
+        meta = json.loads(path.read_text())
+        if meta["kind"] != self.kind:
+            raise ValueError(f"{folder} holds a {meta['kind']!r} model, not {self.kind!r}")
+        if tuple(meta["features"]) != self.features.names:
+            raise ValueError(f"{folder} was trained on features {meta['features']}, this model computes "
+                             f"{list(self.features.names)}; use the same `features` param")
+        self.center, self.scale = float(meta["center"]), float(meta["scale"])
+        self.metrics, self.training_window = meta.get("metrics", {}), meta.get("training_window", {})
+        self._load(folder)
+        self.fitted = True
+
+
+def _features(batch: ExplanationBatch) -> list[tuple[Feature, ...]]:
+    return [
+        tuple(Feature(n, float(v), float(a)) for n, v, a in zip(batch.feature_names, vals, atts, strict=True))
+        for vals, atts in zip(batch.values, batch.attributions, strict=True)
+    ]
+
+
+_PHRASES = {
+    "rsi_14": lambda v: f"RSI {v:.0f}",
+    "vol_20": lambda v: f"20-bar volatility {v * 100:.2f}%",
+    "atr_14": lambda v: f"ATR {v * 100:.2f}% of price",
+    "bb_pos_20": lambda v: f"Bollinger position {v:+.2f}",
+    "volume_z_20": lambda v: f"volume {v:+.1f}σ",
+    "macd": lambda v: f"MACD {v * 100:+.2f}%",
+    "macd_signal": lambda v: f"MACD signal {v * 100:+.2f}%",
+    "macd_hist": lambda v: f"MACD histogram {v * 100:+.3f}%",
+    "tod_sin": lambda v: "the time of day",
+    "tod_cos": lambda v: "the time of day",
+}
+
+
+def describe(f: Feature, features: tuple[Feature, ...] = ()) -> str:
+    """A feature as a trader reads it: '5-bar return −2.1σ', 'RSI 24', 'rank of 5-bar return 0.92'."""
+    name = f.name.split("@")[0]  # sequence models may name inputs 'ret_5@t-3'
+    if name.startswith("ret_") and name[4:].isdigit():
+        h = int(name[4:])
+        vol = next((x.value for x in features if x.name == "vol_20"), math.nan)
+        if math.isfinite(vol) and vol > 0:
+            return f"{h}-bar return {f.value / (vol * math.sqrt(h)):+.1f}σ"
+        return f"{h}-bar return {f.value * 100:+.2f}%"
+    if name.startswith("rank_"):
+        return f"cross-sectional rank of {name[5:]} {f.value:.2f}"
+    if name in _PHRASES:
+        return _PHRASES[name](f.value)
+    return f"{f.name} {f.value:.4g}"
+

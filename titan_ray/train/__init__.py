@@ -1,0 +1,1 @@
+"""Training tools shared by the learned models: labels and validation splits (no look-ahead)."""
