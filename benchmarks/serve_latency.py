@@ -1,0 +1,296 @@
+"""Serve latency: the same model behind Ray Serve and behind a bare FastAPI/uvicorn app.
+
+What is measured
+----------------
+One load generator (this process: asyncio, one keep-alive HTTP/1.1 connection per concurrent
+client, the request bytes encoded once) sends ``POST /v1/predict/{model}`` with the same body to
+
+*bare*  a FastAPI app run by uvicorn in a child process (one worker, one OpenMP thread as Ray
+        gives its workers): the same ``Predictor.answer_json`` (validate, predict, explain, encode)
+        runs in-process;
+*serve* the TitanRay Serve app deployed from a config (``titan_ray.serve.app:build_app``, the
+        arena off, one served model): HTTP proxy -> FastAPI ingress replica -> model replica, which
+        runs the same ``answer_json``.
+
+For each concurrency (default 1, 8, 32) the clients first warm up for ``--warmup`` seconds, then
+run for ``--duration`` seconds; every answer must be 200. Printed per server and concurrency:
+requests/s over the measured window, and p50/p99 latency (client side: request written to last
+body byte read). The two servers run one after the other, never together, on loopback. The
+acceptance figure is Serve's requests/s at concurrency 8 as a share of bare FastAPI's, and Serve's
+p99 there.
+
+Serve knobs (``--ingress-replicas``, ``--model-replicas``, ``--max-ongoing``) and
+``--throughput-optimized`` (sets ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` for the Ray it starts, Ray's
+documented switch for latency-sensitive HTTP serving) are recorded with the figures.
+
+    .venv/bin/python benchmarks/serve_latency.py                    # ~1 min
+    .venv/bin/python benchmarks/serve_latency.py --throughput-optimized --json results/serve.json
+    .venv/bin/python benchmarks/serve_latency.py --help
+"""
+
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODELS = {
+    # the LightGBM model that serve_configs/arena.yaml serves (trained into a temporary registry first)
+    "lgbm": {"name": "lgbm", "artifact": "lgbm", "train": {
+        "kind": "lightgbm", "params": {"horizon": 5, "entry": 1.0}, "seed": 11,
+        "data": {"provider": "synthetic", "n_symbols": 8, "bars": 3000, "frequency": "1min", "calendar": "continuous"}}},
+    # a rule model: almost no model work, so the figures show the serving overhead alone
+    "sma": {"name": "sma", "kind": "sma_crossover", "params": {"fast": 10, "slow": 30}},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --- the bare FastAPI app (run in a child process) ---------------------------------------------------
+
+
+def bare_app(model: dict[str, Any], registry: str) -> Any:
+    """The same route as the Serve ingress, in one process: raw body in, the predictor's JSON out."""
+    from fastapi import FastAPI, HTTPException, Request, Response
+
+    from titan_ray.serve.loading import load_predictor
+    from titan_ray.serve.settings import ServedModel
+
+    predictor = load_predictor(ServedModel.model_validate(model), registry_root=registry)
+    app = FastAPI()
+
+    @app.post("/v1/predict/{name}")
+    async def predict(name: str, request: Request) -> Response:
+        if name != predictor.info.name:
+            raise HTTPException(404, detail=f"unknown model {name!r}")
+        status, body = predictor.answer_json(await request.body())
+        return Response(body, status_code=status, media_type="application/json")
+
+    return app
+
+
+def run_bare(port: int, model: dict[str, Any], registry: str) -> None:
+    import uvicorn
+
+    uvicorn.run(bare_app(model, registry), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# --- the load generator ------------------------------------------------------------------------------
+
+
+async def _client(port: int, request: bytes, start: float, stop: float, out: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop:
+                return
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = None
+            chunked = False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+            if chunked:
+                while True:
+                    size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                    await reader.readexactly(size + 2)
+                    if size == 0:
+                        break
+            elif length:
+                await reader.readexactly(length)
+            t1 = time.perf_counter()
+            if status != 200:
+                errors.append(status)
+            elif t0 >= start:
+                out.append(t1 - t0)
+    finally:
+        writer.close()
+
+
+async def _load(port: int, request: bytes, concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
+    now = time.perf_counter()
+    start, stop = now + warmup, now + warmup + duration
+    latencies: list[float] = []
+    errors: list[int] = []
+    await asyncio.gather(*(_client(port, request, start, stop, latencies, errors) for _ in range(concurrency)))
+    lat = np.array(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "errors": len(errors),
+        "rps": len(lat) / duration,
+        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+    }
+
+
+def measure(port: int, body: bytes, path: str, levels: list[int], warmup: float, duration: float,
+            label: str) -> list[dict[str, Any]]:
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    rows = []
+    for c in levels:
+        row = asyncio.run(_load(port, request, c, warmup, duration))
+        if row["errors"]:
+            raise SystemExit(f"{label} answered {row['errors']} requests with a status other than 200")
+        log(f"  {label:5s} c={c:<3d} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms")
+        rows.append({"server": label, **row})
+    return rows
+
+
+def wait_ready(port: int, path: str, body: bytes, timeout: float = 120.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server on port {port} did not answer {path} within {timeout:.0f} s")
+        time.sleep(0.3)
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def serve_config(args: argparse.Namespace, model: dict[str, Any], registry: str) -> dict[str, Any]:
+    opts = {"num_cpus": 0}
+    return {"applications": [{
+        "name": "titan-ray", "route_prefix": "/", "import_path": "titan_ray.serve.app:build_app",
+        "args": {"models": [model], "registry": registry,
+                 "arena": {"start": False, "actor": "titan-ray-bench-arena"}},
+        "deployments": [
+            {"name": "Ingress", "num_replicas": args.ingress_replicas, "max_ongoing_requests": args.max_ongoing,
+             "ray_actor_options": opts},
+            {"name": f"model-{model['name']}", "num_replicas": args.model_replicas,
+             "max_ongoing_requests": args.max_ongoing, "ray_actor_options": opts},
+        ],
+    }]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=sorted(MODELS), default="lgbm",
+                   help="lgbm: the LightGBM model of arena.yaml (SHAP explanation per request); sma: a rule model")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], metavar="N")
+    p.add_argument("--duration", type=float, default=8.0, help="measured seconds per concurrency (default 8)")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default 2)")
+    p.add_argument("--ingress-replicas", type=int, default=1)
+    p.add_argument("--model-replicas", type=int, default=1)
+    p.add_argument("--max-ongoing", type=int, default=64, help="max_ongoing_requests of each replica")
+    p.add_argument("--throughput-optimized", action="store_true",
+                   help="start Ray with RAY_SERVE_THROUGHPUT_OPTIMIZED=1")
+    p.add_argument("--only", choices=["bare", "serve"], help="measure one server only")
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    p.add_argument("--registry", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    model = MODELS[args.model]
+    if args.bare_server:
+        run_bare(args.bare_server, model, args.registry)
+        return 0
+
+    import tempfile
+
+    from titan_ray.serve.loading import load_predictor
+    from titan_ray.serve.predictor import example_request
+    from titan_ray.serve.settings import ServedModel
+
+    registry = args.registry or tempfile.mkdtemp(prefix="titan-ray-bench-registry-")
+    predictor = load_predictor(ServedModel.model_validate(model), registry_root=registry)  # trains lgbm once
+    body = json.dumps(example_request(predictor)).encode()
+    path = f"/v1/predict/{model['name']}"
+    log(f"model {predictor.info.kind} {predictor.info.artifact or ''}, request body {len(body)} bytes, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    rows: list[dict[str, Any]] = []
+
+    if args.only in (None, "bare"):
+        port = free_port()
+        # One OpenMP thread, as Ray gives its workers (OMP_NUM_THREADS=1 unless num_cpus says more):
+        # LightGBM and SHAP would otherwise spin threads against the load generator.
+        child = subprocess.Popen([sys.executable, __file__, "--bare-server", str(port), "--model", args.model,
+                                  "--registry", registry], env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            wait_ready(port, path, body)
+            log("bare FastAPI/uvicorn (1 worker):")
+            rows += measure(port, body, path, args.concurrency, args.warmup, args.duration, "bare")
+        finally:
+            child.terminate()
+            child.wait(timeout=30)
+
+    if args.only in (None, "serve"):
+        if args.throughput_optimized:
+            os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        import ray
+        from ray.serve._private.api import serve_start
+        from ray.serve.schema import ServeDeploySchema
+
+        ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        port = free_port()
+        try:
+            client = serve_start(http_options={"host": "127.0.0.1", "port": port})
+            client.deploy_apps(ServeDeploySchema.model_validate(serve_config(args, model, registry)), _blocking=True)
+            wait_ready(port, path, body)
+            log(f"Ray Serve {ray.__version__} (ingress x{args.ingress_replicas}, model x{args.model_replicas}, "
+                f"max_ongoing_requests {args.max_ongoing}, throughput_optimized {args.throughput_optimized}):")
+            rows += measure(port, body, path, args.concurrency, args.warmup, args.duration, "serve")
+        finally:
+            from ray import serve
+
+            serve.shutdown()
+            ray.shutdown()
+
+    print(f"{'server':8s}{'conc':>6s}{'req/s':>10s}{'p50 ms':>10s}{'p99 ms':>10s}")
+    for r in rows:
+        print(f"{r['server']:8s}{r['concurrency']:6d}{r['rps']:10.0f}{r['p50_ms']:10.2f}{r['p99_ms']:10.2f}")
+    by = {(r["server"], r["concurrency"]): r for r in rows}
+    summary: dict[str, Any] = {}
+    if ("bare", 8) in by and ("serve", 8) in by:
+        share = by[("serve", 8)]["rps"] / by[("bare", 8)]["rps"]
+        p99 = by[("serve", 8)]["p99_ms"]
+        summary = {"serve_share_of_bare_rps_c8": share, "serve_p99_ms_c8": p99,
+                   "meets_60pct": share >= 0.6, "meets_p99_50ms": p99 < 50}
+        print(f"Serve at concurrency 8: {share:.0%} of bare FastAPI's requests/s (target >= 60%), "
+              f"p99 {p99:.1f} ms (target < 50 ms)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"rows": rows, "summary": summary, "settings": {
+            k: v for k, v in vars(args).items() if k not in ("json", "bare_server", "registry")}, "model": model,
+            "cpus": os.cpu_count()}, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The TitanRay Serve app as tests start it: small, fast, on the shared Ray session, real HTTP."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+APP_NAME = "titan-ray"
+TOKEN_ENV = "TITAN_RAY_API_TOKEN"
+
+
+def app_args(arena_actor: str) -> dict[str, Any]:
+    """A small arena (3 symbols, 1-minute bars, ~5 bars a second) and an A/B experiment with a shadow."""
+    sma = {"fast": 3, "slow": 8}
+    sma_fast = {"fast": 2, "slow": 5}
+    rsi = {"period": 5, "low": 40, "high": 60}
+    return {
+        "models": [
+            {"name": "sma", "kind": "sma_crossover", "params": sma},
+            {"name": "sma_fast", "kind": "sma_crossover", "params": sma_fast},
+            {"name": "rsi", "kind": "rsi_reversion", "params": rsi},
+            {"name": "hold", "kind": "buy_and_hold"},
+        ],
+        "experiments": [{"name": "ab", "seed": 1, "arms": [
+            {"name": "control", "model": "sma", "weight": 0.7},
+            {"name": "treatment", "model": "sma_fast", "weight": 0.3},
+            {"name": "shadow", "model": "rsi", "shadow": True},
+        ]}],
+        "arena": {
+            "actor": arena_actor,
+            "refresh_s": 0.5,
+            "leaderboard_refresh_s": 1.0,
+            "config": {
+                "seed": 5,
+                "data": {"provider": "synthetic", "n_symbols": 3, "bars": 4000, "frequency": "1min",
+                         "calendar": "continuous"},
+                "replay": {"chunk_size": 2, "pace": {"speed": 300}},
+                "ledger": {"initial_cash": 100000, "commission_bps": 5},
+                "significance": {"n_resamples": 200},
+                "models": [
+                    {"name": "sma", "kind": "sma_crossover", "params": sma, "num_cpus": 0},
+                    {"name": "sma_fast", "kind": "sma_crossover", "params": sma_fast, "num_cpus": 0},
+                    {"name": "rsi", "kind": "rsi_reversion", "params": rsi, "num_cpus": 0},
+                    {"name": "hold", "kind": "buy_and_hold", "num_cpus": 0},
+                ],
+            },
+        },
+    }
+
+
+def app_config(arena_actor: str, token: str, weights: dict[str, float] | None = None) -> dict[str, Any]:
+    """The app as a Serve config (what `serve deploy` sends): num_cpus 0 everywhere, since the
+    session's 2 CPUs are shared with other tests' actors; the token reaches the ingress's env."""
+    args = app_args(arena_actor)
+    exp = args["experiments"][0]
+    zero = {"num_cpus": 0}
+    deployments = [{"name": "Ingress", "ray_actor_options": {**zero, "runtime_env": {"env_vars": {TOKEN_ENV: token}}}}]
+    deployments += [{"name": f"model-{m['name']}", "ray_actor_options": zero} for m in args["models"]]
+    deployments.append({"name": f"experiment-{exp['name']}", "ray_actor_options": zero,
+                        "user_config": {"weights": weights or {a["name"]: a["weight"] for a in exp["arms"]
+                                                                if not a.get("shadow")}}})
+    return {"applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "titan_ray.serve.app:build_app",
+                              "args": args, "deployments": deployments}]}
+
+
+def deploy(config: dict[str, Any], port: int) -> None:
+    """Deploy a config the way `serve deploy` does (the controller builds it from import_path)."""
+    from ray.serve._private.api import serve_start
+    from ray.serve.schema import ServeDeploySchema
+
+    client = serve_start(http_options={"host": "127.0.0.1", "port": port})
+    client.deploy_apps(ServeDeploySchema.model_validate(config), _blocking=True)
+
+
+@dataclass(frozen=True)
+class ServeApp:
+    url: str
+    port: int
+    token: str
+    arena_actor: str
+
+    def redeploy(self, weights: dict[str, float] | None = None) -> None:
+        """The same config again, with other experiment weights in its user_config (a live change)."""
+        deploy(app_config(self.arena_actor, self.token, weights), self.port)
+
+
+@contextmanager
+def serve_app(port: int, token: str, *, min_bars: int = 40, timeout: float = 180.0) -> Iterator[ServeApp]:
+    """Start the app on 127.0.0.1:``port`` (Ray must be initialised) and wait until its arena trades."""
+    import ray
+    from ray import serve
+
+    from titan_ray.serve.settings import ARENA_NAMESPACE
+
+    arena_actor = f"titan-ray-arena-test-{uuid.uuid4().hex[:8]}"
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deploy(app_config(arena_actor, token), port)
+        deadline = time.monotonic() + timeout
+        while True:  # the arena has traded a little: every route has data
+            board = requests.get(f"{base}/v1/leaderboard", timeout=30).json()
+            if board["progress"]["bars_done"] >= min_bars and board["rows"]:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the test arena did not get going in {timeout:.0f} s: {board}")
+            time.sleep(0.5)
+        yield ServeApp(base, port, token, arena_actor)
+    finally:
+        serve.shutdown()
+        try:
+            ray.kill(ray.get_actor(arena_actor, namespace=ARENA_NAMESPACE), no_restart=True)
+        except ValueError:
+            pass

@@ -1,0 +1,385 @@
+"""The TitanRay Serve application: a FastAPI ingress in front of model, experiment and arena parts.
+
+    HTTP ─► Ingress (FastAPI, this module) ─┬─► ModelServer ``model-NAME``      one per served model
+                                            ├─► ExperimentRouter ``experiment-NAME`` ─► its arms' models
+                                            └─► ArenaService (detached actor ``titan-ray-arena``)
+
+``build_app(args)`` is the ``import_path`` of ``serve_configs/*.yaml``: ``args`` are
+``titan_ray.serve.settings.AppSettings``. The routes (OpenAPI at ``/openapi.json``, the web
+dashboard at ``/``):
+
+    GET  /healthz                              liveness, and what is served
+    GET  /metrics                              Prometheus text (titan_ray.observability)
+    GET  /v1/models, /v1/models/{model}        served models, with an example request
+    POST /v1/predict/{model}                   a prediction (titan_ray.serve.predictor)
+    GET  /v1/experiments, /v1/experiments/{name}
+    POST /v1/experiments/{name}/predict        routed to an arm (sticky with X-Client-Key)
+    PUT  /v1/experiments/{name}/weights        new arm weights, live          [bearer token]
+    GET  /v1/leaderboard, /v1/equity, /v1/portfolios/{model}, /v1/trades/{model},
+         /v1/decisions/{id}/why                the arena (titan_ray.arena.views)
+    POST /v1/models/{model}/kill-switch        flatten and halt a model       [bearer token]
+    GET  /v1/events                            server-sent events: leaderboard, fill, status
+
+Mutating routes need ``Authorization: Bearer TOKEN`` where TOKEN is the value of the environment
+variable named by ``auth.token_env`` (default TITAN_RAY_API_TOKEN) on the ingress replicas: no
+header is 401, a wrong token (or none configured on the server) 403. Bad input is 422 naming the
+field, an unknown model, experiment or decision 404; no input makes the server answer 500.
+
+No ``from __future__ import annotations`` here: FastAPI must see the route methods' real types.
+"""
+
+import asyncio
+import hmac
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from titan_ray.dashboard import mount as mount_dashboard
+from titan_ray.observability import CONTENT_TYPE, Metrics
+from titan_ray.serve.deployments import ExperimentRouter, ModelServer
+from titan_ray.serve.predictor import PredictRequest, validation_body
+from titan_ray.serve.settings import AppSettings, parse_settings
+
+EVENTS_INTERVAL_S = 1.0
+
+app = FastAPI(
+    title="TitanRay",
+    version="1",
+    description="Trading models competing in a live arena; predictions with explanations; A/B experiments.",
+)
+
+
+class WeightsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weights: dict[str, float] = Field(description="arm name -> weight (normalised over the non-shadow arms)")
+
+
+class KillSwitch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    on: bool = Field(True, description="true: flatten the model and halt it; false: lift the switch")
+
+
+class _Metrics:
+    """ASGI middleware: counts every HTTP answer by route template, arm and status code."""
+
+    def __init__(self, inner: Any) -> None:
+        self.app = inner
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def sending(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            metrics = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
+            if metrics is not None:
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                arm = (scope.get("state") or {}).get("arm")
+                metrics.observe_request(route, arm, status, time.perf_counter() - start)
+
+
+app.add_middleware(_Metrics)
+mount_dashboard(app)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    body = validation_body([dict(e) for e in exc.errors()])
+    return JSONResponse(status_code=422, content=jsonable_encoder(body, custom_encoder={Exception: str}))
+
+
+# The predict routes read the raw body (the model replica validates it): their OpenAPI request body
+# is declared here, with PredictRequest's schema in the document's components.
+_SCHEMA = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+_DEFS = _SCHEMA.pop("$defs", {})
+PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/PredictRequest"}}}}}
+
+
+def _openapi() -> dict[str, Any]:
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema.setdefault("components", {}).setdefault("schemas", {}).update({**_DEFS, "PredictRequest": _SCHEMA})
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app.openapi = _openapi
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, allow_nan=False)}\n\n"
+
+
+def _fail(body: dict[str, Any]) -> None:
+    """Raise the HTTP error a part of the app answered with ``{"error": status, "detail": ...}``."""
+    if "error" in body:
+        raise HTTPException(status_code=int(body["error"]), detail=body["detail"])
+
+
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(app)
+class Ingress:
+    def __init__(self, settings: dict[str, Any], models: dict[str, Any], experiments: dict[str, Any]) -> None:
+        from titan_ray.serve.arena_service import attach_or_start
+
+        self._settings = AppSettings.model_validate(settings)
+        self._models = models
+        self._experiments = experiments
+        self._token_env = self._settings.auth.token_env
+        self._token = os.environ.get(self._token_env) or None
+        self._metrics = Metrics()
+        app.state.metrics = self._metrics
+        self._arena = attach_or_start(self._settings.arena)
+        self._info: dict[str, dict[str, Any]] = {}
+
+    # --- auth -----------------------------------------------------------------------------------
+
+    def _authorize(self, authorization: str | None) -> None:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise HTTPException(401, detail="this route changes state: send Authorization: Bearer <token>",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if self._token is None:
+            raise HTTPException(403, detail=f"mutating routes are disabled on this server: set {self._token_env} "
+                                            "in the environment of the Serve replicas")
+        if not hmac.compare_digest(given.strip().encode(), self._token.encode()):
+            raise HTTPException(403, detail="wrong bearer token")
+
+    # --- health and metrics ---------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        arena = await self._arena.status.remote() if self._arena is not None else {"status": "idle"}
+        return {"status": "ok", "models": list(self._models), "experiments": list(self._experiments),
+                "arena": arena}
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics(self) -> Response:
+        if self._arena is not None:
+            self._metrics.sync_arena(await self._arena.stats.remote())
+        return Response(self._metrics.exposition(), media_type=CONTENT_TYPE)
+
+    # --- models and predictions ----------------------------------------------------------------
+
+    async def _model_info(self, name: str) -> dict[str, Any]:
+        if name not in self._models:
+            known = ", ".join(self._models) or "none"
+            raise HTTPException(404, detail=f"unknown model {name!r}; served models: {known}")
+        if name not in self._info:
+            self._info[name] = await self._models[name].info.remote()
+        return self._info[name]
+
+    @app.get("/v1/models")
+    async def models(self) -> dict[str, Any]:
+        return {"models": [await self._model_info(n) for n in self._models]}
+
+    @app.get("/v1/models/{model}")
+    async def model(self, model: str) -> dict[str, Any]:
+        info = await self._model_info(model)
+        return {**info, "example_request": await self._models[model].example.remote()}
+
+    @app.post("/v1/predict/{model}", openapi_extra=PREDICT_BODY, response_class=JSONResponse)
+    async def predict(self, model: str, request: Request) -> Response:
+        """A window of recent ``bars`` or a ``features`` row per symbol -> target weight, score, version,
+        explanation per symbol. The model replica validates (422 names the field) and answers."""
+        handle = self._models.get(model)
+        if handle is None:
+            raise HTTPException(404, detail=f"unknown model {model!r}; served models: {', '.join(self._models)}")
+        status, body = await handle.predict_json.remote(await request.body())
+        return Response(body, status_code=status, media_type="application/json")
+
+    # --- experiments ----------------------------------------------------------------------------
+
+    def _router(self, name: str) -> Any:
+        router = self._experiments.get(name)
+        if router is None:
+            known = ", ".join(self._experiments) or "none"
+            raise HTTPException(404, detail=f"unknown experiment {name!r}; experiments: {known}")
+        return router
+
+    async def _arms(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        arms = []
+        for a in state["arms"]:
+            info = await self._model_info(a["model"])
+            arms.append({"name": a["name"], "model": a["model"], "version": info["version"],
+                         "weight": a["weight"], "shadow": a["shadow"]})
+        return arms
+
+    @app.get("/v1/experiments")
+    async def experiments(self) -> dict[str, Any]:
+        out = []
+        for name, router in self._experiments.items():
+            out.append({"name": name, "arms": await self._arms(await router.describe.remote())})
+        return {"experiments": out}
+
+    @app.get("/v1/experiments/{name}")
+    async def experiment(self, name: str) -> dict[str, Any]:
+        state = await self._router(name).describe.remote()
+        base = {a["name"]: a for a in await self._arms(state)}
+        arms = [{**a, **base[a["name"]]} for a in state["arms"]]
+        live = [a for a in arms if not a["shadow"]]
+        control = live[0]["name"]
+        if self._arena is not None:
+            comparison = await self._arena.compare.remote(
+                {a["name"]: self._arena_model(a["model"]) for a in arms}, control)
+        else:
+            comparison = {"control": control, "arms": {}, "tests": [], "reason": "no arena runs with this server"}
+        for a in arms:
+            a["metrics"] = comparison.get("arms", {}).get(a["name"], {})
+        example = await self._models[live[0]["model"]].example.remote()
+        return {"name": name, "arms": arms, "weights_source": state["weights_source"],
+                "replica": state["replica"], "reconfigures": state["reconfigures"], "comparison": comparison,
+                "shadow_log": state["shadow_log"], "example_request": example}
+
+    def _arena_model(self, served: str) -> str:
+        spec = next(m for m in self._settings.models if m.name == served)
+        return spec.arena_model or spec.name
+
+    @app.post("/v1/experiments/{name}/predict", openapi_extra=PREDICT_BODY, response_class=JSONResponse)
+    async def experiment_predict(
+        self, name: str, request: Request, x_client_key: Annotated[str | None, Header(max_length=256)] = None,
+    ) -> Response:
+        """Routed to an arm by weight (the same arm for the same ``X-Client-Key`` while weights stay)."""
+        status, body, arm = await self._router(name).predict_json.remote(await request.body(), x_client_key)
+        request.state.arm = arm
+        return Response(body, status_code=status, media_type="application/json")
+
+    @app.put("/v1/experiments/{name}/weights")
+    async def set_weights(
+        self, name: str, body: WeightsUpdate, authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        self._authorize(authorization)
+        answer = await self._router(name).set_weights.remote(body.weights)
+        _fail(answer)
+        return {"name": name, "arms": await self._arms(answer), "weights_source": answer["weights_source"],
+                "replica": answer["replica"]}
+
+    # --- the arena ------------------------------------------------------------------------------
+
+    async def _view(self, what: str, **kw: Any) -> dict[str, Any]:
+        if self._arena is None:
+            from titan_ray.arena import views
+
+            try:
+                return getattr(views, what)(views.idle_run(), **kw)
+            except views.NotFound as err:
+                raise HTTPException(404, detail=str(err)) from None
+        answer = await self._arena.query.remote(what, **kw)
+        _fail(answer)
+        return answer
+
+    @app.get("/v1/leaderboard")
+    async def leaderboard(self) -> dict[str, Any]:
+        return await self._view("leaderboard")
+
+    @app.get("/v1/equity")
+    async def equity(self, points: Annotated[int, Query(ge=2, le=100_000)] = 2000) -> dict[str, Any]:
+        return await self._view("equity", points=points)
+
+    @app.get("/v1/portfolios/{model}")
+    async def portfolio(self, model: str) -> dict[str, Any]:
+        return await self._view("portfolio", model=model)
+
+    @app.get("/v1/trades/{model}")
+    async def trades(self, model: str, limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> dict[str, Any]:
+        return await self._view("trades", model=model, limit=limit)
+
+    @app.get("/v1/decisions/{decision_id}/why")
+    async def why(self, decision_id: str) -> dict[str, Any]:
+        return await self._view("why", decision_id=decision_id)
+
+    @app.post("/v1/models/{model}/kill-switch")
+    async def kill_switch(
+        self, model: str, body: Annotated[KillSwitch | None, Body()] = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        self._authorize(authorization)
+        if self._arena is None:
+            raise HTTPException(409, detail="no arena runs with this server")
+        answer = await self._arena.kill_switch.remote(model, (body or KillSwitch()).on)
+        _fail(answer)
+        return answer
+
+    @app.get("/v1/events")
+    async def events(self) -> StreamingResponse:
+        return StreamingResponse(self._stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def _stream(self):
+        yield "retry: 3000\n\n"
+        if self._arena is None:
+            yield _sse("status", {"status": "idle"})
+            return
+        cursor, board, status = None, None, None
+        while True:
+            ev = await self._arena.events.remote(cursor)
+            if ev["status"] != status:
+                status = ev["status"]
+                yield _sse("status", {"status": status})
+            text = json.dumps(ev["leaderboard"], allow_nan=False)
+            if text != board:
+                board = text
+                yield f"event: leaderboard\ndata: {text}\n\n"
+            if ev["fills"]:
+                yield _sse("fill", ev["fills"])
+            cursor = ev["cursor"]
+            yield ": keep-alive\n\n"
+            await asyncio.sleep(EVENTS_INTERVAL_S)
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """The Serve application for ``args`` (``AppSettings``): the ``import_path`` of serve_configs.
+
+    Serve calls an application builder with exactly one argument; ``make_app`` takes options too.
+    """
+    return make_app(args)
+
+
+def make_app(
+    args: dict[str, Any] | None = None,
+    *,
+    ingress_options: dict[str, Any] | None = None,
+    model_options: dict[str, Any] | None = None,
+    router_options: dict[str, Any] | None = None,
+) -> Any:
+    """``build_app`` with ``Deployment.options`` keywords for each kind of deployment, for a start
+    from Python; a config file sets the same things in its ``deployments`` section."""
+    settings = parse_settings(args)
+    from titan_ray.registry import default_root
+
+    root = str(Path(default_root(settings.registry)).expanduser().resolve())
+    models = {
+        m.name: ModelServer.options(name=m.deployment, **(model_options or {})).bind(
+            m.model_dump(mode="json"), root, settings.seed)
+        for m in settings.models
+    }
+    experiments = {
+        e.name: ExperimentRouter.options(name=e.deployment, user_config={"weights": e.weights()},
+                                         **(router_options or {})).bind(
+            e.model_dump(mode="json"), {a.name: models[a.model] for a in e.arms})
+        for e in settings.experiments
+    }
+    return Ingress.options(name="Ingress", **(ingress_options or {})).bind(
+        settings.model_dump(mode="json"), models, experiments)

@@ -1,0 +1,391 @@
+"""Predictions of one served model: the request body, the answer, and the code between (no Ray).
+
+A request carries either a window of recent bars or one feature row per symbol:
+
+    {"bars": {"symbols": ["AAA"], "close": [[101.2], [101.9], ...],       # rows = timestamps
+              "open": ..., "high": ..., "low": ..., "volume": ..., "timestamps": [...]}}
+    {"features": {"AAA": {"ret_1": 0.001, "rsi_14": 41.0, ...}}}          # learned models only
+
+Only ``close`` is required in ``bars``: ``open``, ``high`` and ``low`` default to the close and
+``volume`` to unknown (NaN); ``timestamps`` (unix seconds or ISO 8601) default to one minute apart.
+A ``null`` price is a missing bar. The model runs over the window from a fresh state, exactly as
+the arena would have run it over those bars, and the answer is its decision at the last bar:
+
+    {"model", "kind", "version", "method", "as_of",
+     "predictions": [{"symbol", "target_weight", "previous_weight", "score",
+                      "explanation": {"base_value", "features": [{"name","value","attribution"}],
+                                      "sentence"}}]}
+
+``score`` is the model's signal at that bar: a learned model's raw score; for a rule model the
+sum of its features' attributions (the SMA gap in %, the RSI's distance past its threshold).
+
+A request the model cannot answer (a window too short for its features, feature rows sent to a
+model that decides from bars) raises ``PredictError``: the HTTP layer answers 422 with its message.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from titan_ray.data.bars import BarBatch
+from titan_ray.models.base import TradingModel
+from titan_ray.models.decisions import Feature
+
+MAX_BARS = 5000
+MAX_SYMBOLS = 500
+_MINUTE_NS = 60 * 10**9
+
+
+class PredictError(ValueError):
+    """A valid request that this model cannot answer; the message says what to send instead."""
+
+
+Matrix = list[list[float | None]]
+
+
+class BarsIn(BaseModel):
+    """A window of bars: each price field is a list of rows, one per timestamp, one value per symbol."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: list[str] = Field(min_length=1, max_length=MAX_SYMBOLS)
+    close: Matrix = Field(min_length=1, max_length=MAX_BARS)
+    open: Matrix | None = None
+    high: Matrix | None = None
+    low: Matrix | None = None
+    volume: Matrix | None = None
+    timestamps: list[int | str] | None = Field(None, description="unix seconds or ISO 8601, increasing")
+
+    @field_validator("symbols")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"symbols must be unique; repeated: {sorted({s for s in v if v.count(s) > 1})}")
+        if any(not s or len(s) > 32 for s in v):
+            raise ValueError("every symbol must be 1-32 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _shapes(self) -> BarsIn:
+        t, s = len(self.close), len(self.symbols)
+        for name in ("close", "open", "high", "low", "volume"):
+            rows = getattr(self, name)
+            if rows is None:
+                continue
+            if len(rows) != t:
+                raise ValueError(f"bars.{name} has {len(rows)} rows but bars.close has {t}: one row per timestamp")
+            bad = next((i for i, row in enumerate(rows) if len(row) != s), None)
+            if bad is not None:
+                raise ValueError(f"bars.{name}[{bad}] has {len(rows[bad])} values; give one per symbol ({s})")
+            if name != "volume" and any(v is not None and not (math.isfinite(v) and v > 0) for r in rows for v in r):
+                raise ValueError(f"bars.{name}: prices must be finite and > 0 (null for a missing bar)")
+        if self.volume is not None and any(v is not None and not (math.isfinite(v) and v >= 0)
+                                           for r in self.volume for v in r):
+            raise ValueError("bars.volume: volumes must be finite and >= 0 (null when unknown)")
+        if self.timestamps is not None:
+            if len(self.timestamps) != t:
+                raise ValueError(f"bars.timestamps has {len(self.timestamps)} entries; give one per row ({t})")
+            ns = _timestamps_ns(self.timestamps)
+            if len(ns) > 1 and not (np.diff(ns) > 0).all():
+                raise ValueError("bars.timestamps must be strictly increasing")
+        return self
+
+    def batch(self) -> BarBatch:
+        close = _matrix(self.close)
+        t = len(close)
+        ts = (_timestamps_ns(self.timestamps) if self.timestamps is not None
+              else np.arange(t, dtype=np.int64) * _MINUTE_NS)
+        volume = _matrix(self.volume) if self.volume is not None else np.full(close.shape, np.nan)
+        return BarBatch.from_arrays(
+            ts, self.symbols, close=close, volume=volume,
+            open=_matrix(self.open) if self.open is not None else close,
+            high=_matrix(self.high) if self.high is not None else close,
+            low=_matrix(self.low) if self.low is not None else close,
+        )
+
+
+class PredictRequest(BaseModel):
+    """A window of recent ``bars``, or one ``features`` row per symbol (learned models)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bars: BarsIn | None = None
+    features: dict[str, dict[str, float]] | None = Field(
+        None, description="symbol -> {feature name: value}; the model's feature names are in GET /v1/models")
+
+    @model_validator(mode="after")
+    def _one(self) -> PredictRequest:
+        if (self.bars is None) == (self.features is None):
+            raise ValueError("send exactly one of `bars` (a window of recent bars) or `features` (one row per symbol)")
+        if self.features is not None:
+            if not self.features or len(self.features) > MAX_SYMBOLS:
+                raise ValueError(f"features: give 1 to {MAX_SYMBOLS} symbols")
+            for sym, row in self.features.items():
+                bad = [k for k, v in row.items() if not math.isfinite(v)]
+                if bad:
+                    raise ValueError(f"features.{sym}: values must be finite numbers; not: {bad}")
+        return self
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    kind: str
+    method: str
+    version: int | None  # the registry version; None for a rule model built from kind + params
+    artifact: str | None  # NAME@VERSION when it came from the registry
+    params: dict[str, Any]
+    features: list[str] | None  # the feature names a `features` request must give (learned models)
+    accepts: tuple[str, ...]  # "bars", and "features" for learned models with a one-row context
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["accepts"] = list(self.accepts)
+        return out
+
+
+class Predictor:
+    """Answers requests for one model version. ``factory(symbols)`` builds the model afresh."""
+
+    def __init__(self, info: ModelInfo, factory: Callable[[tuple[str, ...]], TradingModel]) -> None:
+        from titan_ray.models.learned import LearnedModel
+
+        self.info = info
+        self._factory = factory
+        template = factory(("AAA",))
+        self._learned: LearnedModel | None = template if isinstance(template, LearnedModel) else None
+        self._cls = type(template)
+        self._head = {"model": info.name, "kind": info.kind, "version": info.version, "method": info.method}
+
+    def answer_json(self, raw: bytes, extra: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        """HTTP status and JSON body for a raw request body: parse, validate, predict, encode.
+
+        The whole request's work in one call, so a Serve ingress forwards bytes and a model
+        replica answers bytes (nothing parsed or encoded twice); ``extra`` keys join the answer.
+        """
+        try:
+            request = PredictRequest.model_validate_json(raw)
+        except ValidationError as err:
+            return 422, _dumps(validation_body(err.errors(include_url=False), prefix=("body",)))
+        try:
+            answer = self.predict(request)
+        except PredictError as err:
+            return 422, _dumps({"detail": str(err), "message": str(err)})
+        if extra:
+            answer.update(extra)
+        return 200, _dumps(answer)
+
+    def predict(self, request: PredictRequest) -> dict[str, Any]:
+        if request.features is not None:
+            return self._predict_row(request.features)
+        bars = request.bars.batch()  # type: ignore[union-attr]
+        if self._learned is not None:
+            return self._predict_learned(bars)
+        return self._predict_rule(bars)
+
+    # --- rule models: run a fresh model over the window ---------------------------------------
+
+    def _predict_rule(self, bars: BarBatch) -> dict[str, Any]:
+        model = self._factory(bars.symbols)
+        weights, info = model._weights(bars)
+        weights = np.asarray(weights, dtype=np.float64)
+        n_t, n_s = weights.shape
+        new = weights[-1]
+        old = weights[-2] if n_t > 1 else np.zeros(n_s)
+        rows, cols = np.full(n_s, n_t - 1), np.arange(n_s)
+        names, values, attributions, base = model._explain(rows, cols, old, new, info, bars)
+        values = np.asarray(values, dtype=np.float64).reshape(n_s, len(names))
+        attributions = np.asarray(attributions, dtype=np.float64).reshape(n_s, len(names))
+        base = np.broadcast_to(np.asarray(base, dtype=np.float64), (n_s,))
+        self._check_defined(bars, names, values)
+        scores = np.nansum(attributions, axis=1) + np.where(np.isfinite(base), base, 0.0)
+        return self._answer(bars, old, new, scores, names, values, attributions, base, self._cls.render)
+
+    # --- learned models: features in bulk, scores, weights from flat, attributions -------------
+
+    def _predict_learned(self, bars: BarBatch) -> dict[str, Any]:
+        m = self._learned
+        X = m.features.transform(bars)
+        if len(X) < m.context:
+            raise PredictError(f"bars: {len(X)} rows; model {self.info.name!r} looks at {m.context} feature rows, "
+                               f"and its features need {m.features.lookback} bars before the first: send at least "
+                               f"{m.features.lookback + m.context} rows")
+        scores = m.score(X)
+        weights = self._weights_from_flat(scores, len(bars.symbols))
+        last = len(scores) - 1
+        n_s = len(bars.symbols)
+        new = weights[-1]
+        old = weights[-2] if len(weights) > 1 else np.zeros(n_s)
+        attr = m._attribute(X, np.full(n_s, last), np.arange(n_s))
+        values = np.asarray(attr.values, dtype=np.float64).reshape(n_s, len(attr.names))
+        self._check_defined(bars, list(attr.names), values, lookback=m.features.lookback + m.context)
+        attributions = np.asarray(attr.attributions, dtype=np.float64).reshape(n_s, len(attr.names))
+        base = np.broadcast_to(np.asarray(attr.base, dtype=np.float64), (n_s,))
+
+        def render(symbol: str, o: float, n: float, feats: tuple[Feature, ...], score: float) -> str:
+            return m.sentence(symbol, o, n, score, feats)
+
+        return self._answer(bars, old, new, scores[last], list(attr.names), values, attributions, base, render,
+                            with_score=True)
+
+    def _predict_row(self, rows: dict[str, dict[str, float]]) -> dict[str, Any]:
+        m = self._learned
+        if m is None or m.context != 1:
+            why = "decides from bars" if m is None else f"looks at {m.context} rows of features"
+            raise PredictError(f"model {self.info.name!r} ({self.info.kind}) {why}: send {{\"bars\": ...}} with a "
+                               "window of recent bars instead of `features`")
+        names = m.features.names
+        symbols = tuple(rows)
+        X = np.empty((1, len(symbols), len(names)))
+        for s, sym in enumerate(symbols):
+            row = rows[sym]
+            missing = [n for n in names if n not in row]
+            extra = sorted(set(row) - set(names))
+            if missing or extra:
+                raise PredictError(f"features.{sym}: missing {missing}, unknown {extra}; model {self.info.name!r} "
+                                   f"takes exactly {list(names)}")
+            X[0, s] = [row[n] for n in names]
+        scores = m.score(X)
+        weights = self._weights_from_flat(scores, len(symbols))
+        attr = m._attribute(X, np.zeros(len(symbols), dtype=np.int64), np.arange(len(symbols)))
+        n_s = len(symbols)
+        values = np.asarray(attr.values, dtype=np.float64).reshape(n_s, len(attr.names))
+        attributions = np.asarray(attr.attributions, dtype=np.float64).reshape(n_s, len(attr.names))
+        base = np.broadcast_to(np.asarray(attr.base, dtype=np.float64), (n_s,))
+
+        def render(symbol: str, o: float, n: float, feats: tuple[Feature, ...], score: float) -> str:
+            return m.sentence(symbol, o, n, score, feats)
+
+        return self._answer(None, np.zeros(n_s), weights[-1], scores[-1], list(attr.names), values, attributions,
+                            base, render, with_score=True, symbols=symbols)
+
+    def _weights_from_flat(self, scores: np.ndarray, n_symbols: int) -> np.ndarray:
+        """The model's hysteresis over the window, from flat, sized for the request's symbols."""
+        m = copy.copy(self._learned)  # shallow: the fitted model is shared, read-only; the state is not
+        m._position = np.zeros(n_symbols)
+        m._size = m.params.weight or 1.0 / n_symbols
+        z = (scores - m.center) / m.scale
+        return m._hysteresis(z, 0)
+
+    # --- shared ---------------------------------------------------------------------------------
+
+    def _check_defined(self, bars: BarBatch, names: list[str], values: np.ndarray, lookback: int | None = None) -> None:
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            return
+        s = int(np.argwhere(bad)[0][0])
+        symbol = bars.symbols[s]
+        if not np.isfinite(bars.close[-1, s]):
+            raise PredictError(f"bars.close: {symbol} has no close on the last row; the model decides at the last bar")
+        need = f" (at least {lookback} rows)" if lookback else ""
+        undefined = ", ".join(n for n, b in zip(names, bad[s], strict=True) if b)
+        raise PredictError(f"bars: {len(bars)} rows are too few for model {self.info.name!r}: at the last bar its "
+                           f"features {undefined} are not defined yet for {symbol}; send a longer window{need}")
+
+    def _answer(self, bars: BarBatch | None, old: np.ndarray, new: np.ndarray, scores: np.ndarray, names: list[str],
+                values: np.ndarray, attributions: np.ndarray, base: np.ndarray, render: Callable[..., str], *,
+                with_score: bool = False, symbols: tuple[str, ...] | None = None) -> dict[str, Any]:
+        symbols = symbols or bars.symbols  # type: ignore[union-attr]
+        out = []
+        for s, sym in enumerate(symbols):
+            feats = tuple(Feature(n, float(v), float(a)) for n, v, a in zip(names, values[s], attributions[s],
+                                                                          strict=True))
+            o, n, sc = float(old[s]), float(new[s]), float(scores[s])
+            if o != n:
+                sentence = render(sym, o, n, feats, sc) if with_score else render(sym, o, n, feats)
+            else:
+                sentence = _holding(sym, n, feats)
+            out.append({
+                "symbol": sym, "target_weight": n, "previous_weight": o, "score": _num(sc),
+                "explanation": {"base_value": _num(base[s]),
+                                "features": [{"name": f.name, "value": _num(f.value), "attribution": _num(f.attribution)}
+                                             for f in feats],
+                                "sentence": sentence},
+            })
+        as_of = pd.Timestamp(int(bars.timestamps[-1]), unit="ns", tz="UTC").isoformat() if bars is not None else None
+        return {**self._head, "as_of": as_of, "predictions": out}
+
+
+def validation_body(errors: list[dict[str, Any]], prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A 422 body: FastAPI's ``detail`` list, plus ``message`` naming each bad field and the fix."""
+    detail = []
+    for e in errors:
+        e = {k: v for k, v in e.items() if k != "ctx"} | {"loc": [*prefix, *e["loc"]]}
+        if "input" in e and not isinstance(e["input"], str | int | float | bool | None):
+            e["input"] = None if isinstance(e["input"], bytes) else e["input"]
+        detail.append(e)
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}" for e in detail)
+    return {"detail": detail, "message": message}
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, allow_nan=False, separators=(",", ":"), default=str).encode()
+
+
+def _holding(symbol: str, weight: float, features: tuple[Feature, ...]) -> str:
+    what = "Stays flat in" if weight == 0 else f"Keeps {'long' if weight > 0 else 'short'}"
+    shown = ", ".join(f"{f.name} {f.value:.4g}" for f in features[:4])
+    tail = f" (weight {weight:.4g})" if weight != 0 else ""
+    return f"{what} {symbol}{tail}: no signal to change it at the last bar; {shown}."
+
+
+def _timestamps_ns(values: list[int | str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        if isinstance(v, int):
+            if not 0 <= v < 10**11:
+                raise ValueError(f"bars.timestamps[{i}] = {v}: give unix seconds (or ISO 8601 text)")
+            out[i] = v * 10**9
+        else:
+            try:
+                stamp = pd.Timestamp(v)
+            except ValueError:
+                raise ValueError(f"bars.timestamps[{i}] = {v!r} is not ISO 8601 (2024-01-02T14:30:00Z)") from None
+            if stamp is pd.NaT:
+                raise ValueError(f"bars.timestamps[{i}] is empty")
+            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            out[i] = stamp.value
+    return out
+
+
+def _matrix(rows: Matrix) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def example_request(predictor: Predictor, *, seed: int = 7, symbols: int = 2) -> dict[str, Any]:
+    """The shortest synthetic window (from 16 rows, doubling) that ``predictor`` answers."""
+    from titan_ray.config import DataConfig
+    from titan_ray.data.synthetic import SyntheticProvider
+
+    n = 16
+    while n <= MAX_BARS:
+        cfg = DataConfig(provider="synthetic", n_symbols=symbols, bars=n, frequency="1min", calendar="continuous",
+                         start="2024-01-02T14:30:00Z")
+        b = SyntheticProvider(cfg, seed).load().bars
+        body = {"bars": {
+            "symbols": list(b.symbols),
+            "timestamps": (b.timestamps // 10**9).tolist(),
+            **{f: np.round(getattr(b, f), 4).tolist() for f in ("open", "high", "low", "close")},
+            "volume": np.round(b.volume).tolist(),
+        }}
+        try:
+            predictor.predict(PredictRequest.model_validate(body))
+            return body
+        except PredictError:
+            n *= 2
+    raise PredictError(f"model {predictor.info.name!r} answers no window up to {MAX_BARS} bars")
