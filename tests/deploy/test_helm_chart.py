@@ -1,0 +1,257 @@
+"""The Helm chart: strict lint, renders with default and non-default values, every object valid.
+
+Helm runs in-process (PyPI helm-python-sdk bundles Helm's Go SDK); no helm binary, no cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+from k8s_schema import validate_any
+from ray.serve.schema import ServeDeploySchema
+
+from titan_ray.serve.settings import parse_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "titan-ray"
+SERVE_CONFIG = ROOT / "serve_configs" / "production.yaml"
+RELEASE, NAMESPACE = "prod", "trading"
+
+# Everything switched on or changed from its default.
+FULL: dict[str, Any] = {
+    "image": {"repository": "registry.example.org/quant/titan-ray", "tag": "0.1.0-rc1", "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "serviceAccountName": "titan-ray",
+    "podLabels": {"team": "quant"},
+    "podAnnotations": {"example.org/owner": "quant"},
+    "head": {"resources": {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}},
+             "rayStartParams": {"num-cpus": "0"}, "nodeSelector": {"pool": "head"}},
+    "workerGroups": [
+        {"name": "cpu", "replicas": 2, "minReplicas": 2, "maxReplicas": 10,
+         "resources": {"requests": {"cpu": "8", "memory": "32Gi"}, "limits": {"cpu": "8", "memory": "32Gi"}}},
+        {"name": "gpu", "replicas": 0, "minReplicas": 0, "maxReplicas": 2,
+         "resources": {"requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": 1},
+                       "limits": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": 1}},
+         "rayStartParams": {"num-gpus": "1"},
+         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+    ],
+    "autoscaling": {"enabled": True, "upscalingMode": "Aggressive", "idleTimeoutSeconds": 300},
+    "serve": {"args": {"arena": {"refresh_s": 2.0}}},
+    "auth": {"ray": {"enabled": True, "existingSecret": "titan-ray-ray-token"},
+             "api": {"existingSecret": "titan-ray-api", "key": "token", "env": "TITAN_RAY_API_TOKEN"}},
+    "redis": {"existingSecret": "titan-ray-redis", "key": "url"},
+    "sharedStorage": {"existingClaim": "titan-ray-shared"},
+    "env": {"TITAN_RAY_LOG_LEVEL": "INFO"},
+    "secretEnv": {"APCA_API_KEY_ID": {"secret": "alpaca", "key": "key-id"}},
+    "ingress": {"enabled": True, "className": "nginx", "host": "titan-ray.example.org",
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600"},
+                "tls": [{"secretName": "titan-ray-tls", "hosts": ["titan-ray.example.org"]}]},
+    "metrics": {"serviceMonitor": {"enabled": True, "interval": "30s", "labels": {"release": "prometheus"}}},
+    "grafanaDashboard": {"enabled": True},
+}
+
+
+def _serve_file() -> dict[str, Any]:
+    if not SERVE_CONFIG.exists():
+        pytest.fail(f"{SERVE_CONFIG} is missing: the chart's files/serve-config.yaml links to it")
+    return yaml.safe_load(SERVE_CONFIG.read_text())
+
+
+def _experiments() -> dict[str, list[str]]:
+    """{experiment: [live arm names]} of the Serve config's first application."""
+    args = _serve_file()["applications"][0].get("args") or {}
+    return {e["name"]: [a["name"] for a in e["arms"] if not a.get("shadow")] for e in args.get("experiments", [])}
+
+
+def _full_values() -> dict[str, Any]:
+    values = copy.deepcopy(FULL)
+    experiments = _experiments()
+    assert experiments, "serve_configs/production.yaml runs no experiment; the chart's A/B weights need one"
+    name, arms = next(iter(experiments.items()))
+    values["serve"]["weights"] = {name: {arms[0]: 0.25, arms[1]: 0.75}}
+    return values
+
+
+def render(values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{'Kind/name': object} of every manifest the chart renders; NOTES.txt under 'NOTES'."""
+    with helm.Chart.load(CHART) as chart:
+        files = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    objects: dict[str, Any] = {}
+    for path, text in files.items():
+        if path.endswith("NOTES.txt"):
+            objects["NOTES"] = text
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                objects[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
+    return objects
+
+
+def _rayservice(objects: dict[str, Any]) -> dict[str, Any]:
+    (service,) = [o for key, o in objects.items() if key.startswith("RayService/")]
+    return service
+
+
+def _containers(service: dict[str, Any]) -> list[dict[str, Any]]:
+    cluster = service["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+    return [c for pod in pods for c in pod["spec"]["containers"]]
+
+
+@pytest.mark.parametrize("values", [None, "full"], ids=["default", "full"])
+def test_chart_lints_strictly(values):
+    report = helm.lint(CHART, _full_values() if values else None, strict=True, namespace=NAMESPACE)
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert report["total_charts_linted"] == 1 and not problems, problems
+
+
+@pytest.mark.parametrize("values", [None, "full"], ids=["default", "full"])
+def test_every_rendered_object_is_valid(values):
+    objects = render(_full_values() if values else None)
+    kinds = sorted(key.split("/")[0] for key in objects if key != "NOTES")
+    expected = ["ConfigMap", "RayService"] + (["Ingress", "Service", "ServiceMonitor"] if values else [])
+    assert kinds == sorted(expected)
+    for key, obj in objects.items():
+        if key != "NOTES":
+            assert validate_any(obj) == [], key
+    assert "Secret" not in kinds  # secrets are referenced, never rendered
+
+
+def test_default_serve_config_is_serve_configs_production_yaml():
+    """One source of truth: the chart embeds serve_configs/production.yaml, adjusted only by values."""
+    embedded = yaml.safe_load(_rayservice(render())["spec"]["serveConfigV2"])
+    expected = _serve_file()
+    for app in expected["applications"]:
+        app.setdefault("args", {}).setdefault("auth", {})["token_env"] = "TITAN_RAY_API_TOKEN"
+        arena = (app["args"].get("arena") or {}).get("config")
+        if arena is not None:  # no Redis in the default values: the arena's default journal, no fan-out
+            arena.get("ledger", {}).pop("journal", None)
+            arena.pop("redis", None)
+    expected.setdefault("http_options", {}).update(host="0.0.0.0", port=8000)  # KubeRay's serve-svc port
+    assert embedded == expected
+
+
+@pytest.mark.parametrize("values", [None, "full"], ids=["default", "full"])
+def test_embedded_serve_config_passes_rays_schema_and_the_apps_settings(values):
+    embedded = yaml.safe_load(_rayservice(render(_full_values() if values else None))["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(embedded)
+    for app in embedded["applications"]:
+        assert "working_dir" not in (app.get("runtime_env") or {})  # the image holds the package
+        parse_settings(app.get("args"))  # the app's own strict settings, arena config included
+
+
+def test_non_default_values_reach_the_rayservice():
+    values = _full_values()
+    service = _rayservice(render(values))
+    cluster = service["spec"]["rayClusterConfig"]
+    assert service["metadata"]["name"] == f"{RELEASE}-titan-ray"
+    assert cluster["rayVersion"] == "2.60.0"
+    assert cluster["enableInTreeAutoscaling"] is True
+    assert cluster["autoscalerOptions"] == {"upscalingMode": "Aggressive", "idleTimeoutSeconds": 300}
+    assert cluster["authOptions"] == {"mode": "token", "secretName": "titan-ray-ray-token"}
+    head = cluster["headGroupSpec"]
+    assert head["rayStartParams"] == {"dashboard-host": "0.0.0.0", "metrics-export-port": "8080", "num-cpus": "0"}
+    assert head["template"]["spec"]["nodeSelector"] == {"pool": "head"}
+    groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
+    assert [(n, g["replicas"], g["minReplicas"], g["maxReplicas"]) for n, g in groups.items()] == [
+        ("cpu", 2, 2, 10), ("gpu", 0, 0, 2)]
+    assert groups["gpu"]["rayStartParams"] == {"metrics-export-port": "8080", "num-gpus": "1"}
+    assert groups["gpu"]["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    gpu = groups["gpu"]["template"]["spec"]["containers"][0]
+    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+    for container in _containers(service):
+        assert container["image"] == "registry.example.org/quant/titan-ray:0.1.0-rc1"
+        assert container["imagePullPolicy"] == "Always"
+        env = {e["name"]: e for e in container["env"]}
+        assert env["TITAN_RAY_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "titan-ray-api", "key": "token"}
+        assert env["TITAN_RAY_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "titan-ray-redis", "key": "url"}
+        assert env["APCA_API_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "alpaca", "key": "key-id"}
+        assert env["TITAN_RAY_LOG_LEVEL"]["value"] == "INFO"
+        assert env["TITAN_RAY_REGISTRY"]["value"] == "/home/ray/shared/registry"
+        assert container["volumeMounts"] == [{"name": "shared", "mountPath": "/home/ray/shared"}]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["metrics"] == 8080 and ports["serve"] == 8000
+
+    app = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]
+    ((experiment, weights),) = values["serve"]["weights"].items()
+    router = next(d for d in app["deployments"] if d["name"] == f"experiment-{experiment}")
+    assert router["user_config"]["weights"] == weights  # live: Serve calls reconfigure, no restart
+    assert app["args"]["arena"]["refresh_s"] == 2.0
+    arena_config = app["args"]["arena"]["config"]  # the live arena journals to the Redis every pod reaches
+    assert arena_config["ledger"]["journal"] == {"backend": "redis", "url": "env:TITAN_RAY_REDIS_URL"}
+    assert arena_config["redis"] == {"url": "env:TITAN_RAY_REDIS_URL"}
+
+
+def test_ingress_and_monitoring_point_at_what_kuberay_and_the_pods_expose():
+    objects = render(_full_values())
+    name = f"{RELEASE}-titan-ray"
+    ingress = objects[f"Ingress/{name}"]
+    (rule,) = ingress["spec"]["rules"]
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": f"{name}-serve-svc", "port": {"number": 8000}}  # KubeRay's Serve service
+    assert rule["host"] == "titan-ray.example.org" and ingress["spec"]["ingressClassName"] == "nginx"
+
+    service = objects[f"Service/{name}-metrics"]
+    monitor = objects[f"ServiceMonitor/{name}"]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert set(monitor["spec"]["selector"]["matchLabels"].items()) <= set(service["metadata"]["labels"].items())
+    pods = _rayservice(objects)["spec"]["rayClusterConfig"]
+    templates = [pods["headGroupSpec"]["template"]] + [g["template"] for g in pods["workerGroupSpecs"]]
+    for template in templates:  # the metrics Service selects every Ray pod of the release
+        assert set(service["spec"]["selector"].items()) <= set(template["metadata"]["labels"].items())
+        names = {p["name"] for c in template["spec"]["containers"] for p in c["ports"]}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= names
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_grafana_dashboard_configmap_ships_the_dashboard_file():
+    objects = render()
+    config_map = objects[f"ConfigMap/{RELEASE}-titan-ray-grafana-dashboard"]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads((CHART / "dashboards" / "titan-ray.json").read_text())
+    assert json.loads(config_map["data"]["titan-ray.json"]) == shipped
+
+
+def test_notes_explain_access_and_tokens():
+    notes = render()["NOTES"]
+    assert f"port-forward svc/{RELEASE}-titan-ray-head-svc 8265:8265" in notes  # the Ray dashboard
+    assert f"port-forward svc/{RELEASE}-titan-ray-serve-svc 8000:8000" in notes
+    assert "RAY_AUTH_MODE=token" in notes and "create secret generic" in notes
+    full = render(_full_values())["NOTES"]
+    assert "https://titan-ray.example.org/" in full and "titan-ray-ray-token" in full
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"workerGroups": [{"name": "cpu"}]}, "missing properties"),
+    ({"redis": {"url": "http://cache:6379"}}, "/redis/url"),
+    ({"ingress": {"enabled": True, "hostname": "x"}}, "hostname"),
+    ({"rayVersion": "latest"}, "/rayVersion"),
+    ({"auth": {"api": {"existingSecret": "Bad_Name"}}}, "/auth/api/existingSecret"),
+])
+def test_schema_rejects_bad_values_naming_the_key(values, message):
+    with pytest.raises(helm.HelmValuesError, match=message):
+        render(values)
+
+
+def test_weights_for_an_unknown_experiment_or_arm_fail_with_the_key_to_fix():
+    with pytest.raises(helm.HelmRenderError, match=r"serve\.weights\.no_such_experiment: .* no experiment"):
+        render({"serve": {"weights": {"no_such_experiment": {"a": 1.0}}}})
+    experiment = next(iter(_experiments()))
+    with pytest.raises(helm.HelmRenderError, match=rf"serve\.weights\.{experiment}\.nope: .*no live arm"):
+        render({"serve": {"weights": {experiment: {"nope": 1.0}}}})
+    with pytest.raises(helm.HelmValuesError, match="minimum"):
+        render({"serve": {"weights": {experiment: {"a": -1}}}})
+
+
+def test_without_token_auth_or_autoscaling_the_options_are_left_out():
+    cluster = _rayservice(render({"auth": {"ray": {"enabled": False}}, "autoscaling": {"enabled": False}}))
+    spec = cluster["spec"]["rayClusterConfig"]
+    assert "authOptions" not in spec and "autoscalerOptions" not in spec
+    assert spec["enableInTreeAutoscaling"] is False

@@ -1,0 +1,221 @@
+"""The arena on a real two-node Ray cluster: a head and a worker started with `ray start`.
+
+Both nodes run on this machine, each with its own temporary folder, free ports and its own raylet,
+which is how Ray's own multi-node tests work: to Ray they are two nodes. `titan-ray arena
+--address` runs in a subprocess (the test process already holds the shared test Ray session and
+must not join another), with model actors spread over both nodes, the ledger journaling to Redis
+and the data read from a relative path. The leaderboard must equal the single-node run's, bit for
+bit. The cluster is always torn down, by the ids of the processes this test started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+import yaml
+from servers import free_port
+
+from titan_ray.arena.runner import run_arena
+from titan_ray.config import load_config
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+RAY = Path(sys.executable).with_name("ray")
+START_TIMEOUT = 90.0
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env.update(
+        RAY_AUTH_MODE="disabled",  # what `ray start` and every client here agree on
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",  # no 30 s drain on SIGTERM: nothing to drain
+    )
+    return env
+
+
+def _stop(proc: subprocess.Popen, marker: str) -> None:
+    """Stops one `ray start --block` and everything it started: by its process group, then by pid."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its raylet, GCS, agents
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session (start_new_session): only what it started
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+    # Ray's workers can leave the group; they carry this node's private temp folder on their
+    # command line, so each straggler is found by that and killed by its pid.
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass  # gone meanwhile
+
+
+@contextmanager
+def _ray_node(args: list[str], temp_dir: Path, log: Path) -> Iterator[subprocess.Popen]:
+    temp_dir.mkdir(parents=True)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(RAY), "start", "--block", f"--temp-dir={temp_dir}", "--disable-usage-stats", *args],
+            env=_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        _stop(proc, str(temp_dir))
+
+
+def _wait(what: str, ready, procs: list[subprocess.Popen], logs: list[Path]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not ready():
+        for proc, log in zip(procs, logs, strict=True):
+            if proc.poll() is not None:
+                pytest.fail(f"{what}: `ray start` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not ready after {START_TIMEOUT:.0f} s:\n{logs[-1].read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def _alive_nodes(gcs_address: str) -> int:
+    from ray._raylet import GcsClient  # a plain GCS client: no driver, the test's Ray session is untouched
+
+    try:
+        infos = GcsClient(address=gcs_address).get_all_node_info(timeout=5)
+    except Exception:  # noqa: BLE001 - the GCS is still starting
+        return 0
+    return sum(1 for info in infos.values() if info.state == 0)  # GcsNodeState.ALIVE
+
+
+@contextmanager
+def two_node_cluster(root: Path) -> Iterator[dict[str, object]]:
+    """A head (1 CPU) and a worker (1 CPU) on this machine; yields the GCS address and ports."""
+    gcs, metrics = free_port(), free_port()
+    head_dir, worker_dir = root / "head", root / "worker"
+    logs = [root / "head.log", root / "worker.log"]
+    with ExitStack() as stack:
+        # Ports with a fixed default (GCS, client server, agent HTTP, metrics) are chosen free here,
+        # so that this cluster never collides with another Ray on the machine; Ray picks the rest. Both
+        # nodes advertise 127.0.0.1: the cluster's traffic stays on loopback.
+        head = stack.enter_context(_ray_node(
+            ["--head", f"--port={gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false",
+             f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+             f"--metrics-export-port={metrics}"],
+            head_dir, logs[0]))
+        # The worker starts at once and waits for the head's GCS itself: both come up together.
+        worker = stack.enter_context(_ray_node(
+            [f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+             f"--dashboard-agent-listen-port={free_port()}",
+             f"--metrics-export-port={free_port()}"],
+            worker_dir, logs[1]))
+        _wait("the head node", lambda: (head_dir / "ray_current_cluster").exists(), [head], logs[:1])
+        address = (head_dir / "ray_current_cluster").read_text().strip()
+        _wait("the worker node", lambda: _alive_nodes(address) >= 2, [head, worker], logs)
+        yield {"address": address, "metrics_port": metrics}
+
+
+def _write_market(folder: Path, n: int = 700) -> None:
+    """Three clean daily CSV files, one per symbol, with trends that make the models trade."""
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    dates = pd.bdate_range("2019-01-02", periods=n).strftime("%Y-%m-%d")
+    for symbol in ("AAA", "BBB", "CCC"):
+        close = 50 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, n)))
+        open_ = close * np.exp(rng.normal(0, 0.004, n))
+        pd.DataFrame({
+            "date": dates, "open": open_, "high": np.maximum(open_, close) * 1.006,
+            "low": np.minimum(open_, close) * 0.994, "close": close, "volume": rng.integers(10**5, 10**6, n),
+        }).to_csv(folder / f"{symbol}.csv", index=False)
+
+
+def _config(redis_url: str) -> dict:
+    return {
+        "seed": 3,
+        "data": {"provider": "csv", "path": "market", "calendar": "equities"},  # relative to the driver
+        "replay": {"chunk_size": 50, "warmup_bars": 20},
+        "ledger": {"commission_bps": 5, "journal": {"backend": "redis", "url": redis_url}},
+        "models": [
+            {"name": "sma", "kind": "sma_crossover", "params": {"fast": 5, "slow": 20}},
+            {"name": "hold", "kind": "buy_and_hold"},
+            {"name": "random", "kind": "random", "params": {"every": 9}},
+        ],
+        "significance": {"n_resamples": 200},
+        "watchdog": {"enabled": False},  # one actor less to start; the watchdog has its own tests
+    }
+
+
+def test_arena_on_two_nodes_matches_one_node(ray_session, redis_url, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    _write_market(work / "market")
+    (work / "arena.yaml").write_text(yaml.safe_dump(_config(redis_url)))
+
+    # The same config on one node: the shared test session, run from the same working directory.
+    monkeypatch.chdir(work)
+    single = run_arena(load_config(work / "arena.yaml"), work / "one-node")
+
+    # Unix socket paths must stay short, so the cluster lives in a short folder under /tmp.
+    root = Path(tempfile.mkdtemp(prefix="tr2n-", dir="/tmp"))
+    try:
+        with two_node_cluster(root) as cluster:
+            done = subprocess.run(
+                [str(Path(sys.executable).with_name("titan-ray")), "arena", "--config", "arena.yaml",
+                 "--out", "two-node", "--address", str(cluster["address"]), "--quiet"],
+                cwd=work, env=_env(), capture_output=True, text=True, timeout=240, check=False,
+            )
+            assert done.returncode == 0, done.stderr[-4000:]
+            metrics = _ray_metrics(int(cluster["metrics_port"]))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    one = json.loads((work / "one-node" / "leaderboard.json").read_text())
+    two = json.loads((work / "two-node" / "leaderboard.json").read_text())
+    assert two == one
+    assert sum(row["n_trades"] for row in two) > 10  # the comparison is about real trading
+
+    run = json.loads((work / "two-node" / "run.json").read_text())
+    placement = run["placement"]
+    assert len(set(placement["models"].values())) == 2, placement  # model actors on both nodes
+    assert placement["market"] == placement["driver"], placement  # it reads the driver's files
+    assert placement["driver"] != single.run_info["placement"]["driver"]  # really another cluster
+
+    # Every traded chunk went through the Redis journal (the ledger may run on either node).
+    client = redis.Redis.from_url(redis_url)
+    n_chunks = -(-(run["n_timestamps"] - run["warmup_bars"]) // 50)
+    assert client.xlen(f"titan-ray:{run['run_id']}:journal") == n_chunks
+    assert "\nray_" in metrics  # Ray's own metrics on the head's fixed export port
+
+
+def _ray_metrics(port: int, timeout: float = 30.0) -> str:
+    """The head's Prometheus page once Ray's own ``ray_`` metrics are on it."""
+    deadline, text = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            if "\nray_" in text:
+                return text
+        except OSError:
+            pass
+        time.sleep(1.0)
+    return text
