@@ -14,6 +14,12 @@ LEAN = SHARED_DATA / "lean"
 
 sys.path.insert(0, str(Path(__file__).parent))  # for tests/peers.py
 
+# Hypothesis' per-example deadline measures the machine's load, not the code: CI shares 2 cores.
+from hypothesis import settings as _hypothesis_settings
+
+_hypothesis_settings.register_profile("titan-ray", deadline=None)
+_hypothesis_settings.load_profile("titan-ray")
+
 
 @pytest.fixture(scope="session")
 def ray_session():
@@ -22,7 +28,8 @@ def ray_session():
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+                 _node_ip_address="127.0.0.1")  # tests keep their traffic on loopback
     yield ray
     ray.shutdown()
 
@@ -47,3 +54,35 @@ def redis_url(tmp_path_factory):
             yield url
     except RuntimeError as err:
         pytest.fail(str(err))
+
+
+@pytest.fixture(scope="session")
+def serve_token() -> str:
+    """The bearer token of the test Serve app's mutating routes."""
+    import secrets
+
+    return f"test-{secrets.token_hex(12)}"
+
+
+@pytest.fixture(scope="session")
+def serve_app(ray_session, serve_token):
+    """The TitanRay Serve app (tests/serve_app.py) on a free loopback port: a ``ServeApp``
+    (url, port, token, arena_actor, redeploy()).
+
+    A small live arena (3 symbols, ~5 bars a second) runs behind it and has traded before it is
+    handed out; an A/B experiment ``ab`` (arms control 0.7 / treatment 0.3, shadow rsi) is served.
+    """
+    from serve_app import serve_app as start
+    from servers import free_port
+
+    try:
+        with start(free_port(), serve_token) as app:
+            yield app
+    except RuntimeError as err:
+        pytest.fail(str(err))
+
+
+@pytest.fixture(scope="session")
+def serve_url(serve_app) -> str:
+    """Base URL (http://127.0.0.1:PORT) of the session's TitanRay Serve app (see ``serve_app``)."""
+    return serve_app.url

@@ -40,10 +40,124 @@ class SyntheticConfig(_Strict):
     regime_switch_prob: float = Field(0.002, ge=0, le=1, description="chance per bar of switching regime")
     start_price: float = Field(100.0, gt=0)
     base_volume: float = Field(100_000.0, gt=0, description="mean shares per bar")
+    random_walk: bool = Field(
+        False, description="a pure random walk: no drift, no regimes, Gaussian shocks (nothing to predict; "
+        "annual_drift, regime_switch_prob and tail_dof are ignored)"
+    )
+    signal: float = Field(
+        0.0, ge=-1, le=1, description="planted predictable component: each bar's idiosyncratic shock gains "
+        "signal x (sum of the symbol's last `signal_lag` shocks) / sqrt(signal_lag); > 0 momentum, < 0 "
+        "reversal, 0 none"
+    )
+    signal_lag: int = Field(5, ge=1, le=500, description="bars in the planted component's window")
+
+
+STOCK_FEEDS = ("iex", "sip", "delayed_sip", "otc", "boats", "overnight")
+CRYPTO_FEEDS = ("us",)
+
+
+class AlpacaEndpoints(_Strict):
+    """Where alpaca-py connects; null = the env override (in brackets), else Alpaca's own URL."""
+
+    data: str | None = Field(None, description="market-data REST base URL [APCA_API_DATA_URL]")
+    stream: str | None = Field(
+        None, description="market-data WebSocket URL, feed path included [APCA_API_STREAM_URL]"
+    )
+    trading: str | None = Field(None, description="trading REST base URL (paper) [APCA_API_BASE_URL]")
+    trading_stream: str | None = Field(
+        None, description="trade_updates WebSocket URL [APCA_API_TRADING_STREAM_URL]"
+    )
+
+    @field_validator("data", "stream", "trading", "trading_stream")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("an endpoint is a URL starting with http(s):// (REST) or ws(s):// (streams)")
+        return v.rstrip("/") if v is not None else v
+
+
+class AlpacaConfig(_Strict):
+    """Bars from Alpaca's market-data API (alpaca-py). Keys come only from APCA_API_KEY_ID and
+    APCA_API_SECRET_KEY in the environment, never from this file."""
+
+    asset_class: Literal["stocks", "crypto"] = Field("stocks", description="stocks | crypto (BTC/USD, ...)")
+    feed: str | None = Field(
+        None, description=f"stocks: {' | '.join(STOCK_FEEDS)} (default iex, free); crypto: "
+        f"{' | '.join(CRYPTO_FEEDS)} (default us)"
+    )
+    adjustment: Literal["raw", "split", "dividend", "all"] = Field(
+        "all", description="stocks: corporate-action adjustment of historical prices"
+    )
+    max_retries: int = Field(6, ge=0, le=20, description="retries of a rate-limited (429) or failed (5xx) request")
+    backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles per retry (Retry-After wins)")
+    max_backoff_s: float = Field(60.0, gt=0, description="longest single retry delay")
+    timeout_s: float = Field(30.0, gt=0, description="live: seconds to wait for the stream to authenticate")
+    endpoints: AlpacaEndpoints = AlpacaEndpoints()
+
+    @model_validator(mode="after")
+    def _feed(self) -> AlpacaConfig:
+        allowed = STOCK_FEEDS if self.asset_class == "stocks" else CRYPTO_FEEDS
+        if self.feed is not None and self.feed not in allowed:
+            raise ValueError(f"feed {self.feed!r} is not a {self.asset_class} feed; use one of {list(allowed)}")
+        return self
+
+    @property
+    def feed_name(self) -> str:
+        return self.feed or ("iex" if self.asset_class == "stocks" else "us")
+
+
+class CacheConfig(_Strict):
+    """Downloaded bars kept as Parquet, so a rerun of the same window needs no network."""
+
+    enabled: bool = Field(True, description="read and write the bar cache")
+    path: str | None = Field(
+        None, description="cache folder; default $TITAN_RAY_CACHE, else ~/.cache/titan-ray/bars"
+    )
+    offline: bool = Field(False, description="never reach the network: serve from the cache or fail")
+
+
+class FallbackConfig(_Strict):
+    """Where bars come from when Alpaca is not configured (no keys) or not reachable."""
+
+    provider: Literal["none", "cache", "csv", "parquet"] = Field(
+        "cache", description="none: fail; cache: whatever the bar cache holds for the window; csv/parquet: "
+        "files at fallback.path"
+    )
+    path: str | None = Field(None, description="csv/parquet fallback: a file or a folder of files")
+
+    @model_validator(mode="after")
+    def _path(self) -> FallbackConfig:
+        if self.provider in ("csv", "parquet") and not self.path:
+            raise ValueError(f"fallback provider {self.provider!r} needs `path` (a file or a folder of files)")
+        return self
+
+
+class SessionConfig(_Strict):
+    """What to do with bars outside the regular US equities session (equities calendar only)."""
+
+    outside: Literal["keep", "drop", "reject"] | None = Field(
+        None, description="keep | drop | reject (recorded as OUTSIDE_SESSION); default drop for alpaca "
+        "stocks, keep for other providers"
+    )
+    extra_holidays: list[str] = Field(
+        default_factory=list, description="one-off closures (YYYY-MM-DD) beyond the rule-based holidays"
+    )
+
+    @field_validator("extra_holidays")
+    @classmethod
+    def _dates(cls, v: list[str]) -> list[str]:
+        import datetime as _dt
+
+        for day in v:
+            try:
+                _dt.date.fromisoformat(str(day))
+            except ValueError:
+                raise ValueError(f"{day!r} is not a date; write it as YYYY-MM-DD") from None
+        return v
 
 
 class DataConfig(_Strict):
-    provider: Literal["synthetic", "csv", "parquet"] = Field(
+    provider: Literal["synthetic", "csv", "parquet", "alpaca"] = Field(
         "synthetic", description="where bars come from"
     )
     symbols: list[str] | None = Field(
@@ -64,6 +178,25 @@ class DataConfig(_Strict):
     start: str | None = Field(None, description="first timestamp to use (inclusive), or synthetic start")
     end: str | None = Field(None, description="last timestamp to use (inclusive)")
     synthetic: SyntheticConfig = SyntheticConfig()
+    alpaca: AlpacaConfig = AlpacaConfig()
+    cache: CacheConfig = CacheConfig()
+    fallback: FallbackConfig = FallbackConfig()
+    session: SessionConfig = SessionConfig()
+
+    @property
+    def session_rule(self) -> str:
+        """``session.outside`` with its provider-dependent default."""
+        if self.session.outside is not None:
+            return self.session.outside
+        return "drop" if self.provider == "alpaca" and self.alpaca.asset_class == "stocks" else "keep"
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _date_text(cls, v: Any) -> Any:
+        # YAML reads an unquoted 2024-01-02 as a date: keep the text the user meant
+        import datetime as _dt
+
+        return v.isoformat() if isinstance(v, _dt.date) else v
 
     @field_validator("frequency")
     @classmethod
@@ -87,6 +220,12 @@ class DataConfig(_Strict):
     def _path_needed(self) -> DataConfig:
         if self.provider in ("csv", "parquet") and not self.path:
             raise ValueError(f"provider {self.provider!r} needs `data.path` (a file or a folder of files)")
+        return self
+
+    @model_validator(mode="after")
+    def _crypto_is_continuous(self) -> DataConfig:
+        if self.provider == "alpaca" and self.alpaca.asset_class == "crypto" and self.calendar is Calendar.EQUITIES:
+            raise ValueError("alpaca crypto trades 24/7: set `data.calendar: continuous`")
         return self
 
 
@@ -188,6 +327,11 @@ class ModelSpec(_Strict):
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     num_cpus: float = Field(0.25, ge=0, description="Ray CPUs reserved by the model's actor")
+    artifact: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.\-]{1,80}(@[1-9][0-9]*)?$",
+        description="load a trained model from the registry instead of fitting: NAME (latest) or "
+        "NAME@VERSION; `params` then override the registered ones",
+    )
 
     @model_validator(mode="after")
     def _kind_and_params(self) -> ModelSpec:
@@ -238,6 +382,37 @@ class SignificanceConfig(_Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of the leaderboard marker")
 
 
+class PaperCheckConfig(_Strict):
+    """Cross-validation: one model's orders also go to an Alpaca paper account; the ledger stays the truth."""
+
+    model: str = Field(description="the arena model whose orders are mirrored to the paper account")
+    fill_wait_s: float = Field(30.0, ge=0, description="at the end, how long to wait for open paper orders")
+    cancel_open_orders: bool = Field(True, description="cancel paper orders still open when the run ends")
+
+
+class LiveConfig(_Strict):
+    """Live mode: bars from the provider's stream, one chunk per bar, until a limit or Ctrl-C."""
+
+    max_bars: int | None = Field(None, ge=1, description="stop after this many live bars (null = no limit)")
+    max_seconds: float | None = Field(None, gt=0, description="stop after this long (null = no limit)")
+    stop_at_close: bool = Field(False, description="equities: stop when the regular session closes")
+    bar_grace_s: float = Field(
+        5.0, gt=0, description="how long a bar time waits for the symbols that have not sent their bar yet"
+    )
+    history_days: int = Field(
+        10, ge=1, description="warm-up: calendar days of history fetched when data.start is not set"
+    )
+    paper: PaperCheckConfig | None = Field(None, description="mirror one model to an Alpaca paper account")
+
+
+class RegistryConfig(_Strict):
+    """Where trained models are stored (``titan_ray.registry``)."""
+
+    path: str | None = Field(
+        None, description="registry folder; null = $TITAN_RAY_REGISTRY, else ./registry"
+    )
+
+
 class ArenaConfig(_Strict):
     seed: int = Field(7, description="seeds the data, random models and the bootstrap")
     data: DataConfig = DataConfig()
@@ -251,6 +426,33 @@ class ArenaConfig(_Strict):
     significance: SignificanceConfig = SignificanceConfig()
     redis: RedisConfig = RedisConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
+    registry: RegistryConfig = RegistryConfig()
+    live: LiveConfig | None = Field(None, description="null = replay history; set = trade a live stream")
+
+    @model_validator(mode="after")
+    def _live(self) -> ArenaConfig:
+        if self.live is None:
+            return self
+        if self.data.provider != "alpaca":
+            raise ValueError("live mode streams bars from Alpaca: set data.provider: alpaca (or remove `live`)")
+        names = [m.name for m in self.models]
+        if self.live.paper is not None and self.live.paper.model not in names:
+            raise ValueError(f"live.paper.model {self.live.paper.model!r} is not one of the models {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _warmup_for_learned(self) -> ArenaConfig:
+        from titan_ray.models.kinds import MODEL_KINDS
+
+        for i, m in enumerate(self.models):
+            need = getattr(MODEL_KINDS[m.kind], "min_history", None)
+            if need is not None and m.artifact is None and self.replay.warmup_bars < need(m.params):
+                raise ValueError(
+                    f"models[{i}] ({m.name}, {m.kind}) fits on the warm-up bars and needs at least "
+                    f"{need(m.params)}; replay.warmup_bars is {self.replay.warmup_bars}: raise replay.warmup_bars "
+                    f"or load a trained model with `artifact: NAME`"
+                )
+        return self
 
     @model_validator(mode="after")
     def _names(self) -> ArenaConfig:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import titan_ray
 from titan_ray.arena.runner import run_arena
 from titan_ray.cli import main
 from titan_ray.config import parse_config
@@ -23,8 +25,11 @@ RUN_FIELDS = {"config", "seed", "code_version", "n_symbols", "n_timestamps", "n_
 
 
 def test_default_arena_from_the_cli_writes_every_file(ray_session, tmp_path, capsys):
+    # the packaged baselines-only arena: the default market without the learned models, which
+    # have their own end-to-end test (tests/integration/test_ml_arena.py)
     out = tmp_path / "run"
-    assert main(["arena", "--out", str(out)]) == 0
+    config = Path(titan_ray.__file__).parent / "configs" / "baselines.yaml"
+    assert main(["arena", "--config", str(config), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     board = json.loads((out / "leaderboard.json").read_text())
     assert {row["model"] for row in board} == {"sma", "rsi", "hold", "random"}

@@ -6,7 +6,9 @@
   (``record = "round_trip"``), one table;
 - ``orders.parquet``: every order with its status and, when rejected, its reason code and detail;
 - ``decisions.parquet``: one row per decision that changed a position: the explanation (method,
-  features, sentence) joined with what came of it (order status, filled quantity, fill price);
+  features, base value, ``gap`` = |attributions summed + base - model output| for additive
+  methods, sentence led by the trade once filled: "Bought 120 BBB ...") joined with what came of
+  it (order status, filled quantity, fill price);
 - ``run.json``: config, seed, code version, data summary, timings and throughput;
 - ``equity.png``: every model's equity curve on one chart, drawdowns below.
 """
@@ -107,6 +109,7 @@ def decisions_frame(results: dict[str, ModelResults]) -> pd.DataFrame:
         for did, fs in fills.items():
             qty = sum(f.quantity for f in fs)
             outcome.setdefault(did, {})["fill_price"] = sum(f.quantity * f.price for f in fs) / qty
+            outcome[did]["bought"] = sum(f.quantity if f.side.value == "BUY" else -f.quantity for f in fs)
     rows = []
     for r in results.values():
         for e in r.explanation_records():
@@ -117,7 +120,8 @@ def decisions_frame(results: dict[str, ModelResults]) -> pd.DataFrame:
                 "method": e.method, "base_value": e.base_value,
                 "features": json.dumps([{"name": f.name, "value": _num(f.value), "attribution": _num(f.attribution)}
                                         for f in e.features]),
-                "sentence": e.sentence,
+                "sentence": traded_sentence(e.sentence, e.symbol, e.old_weight, e.new_weight, out.get("bought", 0.0)),
+                "gap": e.gap,
                 "order_status": out.get("order_status", "NO_ORDER"),
                 "reject_reason": out.get("reject_reason"),
                 "ordered_quantity": out.get("ordered_quantity", 0.0),
@@ -125,11 +129,24 @@ def decisions_frame(results: dict[str, ModelResults]) -> pd.DataFrame:
                 "fill_price": out.get("fill_price", math.nan),
             })
     df = pd.DataFrame(rows, columns=["decision_id", "model", "timestamp", "bar", "symbol", "old_weight",
-                                     "new_weight", "price", "method", "base_value", "features", "sentence",
+                                     "new_weight", "price", "method", "base_value", "features", "sentence", "gap",
                                      "order_status", "reject_reason", "ordered_quantity", "filled_quantity",
                                      "fill_price"])
     df["timestamp"] = _utc(df["timestamp"].astype(np.int64))
     return df
+
+
+def traded_sentence(sentence: str, symbol: str, old: float, new: float, bought: float) -> str:
+    """The model's sentence led by what the decision traded: 'Bought 120 BBB (weight 0 → 0.08): ...'.
+
+    Model sentences start with the action ('Went long BBB (weight 0 → 0.08): reason'); once the
+    ledger knows the filled quantity, that lead becomes the trade. Unfilled decisions keep theirs.
+    """
+    head, sep, reason = sentence.partition(": ")
+    if not bought or not sep or symbol not in head:
+        return sentence
+    verb = "Bought" if bought > 0 else "Sold"
+    return f"{verb} {abs(bought):g} {symbol} (weight {old:.4g} → {new:.4g}): {reason}"
 
 
 def _num(x: float) -> float | None:

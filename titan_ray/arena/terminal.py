@@ -82,6 +82,8 @@ class LiveView:
         bar = "█" * filled + "░" * (self.width - filled)
         line = (f"replay {bar} {frac * 100:5.1f}%  {p.done_timestamps:,}/{p.total_timestamps:,} timestamps  "
                 f"{rate:,.0f} bars/s  eta {eta:.0f}s")
+        if not p.total_timestamps:  # live mode without a bar limit: no end to show
+            line = f"live  {p.done_timestamps:,} bars  {p.elapsed:,.0f}s"
         if self.interactive:
             lines = [line, ""]
             if self._snapshot:

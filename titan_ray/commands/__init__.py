@@ -8,4 +8,9 @@ Modules import their heavy dependencies inside ``run``, so that ``titan-ray --he
 COMMANDS: tuple[str, ...] = (
     "arena",
     "data",
+    "report",
+    "serve",
+    "tune",
+    "train_ppo",
+    "why",
 )

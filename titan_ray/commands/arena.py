@@ -17,7 +17,11 @@ portfolio in one ledger, and rank them on a live leaderboard.
 
 With no --config the default arena runs: a seeded synthetic market of 12 correlated symbols
 (15-minute bars, volatility regimes, fat tails) through the baseline models sma_crossover,
-rsi_reversion, buy_and_hold (the benchmark) and random (the null hypothesis).
+rsi_reversion, buy_and_hold (the benchmark) and random (the null hypothesis), and the learned
+models lightgbm, lstm_attention, tft and stacking, which fit on the first 1000 bars (warm-up)
+and then trade; a few minutes on 2 cores. titan_ray/configs/baselines.yaml runs the baselines
+alone (seconds), titan_ray/configs/full.yaml a larger market with rolling refits.
+Every trade can answer "why?": titan-ray why DECISION_ID --run DIR.
 
 The results folder holds leaderboard.json, equity.parquet, trades.parquet, orders.parquet,
 decisions.parquet, run.json and equity.png.
@@ -26,6 +30,9 @@ examples:
   titan-ray arena
   titan-ray arena --config my_arena.yaml --out runs/today
   titan-ray arena --address auto            # on the Ray cluster this machine belongs to
+  titan-ray arena --config titan_ray/configs/alpaca.yaml   # Alpaca bars; keys from APCA_API_KEY_ID
+                                             # and APCA_API_SECRET_KEY; `live:` in it trades the stream
+                                             # bar by bar until a limit or Ctrl-C
 """
 
 

@@ -7,6 +7,10 @@ reference out to every model and to the ledger.
 
 With ``replay.pace`` set it releases a chunk only when its last bar is due on the wall clock
 (bar time since the first traded bar, divided by ``speed``): a live-like feed.
+
+With ``live`` set (live mode) the actor drives a ``LiveFeed`` instead: warm-up history, then one
+chunk per bar from the provider's stream, unbounded; ``wait_chunk`` tells the driver whether a
+chunk exists yet, so it can keep its own time limit and Ctrl-C while the market is quiet.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import ray
 
-from titan_ray.config import DataConfig, ReplayConfig
+from titan_ray.config import DataConfig, LiveConfig, ReplayConfig
 from titan_ray.data.bars import BarBatch
 from titan_ray.data.providers import DataError, MarketData, make_provider
 
@@ -88,16 +92,23 @@ class MarketFeed:
 @ray.remote
 class MarketDataActor:
     def __init__(
-        self, data: DataConfig, seed: int, replay: ReplayConfig, redis_url: str | None = None, run_id: str = ""
+        self, data: DataConfig, seed: int, replay: ReplayConfig, redis_url: str | None = None, run_id: str = "",
+        live: LiveConfig | None = None, environ: dict[str, str] | None = None,
     ) -> None:
         self._error: str | None = None
+        self._live = live is not None
         self._publisher = None
         if redis_url is not None:
             from titan_ray.arena.publish import RedisPublisher
 
             self._publisher = RedisPublisher(redis_url, run_id)
         try:
-            self._feed = MarketFeed(make_provider(data, seed).load(), replay)
+            if live is not None:
+                from titan_ray.data.live import alpaca_live_feed
+
+                self._feed = alpaca_live_feed(data, replay, live, environ=environ)
+            else:
+                self._feed = MarketFeed(make_provider(data, seed, environ=environ).load(), replay)
         except DataError as err:
             # Kept and reported by info(), so the driver can show a clean message, not a traceback.
             self._error = str(err)
@@ -105,6 +116,8 @@ class MarketDataActor:
     def info(self) -> dict[str, Any]:
         if self._error is not None:
             return {"error": self._error}
+        if self._live:
+            return {**self._feed.info(), "node_id": ray.get_runtime_context().get_node_id()}
         m = self._feed.market
         return {
             "symbols": m.bars.symbols,
@@ -121,11 +134,22 @@ class MarketDataActor:
             "n_chunks": self._feed.n_chunks,
             "n_warmup_chunks": self._feed.n_warmup_chunks,
             "warmup_bars": self._feed._trade_start,
+            "node_id": ray.get_runtime_context().get_node_id(),
         }
+
+    def wait_chunk(self, index: int, timeout: float) -> bool | None:
+        """Live mode: does chunk ``index`` exist yet (True), not yet (False), or never (None)."""
+        return self._feed.wait_chunk(index, timeout) if self._live else index < self._feed.n_chunks or None
+
+    def close(self) -> None:
+        """Live mode: stop the stream (replay has nothing to close)."""
+        if self._live:
+            self._feed.close()
 
     def next_chunk(self, index: int | None = None) -> BarBatch | None:
         chunk = self._feed.next_chunk(index)
-        if chunk is not None and self._publisher is not None and chunk.start >= self._feed._trade_start:
+        trade_start = self._feed.warmup_bars if self._live else self._feed._trade_start
+        if chunk is not None and self._publisher is not None and chunk.start >= trade_start:
             self._publisher.bars(chunk)
         return chunk
 

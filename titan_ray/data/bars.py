@@ -44,7 +44,7 @@ class BarBatch:
         timestamps: np.ndarray,
         symbols: list[str] | tuple[str, ...],
         *,
-        open: np.ndarray,  # noqa: A002 - the field's name
+        open: np.ndarray,
         high: np.ndarray,
         low: np.ndarray,
         close: np.ndarray,

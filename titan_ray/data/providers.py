@@ -11,6 +11,7 @@ usable is left, or the input cannot be read at all, with a message that says how
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -35,6 +36,7 @@ class BadBarRule(str, Enum):
     NEGATIVE_VOLUME = "NEGATIVE_VOLUME"
     DUPLICATE_TIMESTAMP = "DUPLICATE_TIMESTAMP"
     OUT_OF_ORDER_TIMESTAMP = "OUT_OF_ORDER_TIMESTAMP"
+    OUTSIDE_SESSION = "OUTSIDE_SESSION"  # data.session.outside: reject, bar outside the regular session
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +70,8 @@ class DataProvider(Protocol):
     def load(self) -> MarketData: ...
 
 
-def make_provider(config: DataConfig, seed: int) -> DataProvider:
-    """The provider named by ``config.provider``."""
+def make_provider(config: DataConfig, seed: int, *, environ: Mapping[str, str] | None = None) -> DataProvider:
+    """The provider named by ``config.provider``; ``environ`` holds Alpaca's APCA_* variables (default: ours)."""
     if config.provider == "synthetic":
         from titan_ray.data.synthetic import SyntheticProvider
 
@@ -78,4 +80,8 @@ def make_provider(config: DataConfig, seed: int) -> DataProvider:
         from titan_ray.data.files import FileProvider
 
         return FileProvider(config)
-    raise DataError(f"data.provider {config.provider!r} is not available; use synthetic, csv or parquet")
+    if config.provider == "alpaca":
+        from titan_ray.data.alpaca import AlpacaProvider
+
+        return AlpacaProvider(config, environ=environ)
+    raise DataError(f"data.provider {config.provider!r} is not available; use synthetic, csv, parquet or alpaca")

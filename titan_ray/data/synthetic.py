@@ -9,7 +9,12 @@ order, so the same config and seed give the same bytes:
   (LEAN, Yahoo) stamp them, so synthetic and file data line up. On ``continuous``, every bar 24/7.
   Exchange holidays are not modelled: every weekday is a session.
 - ``_log_returns``: close-to-close log returns = drift + vol x (market factor + idiosyncratic),
-  with ``market_correlation`` of the variance from the market factor. Shocks are Student-t scaled
+  with ``market_correlation`` of the variance from the market factor. Two options for testing
+  learned models: ``random_walk`` (no drift, no regimes, Gaussian: nothing to predict) and
+  ``signal`` (a planted, weak, predictable component: each idiosyncratic shock gains ``signal``
+  times the normalised sum of the symbol's last ``signal_lag`` shocks, so past returns predict
+  the next ones). Neither draws extra random numbers beyond the Gaussian shocks, and with both
+  off the market is the same bytes as before. Shocks are Student-t scaled
   to unit variance (fat tails); a two-state Markov regime (calm / turbulent), shared by all
   symbols, multiplies volatility; each symbol has its own volatility level (0.7x-1.4x).
 - ``SyntheticProvider.load``: turns returns into OHLCV. Each bar's open is the previous close
@@ -115,12 +120,25 @@ def _log_returns(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(T, S) log returns, (T, S) volatility per bar, (S,) typical bar volatility per symbol."""
     symbol_vol = p.annual_volatility / math.sqrt(periods) * rng.uniform(*_VOL_DISPERSION, size=s)
-    regime = _regime_scale(rng, t, p)
-    market = _unit_t(rng, p.tail_dof, t)
-    idio = _unit_t(rng, p.tail_dof, (t, s))
+    if p.random_walk:
+        regime, drift = np.ones(t), 0.0
+        market, idio = rng.standard_normal(t), rng.standard_normal((t, s))
+    else:
+        regime, drift = _regime_scale(rng, t, p), p.annual_drift / periods
+        market = _unit_t(rng, p.tail_dof, t)
+        idio = _unit_t(rng, p.tail_dof, (t, s))
+    if p.signal:
+        idio = idio + p.signal * _lagged_sum(idio, p.signal_lag) / math.sqrt(p.signal_lag)
     shock = math.sqrt(p.market_correlation) * market[:, None] + math.sqrt(1.0 - p.market_correlation) * idio
     vol = regime[:, None] * symbol_vol[None, :]
-    return p.annual_drift / periods + vol * shock, vol, symbol_vol
+    return drift + vol * shock, vol, symbol_vol
+
+
+def _lagged_sum(x: np.ndarray, lag: int) -> np.ndarray:
+    """Row t: the sum of rows t-lag .. t-1 of ``x`` (the past only; fewer rows at the start)."""
+    c = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])  # c[t] = sum of rows < t
+    t = np.arange(len(x))
+    return c[t] - c[np.maximum(t - lag, 0)]
 
 
 def _intraday_profile(slots: np.ndarray | None, per_day: int) -> np.ndarray:

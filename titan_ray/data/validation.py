@@ -30,6 +30,7 @@ FIX = {
     BadBarRule.NEGATIVE_VOLUME: "Volume must be >= 0; strip those lines, e.g. `df[df['volume'] >= 0]`.",
     BadBarRule.DUPLICATE_TIMESTAMP: "Keep one row per timestamp, e.g. `df.drop_duplicates('timestamp')`.",
     BadBarRule.OUT_OF_ORDER_TIMESTAMP: "Sort the rows oldest first, e.g. `df.sort_values('timestamp')`.",
+    BadBarRule.OUTSIDE_SESSION: "Set data.session.outside: keep (or drop), or data.calendar: continuous.",
 }
 
 
@@ -75,7 +76,7 @@ def check_rows(
             return f"{FIELDS[j]} is empty"
         return f"{FIELDS[j]}={str(cells[j].iloc[i]).strip()!r} is not a finite number"
 
-    o, h, l, c, v = values.T  # noqa: E741 - the bar's low
+    o, h, l, c, v = values.T
     prices = values[:, :4]
     open_out = (o < l) | (o > h)
 

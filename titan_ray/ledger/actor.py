@@ -134,6 +134,10 @@ class LedgerActor:
     def busy_seconds(self) -> float:
         return self._busy
 
+    def node_id(self) -> str:
+        """The Ray node this incarnation runs on (recorded in run.json's placement)."""
+        return ray.get_runtime_context().get_node_id()
+
     def failures(self) -> dict[str, list[str]]:
         return self._failures
 

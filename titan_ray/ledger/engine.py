@@ -93,6 +93,7 @@ class ModelResults:
     skipped_chunks: list[int]
     halted: str | None
     symbols: tuple[str, ...] = ()
+    marks: tuple[float, ...] = ()  # last close per symbol (nan before its first bar): values positions
 
     def explanation_records(self) -> list[Explanation]:
         return [e for batch in self.explanations for e in batch.records(self.symbols)]
@@ -452,6 +453,7 @@ class Ledger:
             skipped_chunks=list(book.skipped),
             halted=book.risk.halted.value if book.risk.halted else None,
             symbols=self.symbols,
+            marks=tuple(self._last_close.tolist()),
         )
 
 

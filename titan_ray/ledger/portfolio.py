@@ -70,7 +70,7 @@ class Portfolio:
             self._avg_cost[s] = (avg * abs(old) + price * size) / abs(new)
             self._realized[s] -= commission_micro / 1e6
         else:
-            closed = size if size < abs(old) else abs(old)
+            closed = min(abs(old), size)
             self._realized[s] += (price - avg) * closed * (1 if old > 0 else -1) - commission_micro / 1e6
             if new == 0:
                 self._avg_cost[s] = 0.0
@@ -88,8 +88,7 @@ class Portfolio:
             trip[_EQ] += size
             trip[_EN] += size * price
             held = trip[_EQ] - trip[_XQ]
-            if held > trip[_MAX]:
-                trip[_MAX] = held
+            trip[_MAX] = max(trip[_MAX], held)
         elif new == 0 or (new > 0) == (old > 0):  # reducing, maybe to flat
             trip = trips[s]
             trip[_FLOW] += flow

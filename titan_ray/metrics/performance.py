@@ -263,7 +263,7 @@ def _exposure(equity: np.ndarray, gross_exposure: np.ndarray) -> float:
         return float(np.mean(gross_exposure / equity))
 
 
-def _json_number(value: float | int) -> float | int | None:
+def _json_number(value: float) -> float | int | None:
     if isinstance(value, (int, np.integer)):
         return int(value)
     value = float(value)

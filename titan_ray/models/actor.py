@@ -10,6 +10,7 @@ resumed from its journal uses the same path (``catch_up``).
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 import uuid
@@ -19,16 +20,20 @@ import ray
 
 from titan_ray.config import ModelSpec
 from titan_ray.data.bars import BarBatch
+from titan_ray.models.base import TradingModel
 from titan_ray.models.decisions import Decisions
 from titan_ray.models.kinds import build_model
 
 
 @ray.remote
 class ModelActor:
-    def __init__(self, spec: ModelSpec, symbols: tuple[str, ...], seed: int, market: Any, warmup_bars: int) -> None:
+    def __init__(self, spec: ModelSpec, symbols: tuple[str, ...], seed: int, market: Any, warmup_bars: int,
+                 prototype: TradingModel | None = None) -> None:
+        # ``prototype``: a model loaded from the registry on the driver (``artifact:``), already fitted;
+        # the actor trades a copy of it, and a restart copies it again, so no node reads the registry.
         self._spec, self._symbols, self._seed = spec, tuple(symbols), seed
-        self._market, self._warmup = market, warmup_bars
-        self.model = build_model(spec.name, spec.kind, spec.params, self._symbols, seed=seed)
+        self._market, self._warmup, self._prototype = market, warmup_bars, prototype
+        self.model = self._build()
         self._seen = 0  # global index of the next bar the model expects
         self._rebuild = ray.get_runtime_context().was_current_actor_reconstructed
         self._incarnation = uuid.uuid4().hex  # changes with every restart: how the watchdog sees one
@@ -36,7 +41,8 @@ class ModelActor:
 
     def info(self) -> dict[str, Any]:
         m = self.model
-        return {"name": m.name, "kind": m.kind, "method": m.method, "long_only": m.long_only}
+        return {"name": m.name, "kind": m.kind, "method": m.method, "long_only": m.long_only,
+                "node_id": ray.get_runtime_context().get_node_id()}
 
     def heartbeat(self) -> dict[str, Any]:
         return {"incarnation": self._incarnation, "pid": os.getpid(), "seen": self._seen}
@@ -70,11 +76,15 @@ class ModelActor:
         self._busy += time.perf_counter() - start
         return decisions
 
+    def _build(self) -> TradingModel:
+        if self._prototype is not None:
+            return copy.deepcopy(self._prototype)
+        return build_model(self._spec.name, self._spec.kind, self._spec.params, self._symbols, seed=self._seed)
+
     def _before(self, bars: BarBatch) -> None:
         if self._rebuild or bars.start != self._seen:
             if bars.start < self._seen:
                 # A retried call for bars already seen: start the model again from scratch.
-                self.model = build_model(self._spec.name, self._spec.kind, self._spec.params, self._symbols,
-                                         seed=self._seed)
+                self.model = self._build()
                 self._seen = 0
             self.catch_up(bars.start)

@@ -50,7 +50,7 @@ class TradingModel(ABC):
         """Weight of one long position when the model does not set one: an equal share."""
         return 1.0 / len(self.symbols)
 
-    def fit(self, history: BarBatch) -> None:  # noqa: B027 - optional hook, safe default
+    def fit(self, history: BarBatch) -> None:
         """Train on a window of past bars (walk-forward). Rule-based models need nothing."""
 
     def observe(self, bars: BarBatch) -> None:

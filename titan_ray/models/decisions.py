@@ -13,7 +13,8 @@ with the model's sentence, when someone reads them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ class Explanation:
     base_value: float
     features: tuple[Feature, ...]
     sentence: str
+    gap: float = math.nan  # |sum of attributions + base - model output| (SHAP additivity, IG completeness)
 
     def to_record(self) -> dict[str, Any]:
         rec = asdict(self)
@@ -70,9 +72,37 @@ class ExplanationBatch:
     values: np.ndarray  # (n, k)
     attributions: np.ndarray  # (n, k)
     sentences: tuple[str, ...] | None = None  # models that write their own sentences set this
+    # (n,) |attributions summed + base - model output| per row, where the method is additive
+    # (SHAP additivity, Integrated Gradients' completeness); None = not defined (NaN)
+    gap: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.bar)
+
+    @staticmethod
+    def concat(batches: list[ExplanationBatch]) -> ExplanationBatch | None:
+        """One batch of the rows of ``batches`` (same model and features), in order; None if empty."""
+        batches = [b for b in batches if b is not None and len(b)]
+        if not batches:
+            return None
+        if len(batches) == 1:
+            return batches[0]
+        first = batches[0]
+        if any(b.feature_names != first.feature_names or b.model != first.model for b in batches):
+            raise ValueError("explanation batches with different models or feature names cannot be joined")
+        out: dict[str, Any] = {}
+        for f in fields(ExplanationBatch):
+            vals = [getattr(b, f.name) for b in batches]
+            if f.name in ("model", "kind", "method", "feature_names"):
+                out[f.name] = vals[0]
+            elif f.name == "sentences":
+                out[f.name] = None if any(v is None for v in vals) else tuple(x for v in vals for x in v)
+            elif f.name == "gap":
+                out[f.name] = (None if all(v is None for v in vals) else np.concatenate(
+                    [np.full(len(b), np.nan) if v is None else v for b, v in zip(batches, vals, strict=True)]))
+            else:
+                out[f.name] = np.concatenate(vals)
+        return ExplanationBatch(**out)
 
     def records(self, symbols: tuple[str, ...]) -> list[Explanation]:
         from titan_ray.models.kinds import MODEL_KINDS
@@ -88,9 +118,10 @@ class ExplanationBatch:
             old, new = float(self.old_weight[i]), float(self.new_weight[i])
             sentence = self.sentences[i] if self.sentences is not None else render(sym, old, new, features)
             bar = int(self.bar[i])
+            gap = math.nan if self.gap is None else float(self.gap[i])
             out.append(Explanation(decision_id(self.model, sym, bar), self.model, int(self.timestamp[i]), bar,
                                    sym, old, new, float(self.price[i]), self.method, float(self.base_value[i]),
-                                   features, sentence))
+                                   features, sentence, gap))
         return out
 
 

@@ -90,8 +90,7 @@ class RiskState:
 
     def on_close(self, risk: RiskConfig, equity: float) -> str | None:
         """Update the limits with a bar's close equity; a reason to flatten, or None."""
-        if equity > self.peak:
-            self.peak = equity
+        self.peak = max(self.peak, equity)
         if (
             risk.max_drawdown_pct is not None
             and self.halted is None
