@@ -14,6 +14,7 @@ import copy
 import os
 import time
 import uuid
+import warnings
 from typing import Any
 
 import ray
@@ -35,7 +36,9 @@ class ModelActor:
         self._market, self._warmup, self._prototype = market, warmup_bars, prototype
         self.model = self._build()
         self._seen = 0  # global index of the next bar the model expects
-        self._rebuild = ray.get_runtime_context().was_current_actor_reconstructed
+        with warnings.catch_warnings():  # Ray's own property reads its deprecated `actor_id` and warns
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._rebuild = ray.get_runtime_context().was_current_actor_reconstructed
         self._incarnation = uuid.uuid4().hex  # changes with every restart: how the watchdog sees one
         self._busy = 0.0  # seconds spent deciding
 
