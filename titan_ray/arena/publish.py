@@ -144,7 +144,7 @@ class RedisPublisher:
             self._publish("fills", lambda: [_fill_dict(f) for f in fills])
 
     def leaderboard(self, rows: list[dict[str, Any]]) -> None:
-        self._publish("leaderboard", lambda: [_json_safe(row) for row in rows])
+        self._publish("leaderboard", lambda: [json_safe(row) for row in rows])
 
     def close(self) -> None:
         """Release the connection; later calls drop their messages. Safe to call twice."""
@@ -229,12 +229,12 @@ def _fill_dict(fill: Fill) -> dict[str, Any]:
     return row
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Non-finite floats to None and numpy scalars to Python ones, through dicts and lists."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -32,7 +32,8 @@ import subprocess
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,17 @@ def ensure_ray(address: str | None) -> bool:
         return False
     ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
     return True
+
+
+@contextmanager
+def ray_connected(address: str | None) -> Iterator[None]:
+    """``ensure_ray`` for a block: the Ray this started is shut down when the block ends."""
+    started = ensure_ray(address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 @dataclass

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from titan_ray.arena import results as out
+from titan_ray.arena.publish import json_safe
 from titan_ray.ledger.engine import ModelResults
 from titan_ray.ledger.types import Fill
 from titan_ray.models.decisions import Explanation
@@ -167,7 +168,7 @@ def leaderboard(run: RunData) -> dict[str, Any]:
     rows = []
     for row in run.leaderboard:
         p = row.get("sharpe_vs_benchmark_p")
-        rows.append({**_json_safe(row), "p_value": _num(p) if p is not None else None,
+        rows.append({**json_safe(row), "p_value": _num(p) if p is not None else None,
                      "beats_benchmark": bool(row.get("beats_benchmark") or False)})
     return {
         "run_id": run.run_id,
@@ -204,7 +205,7 @@ def portfolio(run: RunData, model: str) -> dict[str, Any]:
     record = run.portfolios.get(model)
     if record is None:
         raise NotFound(f"no portfolio recorded for model {model!r} (a run folder written before portfolios.json)")
-    return {"model": model, **_json_safe(record)}
+    return {"model": model, **json_safe(record)}
 
 
 def trades(run: RunData, model: str, limit: int = 200) -> dict[str, Any]:
@@ -362,15 +363,3 @@ def _num(x: Any) -> float | None:
 
 def _list(a: np.ndarray) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in a.tolist()]
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from titan_ray.arena.runner import ensure_ray
+    from titan_ray.arena.runner import ray_connected
     from titan_ray.train.ppo import load_ppo_config, train_ppo
     from titan_ray.train.sweeps import default_run_dir
 
@@ -59,14 +59,8 @@ def run(args: argparse.Namespace) -> int:
         over["registry"] = {"path": args.registry}
     cfg = load_ppo_config(args.config, over)
     run_dir = args.out or default_run_dir(cfg.storage, f"ppo-{cfg.name}")
-    started = ensure_ray(args.address)
-    try:
+    with ray_connected(args.address):
         result = train_ppo(cfg, run_dir, progress=not args.quiet)
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
     print()
     print(result.table)
     print(f"\nregistered: {result.registered}  (arena: kind: ppo, artifact: {result.registered}; "

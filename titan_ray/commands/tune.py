@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from titan_ray.arena.runner import ensure_ray
+    from titan_ray.arena.runner import ray_connected
     from titan_ray.train.sweeps import default_run_dir, load_sweep_config, run_sweep
 
     over: dict = {}
@@ -53,14 +53,8 @@ def run(args: argparse.Namespace) -> int:
         over["registry"] = {"path": args.registry}
     cfg = load_sweep_config(args.config, over)
     run_dir = args.out or default_run_dir(cfg.storage, f"tune-{cfg.name}")
-    started = ensure_ray(args.address)
-    try:
+    with ray_connected(args.address):
         result = run_sweep(cfg, run_dir, progress=not args.quiet)
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
     print()
     print(result.table)
     print(f"\nbest: {json.dumps(result.best_params)}  {cfg.tune.metric} = {result.best_score:.4f}")

@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from titan_ray.config import ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig
 from titan_ray.data.bars import BarBatch
 from titan_ray.train.env import EnvSettings, MarketWindow, TradingEnv
-from titan_ray.train.space import Domain, Strict, TuneSettings, echo, load_yaml, progress_callback
+from titan_ray.train.space import Domain, Strict, TuneSettings, echo, load_yaml, progress_callback, text_table
 
 TRAIN_METRIC = "env_runners/episode_return_mean"
 
@@ -397,13 +397,10 @@ def summary_table(rows: list[dict[str, Any]], params: list[str], hold: dict[str,
         cells += [str(r["iterations"]), f"{r['train_return']:.3f}", f"{r['val_return']:+.4f}", f"{r['val_sharpe']:.3f}",
                   r["status"]]
         body.append(cells)
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(wd) for h, wd in zip(head, widths, strict=True)), "  ".join("-" * wd for wd in widths)]
-    lines += ["  ".join(c.ljust(wd) for c, wd in zip(b, widths, strict=True)) for b in body]
     note = "(train_return: mean episode reward while training, in % of starting equity"
     if hold is not None:
         note += f"; buy-and-hold over the validation bars: return {hold['return']:+.4f}, Sharpe {hold['sharpe']:.3f}"
-    return "\n".join(lines) + "\n" + note + ")"
+    return text_table(head, body) + "\n" + note + ")"
 
 
 def _save(run_dir: Path, rows: list[dict[str, Any]], table: str, ref: str, best: dict[str, Any]) -> None:

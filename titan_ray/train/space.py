@@ -173,6 +173,14 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def text_table(head: list[str], body: list[list[str]]) -> str:
+    """Left-aligned plain-text columns under a dashed rule, for the summaries printed and saved."""
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
+    return "\n".join(lines)
+
+
 def echo(text: str) -> None:
     print(text, flush=True)
 

@@ -43,6 +43,7 @@ from titan_ray.train.space import (
     load_yaml,
     progress_callback,
     search_space,
+    text_table,
 )
 
 REPORTED = ("val_sharpe", "val_return", "fold_sharpe", "fold_return")
@@ -349,11 +350,7 @@ def summary_table(rows: list[dict[str, Any]], params: list[str], metric: str) ->
             cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
         cells += [str(r["folds"]), str(r["fills"]), f"{r['val_sharpe']:.3f}", f"{r['val_return']:+.4f}", r["status"]]
         body.append(cells)
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
-    return "\n".join(out) + f"\n(optimised: {metric}; val_* = mean over the walk-forward folds run)"
+    return text_table(head, body) + f"\n(optimised: {metric}; val_* = mean over the walk-forward folds run)"
 
 
 def _save_summary(run_dir: Path, rows: list[dict[str, Any]], table: str, params: list[str]) -> None:
