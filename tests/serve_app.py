@@ -15,23 +15,27 @@ APP_NAME = "titan-ray"
 TOKEN_ENV = "TITAN_RAY_API_TOKEN"
 
 
+SMA = {"fast": 3, "slow": 8}
+SMA_FAST = {"fast": 2, "slow": 5}
+RSI = {"period": 5, "low": 40, "high": 60}
+MODELS = [
+    {"name": "sma", "kind": "sma_crossover", "params": SMA},
+    {"name": "sma_fast", "kind": "sma_crossover", "params": SMA_FAST},
+    {"name": "rsi", "kind": "rsi_reversion", "params": RSI},
+    {"name": "hold", "kind": "buy_and_hold"},
+]
+EXPERIMENT = {"name": "ab", "seed": 1, "arms": [
+    {"name": "control", "model": "sma", "weight": 0.7},
+    {"name": "treatment", "model": "sma_fast", "weight": 0.3},
+    {"name": "shadow", "model": "rsi", "shadow": True},
+]}
+
+
 def app_args(arena_actor: str) -> dict[str, Any]:
-    """A small arena (3 symbols, 1-minute bars, ~5 bars a second) and an A/B experiment with a shadow."""
-    sma = {"fast": 3, "slow": 8}
-    sma_fast = {"fast": 2, "slow": 5}
-    rsi = {"period": 5, "low": 40, "high": 60}
+    """The main app: a small arena (3 symbols, 1-minute bars, ~5 bars a second) of the served models."""
     return {
-        "models": [
-            {"name": "sma", "kind": "sma_crossover", "params": sma},
-            {"name": "sma_fast", "kind": "sma_crossover", "params": sma_fast},
-            {"name": "rsi", "kind": "rsi_reversion", "params": rsi},
-            {"name": "hold", "kind": "buy_and_hold"},
-        ],
-        "experiments": [{"name": "ab", "seed": 1, "arms": [
-            {"name": "control", "model": "sma", "weight": 0.7},
-            {"name": "treatment", "model": "sma_fast", "weight": 0.3},
-            {"name": "shadow", "model": "rsi", "shadow": True},
-        ]}],
+        "models": [m["name"] for m in MODELS],
+        "experiments": [EXPERIMENT["name"]],
         "arena": {
             "actor": arena_actor,
             "refresh_s": 0.5,
@@ -43,30 +47,30 @@ def app_args(arena_actor: str) -> dict[str, Any]:
                 "replay": {"chunk_size": 2, "pace": {"speed": 300}},
                 "ledger": {"initial_cash": 100000, "commission_bps": 5},
                 "significance": {"n_resamples": 200},
-                "models": [
-                    {"name": "sma", "kind": "sma_crossover", "params": sma, "num_cpus": 0},
-                    {"name": "sma_fast", "kind": "sma_crossover", "params": sma_fast, "num_cpus": 0},
-                    {"name": "rsi", "kind": "rsi_reversion", "params": rsi, "num_cpus": 0},
-                    {"name": "hold", "kind": "buy_and_hold", "num_cpus": 0},
-                ],
+                "models": [{**m, "num_cpus": 0} for m in MODELS],
             },
         },
     }
 
 
 def app_config(arena_actor: str, token: str, weights: dict[str, float] | None = None) -> dict[str, Any]:
-    """The app as a Serve config (what `serve deploy` sends): num_cpus 0 everywhere, since the
-    session's 2 CPUs are shared with other tests' actors; the token reaches the ingress's env."""
-    args = app_args(arena_actor)
-    exp = args["experiments"][0]
+    """The apps as a Serve config (what `serve deploy` sends): the main ingress, one app per model,
+    the A/B experiment ``ab`` with a shadow arm. num_cpus 0 everywhere, since the session's 2 CPUs
+    are shared with other tests' actors; the token reaches the main ingress's env."""
     zero = {"num_cpus": 0}
-    deployments = [{"name": "Ingress", "ray_actor_options": {**zero, "runtime_env": {"env_vars": {TOKEN_ENV: token}}}}]
-    deployments += [{"name": f"model-{m['name']}", "ray_actor_options": zero} for m in args["models"]]
-    deployments.append({"name": f"experiment-{exp['name']}", "ray_actor_options": zero,
-                        "user_config": {"weights": weights or {a["name"]: a["weight"] for a in exp["arms"]
-                                                                if not a.get("shadow")}}})
-    return {"applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "titan_ray.serve.app:build_app",
-                              "args": args, "deployments": deployments}]}
+    apps = [{"name": APP_NAME, "route_prefix": "/", "import_path": "titan_ray.serve.app:build_app",
+             "args": app_args(arena_actor),
+             "deployments": [{"name": "Ingress",
+                              "ray_actor_options": {**zero, "runtime_env": {"env_vars": {TOKEN_ENV: token}}}}]}]
+    apps += [{"name": f"model-{m['name']}", "route_prefix": f"/v1/predict/{m['name']}",
+              "import_path": "titan_ray.serve.app:build_model_app", "args": m,
+              "deployments": [{"name": f"model-{m['name']}", "ray_actor_options": zero}]} for m in MODELS]
+    live = weights or {a["name"]: a["weight"] for a in EXPERIMENT["arms"] if not a.get("shadow")}
+    apps.append({"name": f"experiment-{EXPERIMENT['name']}", "route_prefix": f"/v1/experiments/{EXPERIMENT['name']}/predict",
+                 "import_path": "titan_ray.serve.app:build_experiment_app", "args": EXPERIMENT,
+                 "deployments": [{"name": f"experiment-{EXPERIMENT['name']}", "ray_actor_options": zero,
+                                  "user_config": {"weights": live}}]})
+    return {"applications": apps}
 
 
 def deploy(config: dict[str, Any], port: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,15 @@ import yaml
 from k8s_schema import validate_any
 from ray.serve.schema import ServeDeploySchema
 
-from titan_ray.serve.settings import parse_settings
+from titan_ray.serve.settings import check_deploy_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "titan-ray"
 SERVE_CONFIG = ROOT / "serve_configs" / "production.yaml"
 RELEASE, NAMESPACE = "prod", "trading"
+MAIN = "titan_ray.serve.app:build_app"
+EXPERIMENT = "titan_ray.serve.app:build_experiment_app"
+THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 # Everything switched on or changed from its default.
 FULL: dict[str, Any] = {
@@ -63,10 +67,28 @@ def _serve_file() -> dict[str, Any]:
     return yaml.safe_load(SERVE_CONFIG.read_text())
 
 
+def _main_app(config: dict[str, Any]) -> dict[str, Any]:
+    """The main application (build_app) of a Serve config: the one serve.args and Redis go to."""
+    (app,) = [a for a in config["applications"] if a.get("import_path") == MAIN]
+    return app
+
+
+def _experiment_apps(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{experiment name: its application (build_experiment_app)} of a Serve config."""
+    return {a["args"]["name"]: a for a in config["applications"] if a.get("import_path") == EXPERIMENT}
+
+
+def _router(config: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """The router deployment experiment-NAME of the application experiment-NAME."""
+    (app,) = [a for a in config["applications"] if a["name"] == f"experiment-{experiment}"]
+    (deployment,) = [d for d in app["deployments"] if d["name"] == f"experiment-{experiment}"]
+    return deployment
+
+
 def _experiments() -> dict[str, list[str]]:
-    """{experiment: [live arm names]} of the Serve config's first application."""
-    args = _serve_file()["applications"][0].get("args") or {}
-    return {e["name"]: [a["name"] for a in e["arms"] if not a.get("shadow")] for e in args.get("experiments", [])}
+    """{experiment: [live arm names]} of the Serve config's experiment applications."""
+    return {name: [a["name"] for a in app["args"]["arms"] if not a.get("shadow")]
+            for name, app in _experiment_apps(_serve_file()).items()}
 
 
 def _full_values() -> dict[str, Any]:
@@ -104,6 +126,10 @@ def _containers(service: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for pod in pods for c in pod["spec"]["containers"]]
 
 
+def _serve_config(values: dict[str, Any] | None = None) -> dict[str, Any]:
+    return yaml.safe_load(_rayservice(render(values))["spec"]["serveConfigV2"])
+
+
 @pytest.mark.parametrize("values", [None, "full"], ids=["default", "full"])
 def test_chart_lints_strictly(values):
     report = helm.lint(CHART, _full_values() if values else None, strict=True, namespace=NAMESPACE)
@@ -124,15 +150,17 @@ def test_every_rendered_object_is_valid(values):
 
 
 def test_default_serve_config_is_serve_configs_production_yaml():
-    """One source of truth: the chart embeds serve_configs/production.yaml, adjusted only by values."""
+    """One source of truth: the chart embeds serve_configs/production.yaml, adjusted only by values,
+    and only in the main app: the model and experiment apps are embedded as written."""
     embedded = yaml.safe_load(_rayservice(render())["spec"]["serveConfigV2"])
     expected = _serve_file()
-    for app in expected["applications"]:
-        app.setdefault("args", {}).setdefault("auth", {})["token_env"] = "TITAN_RAY_API_TOKEN"
-        arena = (app["args"].get("arena") or {}).get("config")
-        if arena is not None:  # no Redis in the default values: the arena's default journal, no fan-out
-            arena.get("ledger", {}).pop("journal", None)
-            arena.pop("redis", None)
+    assert len(expected["applications"]) > 1, "production.yaml should hold one app per part"
+    main = _main_app(expected)
+    main.setdefault("args", {}).setdefault("auth", {})["token_env"] = "TITAN_RAY_API_TOKEN"
+    arena = (main["args"].get("arena") or {}).get("config")
+    assert arena is not None, "the main app's args.arena.config is where the chart puts Redis"
+    arena.get("ledger", {}).pop("journal", None)  # no Redis in the default values: the default journal
+    arena.pop("redis", None)  # and no fan-out
     expected.setdefault("http_options", {}).update(host="0.0.0.0", port=8000)  # KubeRay's serve-svc port
     assert embedded == expected
 
@@ -143,7 +171,13 @@ def test_embedded_serve_config_passes_rays_schema_and_the_apps_settings(values):
     ServeDeploySchema.model_validate(embedded)
     for app in embedded["applications"]:
         assert "working_dir" not in (app.get("runtime_env") or {})  # the image holds the package
-        parse_settings(app.get("args"))  # the app's own strict settings, arena config included
+    # every app's own strict settings (arena config included), and that names, routes and arms agree
+    apps = check_deploy_config(embedded, source="the chart's serveConfigV2")
+    assert apps["main"] is not None
+    assert sorted(apps["models"]) == sorted(apps["main"].models)
+    assert sorted(apps["experiments"]) == sorted(_experiments())
+    for name, spec in apps["experiments"].items():  # the router's live weights cover the live arms
+        assert set(_router(embedded, name)["user_config"]["weights"]) == set(spec.weights())
 
 
 def test_non_default_values_reach_the_rayservice():
@@ -179,14 +213,146 @@ def test_non_default_values_reach_the_rayservice():
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports["metrics"] == 8080 and ports["serve"] == 8000
 
-    app = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
     ((experiment, weights),) = values["serve"]["weights"].items()
-    router = next(d for d in app["deployments"] if d["name"] == f"experiment-{experiment}")
+    router = _router(config, experiment)
     assert router["user_config"]["weights"] == weights  # live: Serve calls reconfigure, no restart
+    app = _main_app(config)
     assert app["args"]["arena"]["refresh_s"] == 2.0
     arena_config = app["args"]["arena"]["config"]  # the live arena journals to the Redis every pod reaches
     assert arena_config["ledger"]["journal"] == {"backend": "redis", "url": "env:TITAN_RAY_REDIS_URL"}
     assert arena_config["redis"] == {"url": "env:TITAN_RAY_REDIS_URL"}
+
+
+@pytest.mark.parametrize("values", [None, "full"], ids=["default", "full"])
+def test_every_ray_container_runs_serve_throughput_optimized(values):
+    """HAProxy mode is read by `ray start`: the head and every worker group need both variables."""
+    containers = _containers(_rayservice(render(_full_values() if values else None)))
+    assert len(containers) == (3 if values else 2)  # head + one container per worker group
+    for container in containers:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        for name, value in THROUGHPUT_ENV.items():
+            assert env.get(name) == value, (container["name"], name)
+        assert {p["name"]: p["containerPort"] for p in container["ports"]}["serve"] == 8000  # HAProxy
+
+
+def test_throughput_optimized_off_leaves_both_variables_out():
+    values = _full_values()
+    values["serve"]["throughputOptimized"] = False
+    containers = _containers(_rayservice(render(values)))
+    for container in containers:
+        names = {e["name"] for e in container["env"]}
+        assert not names & set(THROUGHPUT_ENV), container["name"]
+        assert "TITAN_RAY_API_TOKEN" in names  # the rest of the environment stays
+    assert "HAProxy" not in render(values)["NOTES"] and "HAProxy" in render(_full_values())["NOTES"]
+
+
+def test_env_values_override_a_throughput_variable_without_duplicating_it():
+    containers = _containers(_rayservice(render({"env": {"RAY_SERVE_ENABLE_HA_PROXY": "0"}})))
+    for container in containers:
+        names = [e["name"] for e in container["env"]]
+        assert len(names) == len(set(names)), container["name"]  # one entry per variable
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+        assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+
+
+def test_serve_args_reach_the_main_app_only():
+    """serve.args is deep-merged into the main app's args; the model and experiment apps, whose
+    strict settings know no such keys, are embedded exactly as production.yaml writes them."""
+    written = _serve_file()
+    merged = _serve_config({"serve": {"args": {"arena": {"leaderboard_refresh_s": 30.0},
+                                               "auth": {"token_env": "IGNORED"}}},
+                            "auth": {"api": {"env": "MY_API_TOKEN", "key": "token"}}})
+    main, main_written = _main_app(merged), _main_app(written)
+    assert main["args"]["arena"]["leaderboard_refresh_s"] == 30.0
+    # deep merge: the arena's other keys and the rest of the args are kept
+    assert main["args"]["arena"]["actor"] == main_written["args"]["arena"]["actor"]
+    assert main["args"]["arena"]["refresh_s"] == main_written["args"]["arena"]["refresh_s"]
+    assert main["args"]["arena"]["config"]["models"] == main_written["args"]["arena"]["config"]["models"]
+    assert main["args"]["models"] == main_written["args"]["models"]
+    assert main["args"]["experiments"] == main_written["args"]["experiments"]
+    assert main["args"]["auth"] == {"token_env": "MY_API_TOKEN"}  # auth.api.env wins over serve.args
+    others = [a for a in merged["applications"] if a.get("import_path") != MAIN]
+    assert others, "production.yaml should hold model and experiment apps beside the main app"
+    by_name = {a["name"]: a for a in written["applications"]}
+    for app in others:
+        assert app == by_name[app["name"]], app["name"]
+    check_deploy_config(merged)
+
+
+def test_weights_land_in_the_experiment_apps_router_only():
+    experiment, arms = next(iter(_experiments().items()))
+    written = _serve_file()
+    router_written = _router(written, experiment)
+    config = _serve_config({"serve": {"weights": {experiment: {arms[0]: 3.0}}}})
+    router = _router(config, experiment)
+    # the arm set is exactly the live arms; arms left out keep the config's live weight
+    expected = {arm: router_written["user_config"]["weights"][arm] for arm in arms} | {arms[0]: 3.0}
+    assert router["user_config"]["weights"] == expected
+    shadows = [a["name"] for a in _experiment_apps(written)[experiment]["args"]["arms"] if a.get("shadow")]
+    assert not set(shadows) & set(router["user_config"]["weights"])
+    # the router's other settings, the experiment's args and every other app are untouched
+    assert {k: v for k, v in router.items() if k != "user_config"} == {
+        k: v for k, v in router_written.items() if k != "user_config"}
+    assert _experiment_apps(config)[experiment]["args"] == _experiment_apps(written)[experiment]["args"]
+    assert "user_config" not in str(_main_app(config).get("deployments"))
+    untouched = [a["name"] for a in written["applications"] if a["name"] != f"experiment-{experiment}"]
+    embedded = {a["name"]: a for a in config["applications"]}
+    for name in untouched:
+        if name != _main_app(written)["name"]:  # the main app gets auth and Redis settings
+            assert embedded[name] == next(a for a in written["applications"] if a["name"] == name)
+    check_deploy_config(config)
+
+
+def _chart_with(tmp_path: Path, config: dict[str, Any]) -> Path:
+    """A copy of the chart whose files/serve-config.yaml is ``config`` instead of production.yaml."""
+    chart = tmp_path / "titan-ray"
+    shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("serve-config.yaml"))
+    (chart / "files" / "serve-config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return chart
+
+
+def _render_chart(chart: Path, values: dict[str, Any] | None) -> dict[str, Any]:
+    with helm.Chart.load(chart) as loaded:
+        files = loaded.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    (text,) = [t for path, t in files.items() if path.endswith("rayservice.yaml")]
+    return yaml.safe_load(yaml.safe_load(text)["spec"]["serveConfigV2"])
+
+
+def test_weights_add_the_router_deployment_when_the_config_lists_none(tmp_path):
+    config = _serve_file()
+    experiment, arms = next(iter(_experiments().items()))
+    app = _experiment_apps(config)[experiment]
+    app.pop("deployments")
+    rendered = _render_chart(_chart_with(tmp_path, config), {"serve": {"weights": {experiment: {arms[1]: 2.0}}}})
+    (deployment,) = _experiment_apps(rendered)[experiment]["deployments"]
+    live = {a["name"]: a.get("weight", 0) for a in app["args"]["arms"] if not a.get("shadow")}
+    assert deployment == {"name": f"experiment-{experiment}", "user_config": {"weights": live | {arms[1]: 2.0}}}
+    ServeDeploySchema.model_validate(rendered)
+
+
+def test_arms_left_out_keep_the_routers_live_weight_not_the_args_weight(tmp_path):
+    config = _serve_file()
+    experiment, arms = next(iter(_experiments().items()))
+    args_weights = {a["name"]: a.get("weight", 0) for a in _experiment_apps(config)[experiment]["args"]["arms"]}
+    live = {arm: round(args_weights[arm] + 0.125 * (i + 1), 3) for i, arm in enumerate(arms)}
+    assert all(live[arm] != args_weights[arm] for arm in arms)
+    _router(config, experiment)["user_config"] = {"weights": live}
+    rendered = _render_chart(_chart_with(tmp_path, config), {"serve": {"weights": {experiment: {arms[0]: 7.0}}}})
+    assert _router(rendered, experiment)["user_config"]["weights"] == live | {arms[0]: 7.0}
+
+
+def test_a_config_without_one_main_app_fails_the_render(tmp_path):
+    config = _serve_file()
+    config["applications"] = [a for a in config["applications"] if a.get("import_path") != MAIN]
+    with pytest.raises(helm.HelmRenderError, match=r"one main application .*build_app.* holds 0"):
+        _render_chart(_chart_with(tmp_path / "none", config), None)
+    config = _serve_file()
+    second = copy.deepcopy(_main_app(config)) | {"name": "titan-ray-2", "route_prefix": "/two"}
+    config["applications"].append(second)
+    with pytest.raises(helm.HelmRenderError, match=r"holds 2: titan-ray, titan-ray-2"):
+        _render_chart(_chart_with(tmp_path / "two", config), None)
 
 
 def test_ingress_and_monitoring_point_at_what_kuberay_and_the_pods_expose():

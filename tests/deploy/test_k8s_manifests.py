@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -11,12 +12,13 @@ import yaml
 from k8s_schema import KUBERAY_KINDS, validate_any
 from ray.serve.schema import ServeDeploySchema
 
-from titan_ray.serve.settings import parse_settings
+from titan_ray.serve.settings import check_deploy_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((ROOT / "k8s").glob("*.yaml"))
 CHART = ROOT / "helm" / "titan-ray"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
 def _objects() -> list[tuple[str, dict]]:
@@ -66,8 +68,52 @@ def test_rayservice_serves_serve_configs_production_yaml():
     expected["http_options"] = {**(expected.get("http_options") or {}), "host": "0.0.0.0", "port": 8000}
     assert embedded == expected, "k8s/rayservice.yaml is stale: run python k8s/sync_serve_config.py"
     ServeDeploySchema.model_validate(embedded)
-    for app in embedded["applications"]:
-        parse_settings(app.get("args"))  # the app's own strict settings
+    # every app's own strict settings, and that the main app, model apps and experiment apps agree
+    apps = check_deploy_config(embedded, source="k8s/rayservice.yaml serveConfigV2")
+    assert apps["main"] is not None and apps["models"] and apps["experiments"]
+
+
+def _sync_script():
+    spec = importlib.util.spec_from_file_location("sync_serve_config", ROOT / "k8s" / "sync_serve_config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sync_script_keeps_every_application_and_refuses_apps_that_disagree():
+    sync = _sync_script()
+    config = yaml.safe_load((ROOT / "serve_configs" / "production.yaml").read_text())
+    assert len(config["applications"]) > 1
+    assert sync.check(config) is None
+    embedded = sync.for_kubernetes(config)
+    assert embedded["applications"] == config["applications"]
+    assert embedded["http_options"]["host"] == "0.0.0.0" and embedded["http_options"]["port"] == 8000
+    broken = yaml.safe_load((ROOT / "serve_configs" / "production.yaml").read_text())
+    models = [a for a in broken["applications"] if a["import_path"].endswith(":build_model_app")]
+    broken["applications"].remove(models[0])  # the main app still lists it
+    problem = sync.check(broken)
+    assert problem is not None and models[0]["args"]["name"] in problem
+
+
+@pytest.mark.parametrize("kind", ["RayService", "RayCluster"])
+def test_clusters_that_run_serve_set_the_throughput_optimized_env_on_every_node(kind):
+    """`ray start` on the head and on every worker reads the two variables: HAProxy on port 8000."""
+    clusters = [(w, c) for w, c in _clusters() if w.endswith(f":{kind}")]
+    assert clusters, kind
+    for where, cluster in clusters:
+        containers = _containers(cluster)
+        assert {group for group, _, _ in containers} >= {"head"} and len(containers) >= 2
+        for group, _, container in containers:
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            for name, value in THROUGHPUT_ENV.items():
+                assert env.get(name) == value, (where, group, name)
+
+
+def test_rayservice_exposes_serve_on_every_pod():
+    (service,) = [obj for _, obj in _objects() if obj["kind"] == "RayService"]
+    for group, _, container in _containers(service["spec"]["rayClusterConfig"]):
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        assert ports.get("serve") == 8000, group  # HAProxy on every node, behind <name>-serve-svc
 
 
 def test_ray_version_agrees_everywhere():

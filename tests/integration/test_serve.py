@@ -308,6 +308,45 @@ def test_kill_switch_flattens_a_model(serve_url, serve_token):
     assert requests.post(f"{serve_url}/v1/models/ghost/kill-switch", headers=auth, timeout=30).status_code == 404
 
 
+def _predict_count(serve_url: str) -> float:
+    text = requests.get(f"{serve_url}/metrics", timeout=30).text
+    key = 'titan_ray_requests_total{arm="-",code="200",route="/v1/predict/{model}"} '
+    return sum(float(line[len(key):]) for line in text.splitlines() if line.startswith(key))
+
+
+def test_metrics_count_the_requests_other_apps_answered(serve_url, example):
+    """/v1/predict/NAME is answered by the model's own app: its replica's counts reach /metrics."""
+    before = _predict_count(serve_url)
+    while (settled := (time.sleep(1.5), _predict_count(serve_url))[1]) != before:  # earlier tests' pushes land
+        before = settled
+    for _ in range(5):
+        assert requests.post(f"{serve_url}/v1/predict/hold", json=example, timeout=30).status_code == 200
+    deadline = time.monotonic() + 15
+    while (after := _predict_count(serve_url)) < before + 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert after == before + 5
+
+
+def test_a_listed_model_whose_app_is_gone_is_503_naming_it(serve_app, example):
+    """Requests for a model reach the main ingress only when the model's app does not run."""
+    from ray import serve
+
+    serve.delete("model-hold")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            r = requests.post(f"{serve_app.url}/v1/predict/hold", json=example, timeout=30)
+            if r.status_code == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert r.status_code == 503 and "model-hold" in r.json()["detail"], r.text
+        assert requests.post(f"{serve_app.url}/v1/predict/ghost", json=example, timeout=30).status_code == 404
+    finally:
+        serve_app.redeploy()  # the whole config again: model-hold comes back
+    r = requests.post(f"{serve_app.url}/v1/predict/hold", json=example, timeout=30)
+    assert r.status_code == 200 and r.json()["model"] == "hold", r.text
+
+
 def test_metrics_are_exported(serve_url, example):
     requests.post(f"{serve_url}/v1/predict/sma", json=example, timeout=30)
     text = requests.get(f"{serve_url}/metrics", timeout=30).text

@@ -21,6 +21,11 @@ registry holds none yet), the baselines, an A/B experiment with a shadow arm, an
 the same models on a synthetic feed at a live-like pace, so every route has data on a fresh clone.
 The dashboard is at http://HOST:PORT/, the API under /v1 (OpenAPI at /openapi.json).
 
+Each served model and each experiment is an application of its own (model-NAME at
+/v1/predict/NAME, experiment-NAME at /v1/experiments/NAME/predict), so a prediction takes one hop.
+The private Ray starts in Serve's throughput-optimized mode: HAProxy (bundled with ray[serve]) takes
+HTTP and hands each request to the replica's own HTTP server (--proxy python: Serve's Python proxy).
+
 Mutating routes (PUT /v1/experiments/NAME/weights, POST /v1/models/NAME/kill-switch) need
 `Authorization: Bearer TOKEN`, TOKEN being the value of TITAN_RAY_API_TOKEN (export it before
 starting: the private Ray and its replicas inherit it). Without it they answer 403.
@@ -42,10 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, help="override http_options.port of the config (default there: 8000)")
     p.add_argument("--detach", action="store_true",
                    help="deploy and return, leaving the app running on the cluster (needs --address)")
-    p.add_argument("--throughput-optimized", action="store_true",
-                   help="start the private Ray with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (Ray's switch for "
-                        "latency-sensitive HTTP: replicas take HTTP directly, gRPC between them); about 20-40%% "
-                        "more requests/s here (benchmarks/serve_latency.py)")
+    p.add_argument("--proxy", choices=["haproxy", "python"], default="haproxy",
+                   help="what takes HTTP on a private Ray: haproxy (default: Serve's throughput-optimized mode, "
+                        "about 2x the requests/s of python here, benchmarks/serve_latency.py) or python (Serve's "
+                        "Python proxy). On a cluster (--address) the nodes' environment decides: see docs/serve.md")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S",
                    help="seconds to wait for the app to be RUNNING (start-up training included; default 600)")
 
@@ -68,11 +73,9 @@ def load_serve_config(path: Path) -> dict:
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"{path} is not a valid Serve config: {problems}") from None
-    from titan_ray.serve.settings import parse_settings
+    from titan_ray.serve.settings import check_deploy_config
 
-    for app in raw.get("applications", []):
-        if app.get("import_path", "").startswith("titan_ray.serve.app:"):
-            parse_settings(app.get("args"))  # the app's own args, checked before anything starts
+    check_deploy_config(raw, source=str(path))  # the apps' own args and how they fit, before anything starts
     return raw
 
 
@@ -94,14 +97,19 @@ def run(args: argparse.Namespace) -> int:
     from ray.serve.schema import ServeDeploySchema
 
     if args.address is None:
+        from titan_ray.serve.settings import private_serve_env
+
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray needs no token
-        if args.throughput_optimized:
-            os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"  # read by every Serve process at start
-    elif args.throughput_optimized:
-        raise ConfigError("--throughput-optimized applies to a private Ray; on a cluster set "
-                          "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment of every node before `ray start`")
-    print(f"titan-ray serve: {args.config} on {'a private Ray' if args.address is None else args.address}",
-          flush=True)
+        if args.proxy == "haproxy":
+            for key, value in private_serve_env().items():  # read by every Serve process at start
+                os.environ.setdefault(key, value)
+        mode = f"a private Ray, {args.proxy} proxy"
+    else:
+        mode = args.address
+        if args.proxy != "haproxy":
+            print("titan-ray serve: --proxy applies to a private Ray; on a cluster the nodes' environment "
+                  "decides (docs/serve.md)", file=sys.stderr, flush=True)
+    print(f"titan-ray serve: {args.config} on {mode}", flush=True)
     ray.init(address=args.address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
     schema = ServeDeploySchema.model_validate(raw)
     try:

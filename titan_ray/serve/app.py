@@ -1,15 +1,18 @@
-"""The TitanRay Serve application: a FastAPI ingress in front of model, experiment and arena parts.
+"""The TitanRay Serve applications: a FastAPI main ingress, and one app per model and experiment.
 
-    HTTP ─► Ingress (FastAPI, this module) ─┬─► ModelServer ``model-NAME``      one per served model
-                                            ├─► ExperimentRouter ``experiment-NAME`` ─► its arms' models
-                                            └─► ArenaService (detached actor ``titan-ray-arena``)
+    HTTP ─┬─► /v1/predict/NAME               app model-NAME:       ModelServer   (deployments.py)
+          ├─► /v1/experiments/NAME/predict   app experiment-NAME:  ExperimentRouter ─► its arms' models
+          └─► everything else                app titan-ray (``/``): Ingress (this module) ─┬─► the two above
+                                                                                         └─► ArenaService
 
-``build_app(args)`` is the ``import_path`` of ``serve_configs/*.yaml``: ``args`` are
-``titan_ray.serve.settings.AppSettings``. The routes (OpenAPI at ``/openapi.json``, the web
-dashboard at ``/``):
+A prediction takes one hop in the cluster: its own application answers it. The builders are the
+``import_path`` of ``serve_configs/*.yaml``: ``build_app`` (args ``AppSettings``),
+``build_model_app`` (``ModelAppSettings``) and ``build_experiment_app`` (``ExperimentSpec``);
+``titan_ray.serve.settings.check_deploy_config`` checks that a file's apps agree. The routes
+(OpenAPI of them all at ``/openapi.json``, the web dashboard at ``/``):
 
     GET  /healthz                              liveness, and what is served
-    GET  /metrics                              Prometheus text (titan_ray.observability)
+    GET  /metrics                              Prometheus text (titan_ray.observability), all replicas
     GET  /v1/models, /v1/models/{model}        served models, with an example request
     POST /v1/predict/{model}                   a prediction (titan_ray.serve.predictor)
     GET  /v1/experiments, /v1/experiments/{name}
@@ -19,6 +22,10 @@ dashboard at ``/``):
          /v1/decisions/{id}/why                the arena (titan_ray.arena.views)
     POST /v1/models/{model}/kill-switch        flatten and halt a model       [bearer token]
     GET  /v1/events                            server-sent events: leaderboard, fill, status
+
+The main ingress also routes ``/v1/predict/{model}`` and ``/v1/experiments/{name}/predict``: they
+reach it only when no application of that name runs, and answer 404 (unknown) or 503 (listed in
+``models`` / ``experiments`` but not running).
 
 Mutating routes need ``Authorization: Bearer TOKEN`` where TOKEN is the value of the environment
 variable named by ``auth.token_env`` (default TITAN_RAY_API_TOKEN) on the ingress replicas: no
@@ -32,22 +39,30 @@ import asyncio
 import hmac
 import json
 import os
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from ray.serve.exceptions import RayServeException
 
 from titan_ray.dashboard import mount as mount_dashboard
-from titan_ray.observability import CONTENT_TYPE, Metrics
-from titan_ray.serve.deployments import ExperimentRouter, ModelServer
-from titan_ray.serve.predictor import PredictRequest, validation_body
-from titan_ray.serve.settings import AppSettings, parse_settings
+from titan_ray.observability import CONTENT_TYPE, ReplicaMetrics
+from titan_ray.serve.deployments import ExperimentRouter, ModelServer, model_handle
+from titan_ray.serve.http import install
+from titan_ray.serve.predictor import PredictRequest
+from titan_ray.serve.settings import (
+    ARENA_NAMESPACE,
+    AppSettings,
+    experiment_app,
+    experiment_deployment,
+    model_app,
+    parse_experiment_app,
+    parse_model_app,
+    parse_settings,
+)
 
 EVENTS_INTERVAL_S = 1.0
 
@@ -68,46 +83,11 @@ class KillSwitch(BaseModel):
     on: bool = Field(True, description="true: flatten the model and halt it; false: lift the switch")
 
 
-class _Metrics:
-    """ASGI middleware: counts every HTTP answer by route template, arm and status code."""
-
-    def __init__(self, inner: Any) -> None:
-        self.app = inner
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def sending(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            metrics = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
-            if metrics is not None:
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
-                arm = (scope.get("state") or {}).get("arm")
-                metrics.observe_request(route, arm, status, time.perf_counter() - start)
-
-
-app.add_middleware(_Metrics)
+install(app)
 mount_dashboard(app)
 
 
-@app.exception_handler(RequestValidationError)
-async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    body = validation_body([dict(e) for e in exc.errors()])
-    return JSONResponse(status_code=422, content=jsonable_encoder(body, custom_encoder={Exception: str}))
-
-
-# The predict routes read the raw body (the model replica validates it): their OpenAPI request body
+# The predict routes read the raw body (the model's replica validates it): their OpenAPI request body
 # is declared here, with PredictRequest's schema in the document's components.
 _SCHEMA = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
 _DEFS = _SCHEMA.pop("$defs", {})
@@ -128,6 +108,9 @@ def _openapi() -> dict[str, Any]:
 app.openapi = _openapi
 
 
+# Serve pickles the ingress class where it is decorated: what its methods call is defined above it.
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, allow_nan=False)}\n\n"
 
@@ -138,18 +121,29 @@ def _fail(body: dict[str, Any]) -> None:
         raise HTTPException(status_code=int(body["error"]), detail=body["detail"])
 
 
+async def _reach(call: Any, app_name: str, timeout_s: float = 30.0) -> Any:
+    """A handle call's answer; 503 naming the application when it does not answer in time."""
+    try:
+        return await asyncio.wait_for(call, timeout_s)
+    except (TimeoutError, RayServeException) as err:
+        raise HTTPException(503, detail=f"the application {app_name!r} did not answer: {type(err).__name__}; "
+                                        "see `serve status`") from None
+
+
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, settings: dict[str, Any], models: dict[str, Any], experiments: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any]) -> None:
         from titan_ray.serve.arena_service import attach_or_start
 
         self._settings = AppSettings.model_validate(settings)
-        self._models = models
-        self._experiments = experiments
+        self._models = {name: model_handle(name) for name in self._settings.models}
+        self._experiments = {name: serve.get_deployment_handle(experiment_deployment(name),
+                                                               app_name=experiment_app(name), _check_exists=False)
+                             for name in self._settings.experiments}
         self._token_env = self._settings.auth.token_env
         self._token = os.environ.get(self._token_env) or None
-        self._metrics = Metrics()
+        self._metrics = ReplicaMetrics(ARENA_NAMESPACE)
         app.state.metrics = self._metrics
         self._arena = attach_or_start(self._settings.arena)
         self._info: dict[str, dict[str, Any]] = {}
@@ -179,7 +173,7 @@ class Ingress:
     async def metrics(self) -> Response:
         if self._arena is not None:
             self._metrics.sync_arena(await self._arena.stats.remote())
-        return Response(self._metrics.exposition(), media_type=CONTENT_TYPE)
+        return Response(await self._metrics.exposition_all(), media_type=CONTENT_TYPE)
 
     # --- models and predictions ----------------------------------------------------------------
 
@@ -188,7 +182,7 @@ class Ingress:
             known = ", ".join(self._models) or "none"
             raise HTTPException(404, detail=f"unknown model {name!r}; served models: {known}")
         if name not in self._info:
-            self._info[name] = await self._models[name].info.remote()
+            self._info[name] = await _reach(self._models[name].info.remote(), model_app(name))
         return self._info[name]
 
     @app.get("/v1/models")
@@ -198,17 +192,16 @@ class Ingress:
     @app.get("/v1/models/{model}")
     async def model(self, model: str) -> dict[str, Any]:
         info = await self._model_info(model)
-        return {**info, "example_request": await self._models[model].example.remote()}
+        return {**info, "example_request": await _reach(self._models[model].example.remote(), model_app(model))}
 
     @app.post("/v1/predict/{model}", openapi_extra=PREDICT_BODY, response_class=JSONResponse)
     async def predict(self, model: str, request: Request) -> Response:
         """A window of recent ``bars`` or a ``features`` row per symbol -> target weight, score, version,
-        explanation per symbol. The model replica validates (422 names the field) and answers."""
-        handle = self._models.get(model)
-        if handle is None:
-            raise HTTPException(404, detail=f"unknown model {model!r}; served models: {', '.join(self._models)}")
-        status, body = await handle.predict_json.remote(await request.body())
-        return Response(body, status_code=status, media_type="application/json")
+        explanation per symbol. Answered by the model's own application (``model-NAME``, one replica
+        hop): this route only answers when that application does not run."""
+        await self._model_info(model)  # 404 when unknown, 503 when its app does not answer
+        raise HTTPException(503, detail=f"model {model!r} is served by the application {model_app(model)!r}, "
+                                        "which takes no HTTP requests now (see `serve status`)")
 
     # --- experiments ----------------------------------------------------------------------------
 
@@ -231,12 +224,13 @@ class Ingress:
     async def experiments(self) -> dict[str, Any]:
         out = []
         for name, router in self._experiments.items():
-            out.append({"name": name, "arms": await self._arms(await router.describe.remote())})
+            out.append({"name": name, "arms": await self._arms(await _reach(router.describe.remote(),
+                                                                           experiment_app(name)))})
         return {"experiments": out}
 
     @app.get("/v1/experiments/{name}")
     async def experiment(self, name: str) -> dict[str, Any]:
-        state = await self._router(name).describe.remote()
+        state = await _reach(self._router(name).describe.remote(), experiment_app(name))
         base = {a["name"]: a for a in await self._arms(state)}
         arms = [{**a, **base[a["name"]]} for a in state["arms"]]
         live = [a for a in arms if not a["shadow"]]
@@ -248,30 +242,31 @@ class Ingress:
             comparison = {"control": control, "arms": {}, "tests": [], "reason": "no arena runs with this server"}
         for a in arms:
             a["metrics"] = comparison.get("arms", {}).get(a["name"], {})
-        example = await self._models[live[0]["model"]].example.remote()
+        example = await _reach(self._models[live[0]["model"]].example.remote(), model_app(live[0]["model"]))
         return {"name": name, "arms": arms, "weights_source": state["weights_source"],
                 "replica": state["replica"], "reconfigures": state["reconfigures"], "comparison": comparison,
                 "shadow_log": state["shadow_log"], "example_request": example}
 
     def _arena_model(self, served: str) -> str:
-        spec = next(m for m in self._settings.models if m.name == served)
-        return spec.arena_model or spec.name
+        return self._info[served]["arena_model"]
 
     @app.post("/v1/experiments/{name}/predict", openapi_extra=PREDICT_BODY, response_class=JSONResponse)
     async def experiment_predict(
         self, name: str, request: Request, x_client_key: Annotated[str | None, Header(max_length=256)] = None,
     ) -> Response:
-        """Routed to an arm by weight (the same arm for the same ``X-Client-Key`` while weights stay)."""
-        status, body, arm = await self._router(name).predict_json.remote(await request.body(), x_client_key)
-        request.state.arm = arm
-        return Response(body, status_code=status, media_type="application/json")
+        """Routed to an arm by weight (the same arm for the same ``X-Client-Key`` while weights stay).
+        Answered by the experiment's own application (``experiment-NAME``): this route only answers
+        when that application does not run."""
+        self._router(name)
+        raise HTTPException(503, detail=f"experiment {name!r} is served by the application "
+                                        f"{experiment_app(name)!r}, which takes no HTTP requests now (see `serve status`)")
 
     @app.put("/v1/experiments/{name}/weights")
     async def set_weights(
         self, name: str, body: WeightsUpdate, authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         self._authorize(authorization)
-        answer = await self._router(name).set_weights.remote(body.weights)
+        answer = await _reach(self._router(name).set_weights.remote(body.weights), experiment_app(name))
         _fail(answer)
         return {"name": name, "arms": await self._arms(answer), "weights_source": answer["weights_source"],
                 "replica": answer["replica"]}
@@ -349,37 +344,29 @@ class Ingress:
             await asyncio.sleep(EVENTS_INTERVAL_S)
 
 
-def build_app(args: dict[str, Any]) -> Any:
-    """The Serve application for ``args`` (``AppSettings``): the ``import_path`` of serve_configs.
-
-    Serve calls an application builder with exactly one argument; ``make_app`` takes options too.
-    """
-    return make_app(args)
-
-
-def make_app(
-    args: dict[str, Any] | None = None,
-    *,
-    ingress_options: dict[str, Any] | None = None,
-    model_options: dict[str, Any] | None = None,
-    router_options: dict[str, Any] | None = None,
-) -> Any:
-    """``build_app`` with ``Deployment.options`` keywords for each kind of deployment, for a start
-    from Python; a config file sets the same things in its ``deployments`` section."""
-    settings = parse_settings(args)
+def _registry_root(registry: str | None) -> str:
     from titan_ray.registry import default_root
 
-    root = str(Path(default_root(settings.registry)).expanduser().resolve())
-    models = {
-        m.name: ModelServer.options(name=m.deployment, **(model_options or {})).bind(
-            m.model_dump(mode="json"), root, settings.seed)
-        for m in settings.models
-    }
-    experiments = {
-        e.name: ExperimentRouter.options(name=e.deployment, user_config={"weights": e.weights()},
-                                         **(router_options or {})).bind(
-            e.model_dump(mode="json"), {a.name: models[a.model] for a in e.arms})
-        for e in settings.experiments
-    }
-    return Ingress.options(name="Ingress", **(ingress_options or {})).bind(
-        settings.model_dump(mode="json"), models, experiments)
+    return str(Path(default_root(registry)).expanduser().resolve())
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """The main application for ``args`` (``AppSettings``): the ingress at ``/``."""
+    settings = parse_settings(args)
+    return Ingress.options(name="Ingress").bind(settings.model_dump(mode="json"))
+
+
+def build_model_app(args: dict[str, Any]) -> Any:
+    """A model's application for ``args`` (``ModelAppSettings``), deployed as ``model-NAME`` at
+    ``/v1/predict/NAME``. The registry folder is resolved where the app is built."""
+    spec = parse_model_app(args)
+    spec = spec.model_copy(update={"registry": _registry_root(spec.registry)})
+    return ModelServer.options(name=spec.deployment).bind(spec.model_dump(mode="json"))
+
+
+def build_experiment_app(args: dict[str, Any]) -> Any:
+    """An experiment's application for ``args`` (``ExperimentSpec``), deployed as ``experiment-NAME``
+    at ``/v1/experiments/NAME/predict``; its weights start as the arms' (``user_config`` overrides)."""
+    spec = parse_experiment_app(args)
+    return ExperimentRouter.options(name=spec.deployment, user_config={"weights": spec.weights()}).bind(
+        spec.model_dump(mode="json"))

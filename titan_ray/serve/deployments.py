@@ -1,21 +1,29 @@
-"""The Serve deployments behind the ingress: one per served model version, one router per experiment.
+"""The deployments that answer predictions: one Serve application per served model version, one
+per experiment, each a FastAPI ingress at its own route prefix.
 
-``ModelServer`` (deployed as ``model-NAME``) holds one ``Predictor``, loaded once per replica
-(from the registry, trained first if the registry lacks it). ``predict_json`` takes the raw
-request body and answers (HTTP status, JSON bytes): the replica parses, validates, predicts and
-encodes, and the ingress only forwards bytes, so the work of a request scales with the model's
-replicas and nothing is parsed or encoded twice. Bad input is a 422 body, never an exception.
+    model-NAME        at /v1/predict/NAME                     ModelServer: one model version
+    experiment-NAME   at /v1/experiments/NAME/predict         ExperimentRouter: its arms' models
 
-``ExperimentRouter`` (deployed as ``experiment-NAME``) holds a handle per arm and the experiment's
-``ExperimentState``. Its weights live in ``user_config`` (``{"weights": {arm: w}}``): Serve calls
-``reconfigure`` on the running replica when a deploy changes them, so the split changes live
-without a restart; ``set_weights`` (the ingress's authenticated PUT) does the same until the next
-deploy. A router keeps the experiment's counts, so it runs one replica; scale the arms instead.
-Shadow arms get a copy of the request in a background task after the answer is chosen: their
-answers are compared with the answered arm's and logged (``titan_ray.serve.shadow``), never returned.
+Each is the ingress of its own application, so a prediction takes one hop inside the cluster: the
+HTTP proxy (HAProxy in front of the replicas' own HTTP servers in Ray's throughput-optimized
+mode, or Serve's Python proxy) hands the request straight to the replica that answers it. A
+model replica parses, validates, predicts and encodes in one call (``Predictor.answer_json``). The
+main ingress (``titan_ray.serve.app``) reaches both through handles for everything else (model
+info, example requests, experiment reports and weights), and documents their routes.
+
+``ModelServer`` holds one ``Predictor``, loaded once per replica (from the registry, trained first
+if the registry lacks it). Bad input is a 422 body, never an exception.
+
+``ExperimentRouter`` holds a handle per arm and the experiment's ``ExperimentState``. Its weights
+live in ``user_config`` (``{"weights": {arm: w}}``): Serve calls ``reconfigure`` on the running
+replica when a deploy changes them, so the split changes live without a restart; ``set_weights``
+(the main ingress's authenticated PUT) does the same until the next deploy. A router keeps the
+experiment's counts, so it runs one replica; scale the arms instead. Shadow arms get a copy of the
+request in a background task after the answer is chosen: their answers are compared with the
+answered arm's and logged (``titan_ray.serve.shadow``), never returned.
+
+No ``from __future__ import annotations`` here: FastAPI must see the route methods' real types.
 """
-
-from __future__ import annotations
 
 import asyncio
 import json
@@ -23,47 +31,83 @@ import logging
 import os
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Header, Request
+from fastapi.responses import Response
 from ray import serve
 
+from titan_ray.observability import ReplicaMetrics
 from titan_ray.serve.experiments import ExperimentState
+from titan_ray.serve.http import prefixed_app
 from titan_ray.serve.predictor import example_request
-from titan_ray.serve.settings import ExperimentSpec, ServedModel
+from titan_ray.serve.settings import (
+    ARENA_NAMESPACE,
+    ExperimentSpec,
+    ModelAppSettings,
+    model_app,
+    model_deployment,
+)
 
 shadow_log = logging.getLogger("titan_ray.serve.shadow")
 
+PREDICT_ROUTE = "/v1/predict/{model}"
+EXPERIMENT_ROUTE = "/v1/experiments/{name}/predict"
+
+model_api = prefixed_app(PREDICT_ROUTE, "TitanRay model")
+experiment_api = prefixed_app(EXPERIMENT_ROUTE, "TitanRay experiment")
+
+
+def model_handle(name: str) -> Any:
+    """A handle to the served model ``name`` (the deployment of application ``model-NAME``)."""
+    return serve.get_deployment_handle(model_deployment(name), app_name=model_app(name), _check_exists=False)
+
+
+def _json(status: int, body: bytes) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
 
 @serve.deployment(max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(model_api)
 class ModelServer:
-    def __init__(self, spec: dict[str, Any], registry_root: str | None, seed: int = 7) -> None:
+    def __init__(self, settings: dict[str, Any]) -> None:
         from titan_ray.serve.loading import load_predictor
 
-        self._spec = ServedModel.model_validate(spec)
-        self._predictor = load_predictor(self._spec, registry_root=registry_root, seed=seed)
-        self._example = example_request(self._predictor, seed=seed)
+        self._spec = ModelAppSettings.model_validate(settings)
+        self._predictor = load_predictor(self._spec, registry_root=self._spec.registry, seed=self._spec.seed)
+        self._example = example_request(self._predictor, seed=self._spec.seed)
         self._replica = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        model_api.state.metrics = ReplicaMetrics(ARENA_NAMESPACE)
+
+    @model_api.post("/")
+    async def predict(self, request: Request) -> Response:
+        """``POST /v1/predict/NAME``: parse, validate, predict, explain and encode, in this replica."""
+        return _json(*self._predictor.answer_json(await request.body()))
 
     def predict_json(self, raw: bytes, extra: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        """The same answer for a handle call (an experiment's arm): (HTTP status, JSON body)."""
         return self._predictor.answer_json(raw, extra)
 
     def info(self) -> dict[str, Any]:
-        return {**self._predictor.info.to_dict(), "replica": self._replica}
+        return {**self._predictor.info.to_dict(), "replica": self._replica,
+                "arena_model": self._spec.arena_model or self._spec.name}
 
     def example(self) -> dict[str, Any]:
         return self._example
 
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.05})
+@serve.ingress(experiment_api)
 class ExperimentRouter:
-    def __init__(self, spec: dict[str, Any], arms: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any]) -> None:
         self._spec = ExperimentSpec.model_validate(spec)
         self._state = ExperimentState(self._spec)
-        self._arms = arms  # arm name -> DeploymentHandle of its model
+        self._arms = {a.name: model_handle(a.model) for a in self._spec.arms}
         self._models = {a.name: a.model for a in self._spec.arms}
         self._replica = {"id": uuid.uuid4().hex[:12], "pid": os.getpid(), "started_at": time.time()}
         self._reconfigures = 0
         self._background: set[asyncio.Task] = set()
+        experiment_api.state.metrics = ReplicaMetrics(ARENA_NAMESPACE)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         weights = (config or {}).get("weights")
@@ -77,6 +121,15 @@ class ExperimentRouter:
         except ValueError as err:
             return {"error": 422, "detail": str(err)}
         return self.describe()
+
+    @experiment_api.post("/")
+    async def predict(
+        self, request: Request, x_client_key: Annotated[str | None, Header(max_length=256)] = None,
+    ) -> Response:
+        """``POST /v1/experiments/NAME/predict``: routed to an arm by weight (sticky by X-Client-Key)."""
+        status, body, arm = await self.predict_json(await request.body(), x_client_key)
+        request.state.arm = arm
+        return _json(status, body)
 
     async def predict_json(self, raw: bytes, client_key: str | None) -> tuple[int, bytes, str]:
         """(HTTP status, JSON body, arm): the chosen arm's answer, with ``experiment`` and ``arm`` in it."""

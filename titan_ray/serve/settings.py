@@ -1,14 +1,23 @@
-"""The Serve application's settings: the ``args`` of ``serve_configs/*.yaml``, validated strictly.
+"""The Serve applications' settings: the ``args`` of ``serve_configs/*.yaml``, validated strictly.
 
-    models:       the served models, one Serve deployment each (``model-NAME``): a rule model built
-                  from ``kind`` + ``params``, or a registered version (``artifact: NAME@VERSION``),
-                  trained at start-up from ``train`` when the registry does not hold it yet
-    experiments:  A/B tests between served models, one router deployment each (``experiment-NAME``)
-                  whose arm weights live in its ``user_config`` (``weights: {arm: w}``)
-    arena:        the live arena the HTTP API reads: attach to the named actor, or start it
-    auth:         the environment variable that holds the bearer token of mutating routes
+A TitanRay Serve config holds three kinds of application (``import_path`` in ``titan_ray.serve.app``):
 
-Every error names the field and the fix (``titan_ray.config.format_validation_error``).
+    build_app             ``titan-ray`` at ``/``: the main ingress (``AppSettings``)
+        models:           the names of the served models (each has its own application)
+        experiments:      the names of the experiments (each has its own application)
+        arena:            the live arena the HTTP API reads: attach to the named actor, or start it
+        auth:             the environment variable that holds the bearer token of mutating routes
+    build_model_app       ``model-NAME`` at ``/v1/predict/NAME``: one served model version
+                          (``ModelAppSettings``): a rule model built from ``kind`` + ``params``, or
+                          a registered version (``artifact: NAME@VERSION``), trained at start-up
+                          from ``train`` when the registry does not hold it yet
+    build_experiment_app  ``experiment-NAME`` at ``/v1/experiments/NAME/predict``: an A/B test
+                          between served models (``ExperimentSpec``); its arm weights live in the
+                          router deployment's ``user_config`` (``weights: {arm: w}``)
+
+``check_deploy_config`` checks a whole file: every app's args, and that the names, application
+names, route prefixes and arms agree. Every error names the field and the fix
+(``titan_ray.config.format_validation_error``).
 """
 
 from __future__ import annotations
@@ -68,7 +77,14 @@ class ServedModel(_Strict):
 
     @property
     def deployment(self) -> str:
-        return f"model-{self.name}"
+        return model_deployment(self.name)
+
+
+class ModelAppSettings(ServedModel):
+    """The ``args`` of a model application (``build_model_app``): the served model, and where from."""
+
+    registry: str | None = Field(None, description="model registry folder; default $TITAN_RAY_REGISTRY or ./registry")
+    seed: int = Field(7, description="seeds rule models and the example request")
 
 
 class ArmSpec(_Strict):
@@ -98,7 +114,7 @@ class ExperimentSpec(_Strict):
 
     @property
     def deployment(self) -> str:
-        return f"experiment-{self.name}"
+        return experiment_deployment(self.name)
 
     def weights(self) -> dict[str, float]:
         return {a.name: a.weight for a in self.arms if not a.shadow}
@@ -133,37 +149,136 @@ class AuthSettings(_Strict):
 
 
 class AppSettings(_Strict):
-    """The ``args`` of the TitanRay Serve application."""
+    """The ``args`` of the main TitanRay application (``build_app``)."""
 
-    models: list[ServedModel] = Field(default_factory=list)
-    experiments: list[ExperimentSpec] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list, description="served model names (apps model-NAME)")
+    experiments: list[str] = Field(default_factory=list, description="experiment names (apps experiment-NAME)")
     arena: ArenaSettings = ArenaSettings()
     auth: AuthSettings = AuthSettings()
-    registry: str | None = Field(None, description="model registry folder; default $TITAN_RAY_REGISTRY or ./registry")
-    seed: int = Field(7, description="seeds example requests")
 
-    @model_validator(mode="after")
-    def _refs(self) -> AppSettings:
-        names = [m.name for m in self.models]
-        if len(set(names)) != len(names):
-            raise ValueError(f"served model names must be unique; got {names}")
-        exps = [e.name for e in self.experiments]
-        if len(set(exps)) != len(exps):
-            raise ValueError(f"experiment names must be unique; got {exps}")
-        for e in self.experiments:
-            for a in e.arms:
-                if a.model not in names:
-                    raise ValueError(f"experiment {e.name!r} arm {a.name!r} serves model {a.model!r}, which is not "
-                                     f"in `models` ({names})")
-        return self
+    @field_validator("models", "experiments")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.match(NAME, name):
+                raise ValueError(f"{name!r} is not a name: use 1-40 letters, digits, '_' or '-'")
+        if len(set(v)) != len(v):
+            raise ValueError(f"names must be unique; got {v}")
+        return v
+
+
+def model_app(name: str) -> str:
+    return f"model-{name}"
+
+
+def model_deployment(name: str) -> str:
+    return f"model-{name}"
+
+
+def model_route(name: str) -> str:
+    return f"/v1/predict/{name}"
+
+
+def experiment_app(name: str) -> str:
+    return f"experiment-{name}"
+
+
+def experiment_deployment(name: str) -> str:
+    return f"experiment-{name}"
+
+
+def experiment_route(name: str) -> str:
+    return f"/v1/experiments/{name}/predict"
+
+
+def _parse(model: type[BaseModel], raw: dict[str, Any] | None, what: str) -> Any:
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, model).replace("invalid arena config", what)) from None
 
 
 def parse_settings(raw: dict[str, Any] | None) -> AppSettings:
-    try:
-        return AppSettings.model_validate(raw or {})
-    except ValidationError as err:
-        text = format_validation_error(err, AppSettings).replace("invalid arena config", "invalid serve args")
-        raise ConfigError(text) from None
+    return _parse(AppSettings, raw, "invalid args of the main app (build_app)")
+
+
+def parse_model_app(raw: dict[str, Any] | None) -> ModelAppSettings:
+    return _parse(ModelAppSettings, raw, "invalid args of a model app (build_model_app)")
+
+
+def parse_experiment_app(raw: dict[str, Any] | None) -> ExperimentSpec:
+    return _parse(ExperimentSpec, raw, "invalid args of an experiment app (build_experiment_app)")
+
+
+APP_BUILDERS = {
+    "titan_ray.serve.app:build_app": "main",
+    "titan_ray.serve.app:build_model_app": "model",
+    "titan_ray.serve.app:build_experiment_app": "experiment",
+}
+
+
+def check_deploy_config(raw: dict[str, Any], source: str = "the Serve config") -> dict[str, Any]:
+    """Check the TitanRay applications of a Serve config together; errors name the app and field.
+
+    Answers ``{"main": AppSettings | None, "models": {name: ModelAppSettings}, "experiments":
+    {name: ExperimentSpec}}``. Applications with other import paths are left alone.
+    """
+    main: AppSettings | None = None
+    models: dict[str, ModelAppSettings] = {}
+    experiments: dict[str, ExperimentSpec] = {}
+    for i, app in enumerate(raw.get("applications") or []):
+        kind = APP_BUILDERS.get(str(app.get("import_path", "")))
+        if kind is None:
+            continue
+        where = f"{source}: applications[{i}] ({app.get('name')!r})"
+        try:
+            if kind == "main":
+                if main is not None:
+                    raise ConfigError("a second main app (build_app): deploy one")
+                main = parse_settings(app.get("args"))
+                continue
+            if kind == "model":
+                spec: Any = parse_model_app(app.get("args"))
+                name, app_name, route, seen = spec.name, model_app(spec.name), model_route(spec.name), models
+            else:
+                spec = parse_experiment_app(app.get("args"))
+                name, app_name, route, seen = (spec.name, experiment_app(spec.name), experiment_route(spec.name),
+                                               experiments)
+            if name in seen:
+                raise ConfigError(f"a second {kind} app named {name!r}")
+            if app.get("name") != app_name:
+                raise ConfigError(f"name: the {kind} {name!r} must be deployed as the application {app_name!r}")
+            if app.get("route_prefix") != route:
+                raise ConfigError(f"route_prefix: the {kind} {name!r} is served at {route!r}; set "
+                                  f"route_prefix: {route}")
+            for j, d in enumerate(app.get("deployments") or []):
+                if d.get("name") != app_name:
+                    raise ConfigError(f"deployments[{j}].name: the {kind} app's one deployment is {app_name!r}, "
+                                      f"not {d.get('name')!r}")
+                weights = (d.get("user_config") or {}).get("weights")
+                if kind == "experiment" and weights is not None:
+                    try:
+                        normalised(dict(weights), list(spec.weights()))
+                    except (TypeError, ValueError) as err:
+                        raise ConfigError(f"deployments[{j}].user_config.weights: {err}") from None
+            seen[name] = spec
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    if main is not None:
+        for field, listed, deployed in (("models", main.models, models), ("experiments", main.experiments, experiments)):
+            missing, unlisted = sorted(set(listed) - set(deployed)), sorted(set(deployed) - set(listed))
+            if missing:
+                raise ConfigError(f"{source}: the main app's args.{field} lists {missing}, which have no "
+                                  f"application; add one per name ({'build_model_app' if field == 'models' else 'build_experiment_app'})")
+            if unlisted:
+                raise ConfigError(f"{source}: {field} {unlisted} have an application but are not in the main "
+                                  f"app's args.{field}; list them there")
+    for e in experiments.values():
+        for a in e.arms:
+            if a.model not in models:
+                raise ConfigError(f"{source}: experiment {e.name!r} arm {a.name!r} serves model {a.model!r}, which "
+                                  f"has no model application (served: {sorted(models)})")
+    return {"main": main, "models": models, "experiments": experiments}
 
 
 def normalised(weights: dict[str, float], arms: list[str]) -> dict[str, float]:
@@ -179,3 +294,31 @@ def normalised(weights: dict[str, float], arms: list[str]) -> dict[str, float]:
     if total <= 0:
         raise ValueError("weights must add up to more than 0")
     return {a: w / total for a, w in full.items()}
+
+
+# --- Ray Serve's throughput-optimized mode ----------------------------------------------------------
+
+# Read by every Serve process when it starts: set them in the environment of each Ray node before
+# `ray start` (the Helm chart, k8s/ and cluster/ do), or let `titan-ray serve` set them for the
+# private Ray it starts. HAProxy (bundled with ray[serve]) then takes HTTP on http_options.port and
+# hands each request to the replica's own HTTP server: no Python proxy hop (docs/serve.md).
+FAST_SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+
+
+def private_serve_env() -> dict[str, str]:
+    """``FAST_SERVE_ENV`` for a Ray private to one process: HAProxy's stats and metrics on free
+    ports (not the fixed 8404 and 9101, so two private Rays on one machine do not collide), and
+    ingress replicas that stop after 1 s instead of waiting 30 s for a load balancer to let go."""
+    import socket
+
+    def free_port() -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return str(s.getsockname()[1])
+
+    return {
+        **FAST_SERVE_ENV,
+        "RAY_SERVE_HAPROXY_STATS_PORT": free_port(),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": free_port(),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+    }

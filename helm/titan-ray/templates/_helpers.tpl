@@ -62,6 +62,18 @@ app.kubernetes.io/part-of: titan-ray
 - name: {{ .Values.redis.env }}
   value: {{ .Values.redis.url | quote }}
 {{- end }}
+{{- if .Values.serve.throughputOptimized }}
+{{- /* Serve's throughput-optimized mode: Ray's bundled HAProxy takes port 8000 of every node and
+forwards to the replicas' own HTTP servers (ports 30000-31000, gRPC 40000-41000, of their pod).
+Read by `ray start`, so it must be in every Ray container, head and workers alike. A variable
+also given in `env` or `secretEnv` is left to that value (one entry per name). */}}
+{{- range $name := list "RAY_SERVE_THROUGHPUT_OPTIMIZED" "RAY_SERVE_ENABLE_HA_PROXY" }}
+{{- if not (or (hasKey $.Values.env $name) (hasKey $.Values.secretEnv $name)) }}
+- name: {{ $name }}
+  value: "1"
+{{- end }}
+{{- end }}
+{{- end }}
 {{- range $name, $value := .Values.env }}
 - name: {{ $name }}
   value: {{ $value | toString | quote }}
@@ -77,8 +89,17 @@ app.kubernetes.io/part-of: titan-ray
 
 {{/*
 The Serve config (serveConfigV2): files/serve-config.yaml (serve_configs/production.yaml) with this
-release's A/B weights, args and Redis settings applied (no Redis: the arena's default journal), listening on 0.0.0.0:8000 (where KubeRay's Serve service sends traffic). Every application gets the same adjustments; a weight for an
-experiment the config does not define fails the render with the key to fix.
+release's values applied, listening on 0.0.0.0:8000 (where KubeRay's Serve service sends traffic).
+The file holds several applications, told apart by their import_path:
+- the main app (titan_ray.serve.app:build_app, one): serve.args deep-merged into its args, the API
+  token's variable (auth.api.env) as args.auth.token_env, and the live arena's Redis in
+  args.arena.config (with redis.* set: journal and fan-out on env:<redis.env>; without: the arena's
+  default journal, no fan-out);
+- each experiment app (build_experiment_app, named experiment-NAME): serve.weights.NAME in the
+  user_config.weights of its router deployment experiment-NAME; its live arms are the non-shadow
+  ones of its args.arms;
+- the model apps (build_model_app) and any other app: as written.
+A weight for an experiment or arm the config does not define fails the render with the key to fix.
 */}}
 {{- define "titan-ray.serveConfig" -}}
 {{- $config := .Files.Get "files/serve-config.yaml" | fromYaml }}
@@ -86,7 +107,11 @@ experiment the config does not define fails the render with the key to fix.
 {{- fail "files/serve-config.yaml has no `applications`: it must link to serve_configs/production.yaml" }}
 {{- end }}
 {{- $known := dict }}
+{{- $mains := list }}
 {{- range $app := $config.applications }}
+{{- $importPath := toString $app.import_path }}
+{{- if eq $importPath "titan_ray.serve.app:build_app" }}
+{{- $mains = append $mains (toString $app.name) }}
 {{- $args := default dict $app.args }}
 {{- $args = mergeOverwrite $args (deepCopy $.Values.serve.args) }}
 {{- $auth := default dict $args.auth }}
@@ -108,41 +133,55 @@ experiment the config does not define fails the render with the key to fix.
 {{- $_ = set $arenaConfig "ledger" $ledger }}
 {{- end }}
 {{- $_ = set $app "args" $args }}
-{{- $deployments := default list $app.deployments }}
-{{- range $experiment := default list $args.experiments }}
-{{- $_ = set $known $experiment.name true }}
-{{- $weights := get $.Values.serve.weights $experiment.name }}
+{{- else if eq $importPath "titan_ray.serve.app:build_experiment_app" }}
+{{- $args := default dict $app.args }}
+{{- $experiment := toString $args.name }}
+{{- $_ := set $known $experiment true }}
+{{- $weights := get $.Values.serve.weights $experiment }}
 {{- if $weights }}
 {{- $arms := dict }}
-{{- range $arm := $experiment.arms }}
+{{- range $arm := default list $args.arms }}
 {{- if not $arm.shadow }}
 {{- $_ = set $arms $arm.name (default 0 $arm.weight) }}
 {{- end }}
 {{- end }}
 {{- range $arm, $weight := $weights }}
 {{- if not (hasKey $arms $arm) }}
-{{- fail (printf "serve.weights.%s.%s: experiment %s has no live arm %s; its arms are %s" $experiment.name $arm $experiment.name $arm (keys $arms | sortAlpha | join ", ")) }}
+{{- fail (printf "serve.weights.%s.%s: experiment %s has no live arm %s; its arms are %s" $experiment $arm $experiment $arm (keys $arms | sortAlpha | join ", ")) }}
 {{- end }}
-{{- $_ = set $arms $arm $weight }}
 {{- end }}
-{{- $name := printf "experiment-%s" $experiment.name }}
+{{- /* the router deployment of application experiment-NAME is named experiment-NAME too */}}
+{{- $name := printf "experiment-%s" $experiment }}
+{{- $deployments := default list $app.deployments }}
+{{- $router := dict "name" $name }}
 {{- $found := false }}
 {{- range $d := $deployments }}
-{{- if eq $d.name $name }}
-{{- $userConfig := default dict $d.user_config }}
-{{- $_ = set $userConfig "weights" $arms }}
-{{- $_ = set $d "user_config" $userConfig }}
+{{- if eq (toString $d.name) $name }}
+{{- $router = $d }}
 {{- $found = true }}
 {{- end }}
 {{- end }}
 {{- if not $found }}
-{{- $deployments = append $deployments (dict "name" $name "user_config" (dict "weights" $arms)) }}
+{{- $deployments = append $deployments $router }}
+{{- end }}
+{{- /* arms left out keep the live weight of the config's user_config, else their args weight */}}
+{{- $userConfig := default dict $router.user_config }}
+{{- range $arm, $weight := default dict $userConfig.weights }}
+{{- if hasKey $arms $arm }}
+{{- $_ = set $arms $arm $weight }}
 {{- end }}
 {{- end }}
+{{- range $arm, $weight := $weights }}
+{{- $_ = set $arms $arm $weight }}
 {{- end }}
-{{- if $deployments }}
+{{- $_ = set $userConfig "weights" $arms }}
+{{- $_ = set $router "user_config" $userConfig }}
 {{- $_ = set $app "deployments" $deployments }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- if ne (len $mains) 1 }}
+{{- fail (printf "files/serve-config.yaml must hold one main application (import_path titan_ray.serve.app:build_app) for serve.args and the Redis settings; it holds %d: %s" (len $mains) (join ", " $mains)) }}
 {{- end }}
 {{- /* KubeRay's <name>-serve-svc sends traffic to port 8000 of the pods: listen there on every address */}}
 {{- $http := default dict $config.http_options }}

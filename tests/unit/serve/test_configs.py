@@ -9,7 +9,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from titan_ray.config import ConfigError
-from titan_ray.serve.settings import parse_settings
+from titan_ray.serve.settings import check_deploy_config, parse_model_app, parse_settings
 
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "serve_configs").glob("*.yaml"))
 
@@ -18,48 +18,93 @@ def test_both_configs_ship():
     assert {p.name for p in CONFIGS} >= {"arena.yaml", "production.yaml"}
 
 
+def _load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_is_valid_for_ray_serve_and_the_app(path):
-    raw = yaml.safe_load(path.read_text())
+    raw = _load(path)
     schema = ServeDeploySchema.model_validate(raw)
-    (app,) = schema.applications
-    assert app.import_path == "titan_ray.serve.app:build_app"
-    assert app.runtime_env in (None, {}) or "working_dir" not in app.runtime_env, "self-contained: no working_dir"
-    settings = parse_settings(app.args)
-    names = {d.name for d in app.deployments}
-    expected = {"Ingress"} | {m.deployment for m in settings.models} | {e.deployment for e in settings.experiments}
-    assert names == expected, "every deployment of the app is configured, and nothing else"
-    for e in settings.experiments:
-        (router,) = [d for d in app.deployments if d.name == e.deployment]
+    checked = check_deploy_config(raw, source=path.name)
+    main, models, experiments = checked["main"], checked["models"], checked["experiments"]
+    assert main is not None and main.models == list(models) and main.experiments == list(experiments)
+    apps = {a.name: a for a in schema.applications}
+    assert set(apps) == {"titan-ray"} | {f"model-{m}" for m in models} | {f"experiment-{e}" for e in experiments}
+    for app in schema.applications:
+        assert app.import_path.startswith("titan_ray.serve.app:build_")
+        assert app.runtime_env in (None, {}) or "working_dir" not in app.runtime_env, "self-contained: no working_dir"
+        (deployment,) = app.deployments
+        assert deployment.name == ("Ingress" if app.name == "titan-ray" else app.name), "one deployment, configured"
+        assert deployment.ray_actor_options.num_cpus <= 1
+    for name, e in experiments.items():
+        (router,) = apps[f"experiment-{name}"].deployments
         assert set(router.user_config["weights"]) == {a.name for a in e.arms if not a.shadow}
         assert router.num_replicas == 1, "a router keeps its experiment's counts: one replica"
         assert len([a for a in e.arms if not a.shadow]) == 2
-    for d in app.deployments:
-        assert d.ray_actor_options.num_cpus <= 1
 
 
 def test_arena_config_runs_out_of_the_box():
-    raw = yaml.safe_load((CONFIGS[0].parent / "arena.yaml").read_text())
-    settings = parse_settings(raw["applications"][0]["args"])
+    checked = check_deploy_config(_load(CONFIGS[0].parent / "arena.yaml"))
+    settings = checked["main"]
     assert settings.arena.start and settings.arena.config["replay"]["pace"]["speed"] > 0
-    registered = [m for m in settings.models if m.artifact]
+    registered = [m for m in checked["models"].values() if m.artifact]
     assert registered and all(m.train is not None for m in registered), "a fresh clone trains what it serves"
     arena_models = {m["name"] for m in settings.arena.config["models"]}
-    for e in settings.experiments:
+    for e in checked["experiments"].values():
         assert {a.model for a in e.arms} <= arena_models, "every arm also trades in the arena (its comparison)"
 
 
 @pytest.mark.parametrize(("args", "text"), [
-    ({"models": [{"name": "m", "kind": "sma_crosover"}]}, "unknown model kind 'sma_crosover'"),
-    ({"models": [{"name": "m", "kind": "sma_crossover", "artifact": "x"}]}, "exactly one of `kind`"),
-    ({"models": [{"name": "m", "kind": "sma_crossover"}], "experiments": [
-        {"name": "e", "arms": [{"name": "a", "model": "m", "weight": 1}, {"name": "b", "model": "zz", "weight": 1}]}]},
-     "serves model 'zz', which is not in `models`"),
     ({"modles": []}, "did you mean 'models'"),
+    ({"models": ["a b"]}, "is not a name"),
+    ({"models": ["m", "m"]}, "names must be unique"),
     ({"arena": {"config": {"models": []}}}, "arena.config"),
     ({"auth": {"token_env": "has space"}}, "auth.token_env"),
 ])
-def test_bad_args_name_the_field(args, text):
+def test_bad_main_args_name_the_field(args, text):
     with pytest.raises(ConfigError) as err:
         parse_settings(args)
     assert text in str(err.value)
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    ({"name": "m", "kind": "sma_crosover"}, "unknown model kind 'sma_crosover'"),
+    ({"name": "m", "kind": "sma_crossover", "artifact": "x"}, "exactly one of `kind`"),
+    ({"name": "m", "artifact": "x@0"}, "write NAME or NAME@VERSION"),
+    ({"name": "m", "kind": "sma_crossover", "registyr": "/x"}, "registyr"),
+])
+def test_bad_model_args_name_the_field(args, text):
+    with pytest.raises(ConfigError) as err:
+        parse_model_app(args)
+    assert text in str(err.value) and "model app" in str(err.value)
+
+
+def _edited(edit) -> dict:
+    raw = _load(CONFIGS[0].parent / "arena.yaml")
+    edit({a["name"]: a for a in raw["applications"]}, raw)
+    return raw
+
+
+@pytest.mark.parametrize(("edit", "text"), [
+    (lambda apps, raw: apps["model-sma"].update(route_prefix="/v1/predict/other"),
+     "route_prefix: the model 'sma' is served at '/v1/predict/sma'"),
+    (lambda apps, raw: apps["model-sma"].update(name="sma"), "must be deployed as the application 'model-sma'"),
+    (lambda apps, raw: raw["applications"].remove(apps["model-hold"]),
+     "lists ['hold'], which have no application"),
+    (lambda apps, raw: apps["titan-ray"]["args"].update(models=["lgbm", "sma", "rsi"]),
+     "models ['hold'] have an application but are not in the main app's args.models"),
+    (lambda apps, raw: apps["experiment-lgbm-vs-sma"]["args"]["arms"][1].update(model="ghost"),
+     "arm 'treatment' serves model 'ghost', which has no model application"),
+    (lambda apps, raw: apps["experiment-lgbm-vs-sma"].update(route_prefix="/v1/experiments/x/predict"),
+     "route_prefix: /v1/experiments/lgbm-vs-sma/predict"),
+    (lambda apps, raw: raw["applications"].append(dict(apps["titan-ray"], name="again")), "a second main app"),
+    (lambda apps, raw: apps["model-sma"]["deployments"][0].update(name="sma"),
+     "deployments[0].name: the model app's one deployment is 'model-sma', not 'sma'"),
+    (lambda apps, raw: apps["experiment-lgbm-vs-sma"]["deployments"][0]["user_config"]["weights"].update(shadow=1),
+     "user_config.weights: weights name unknown arms ['shadow']"),
+])
+def test_apps_that_do_not_fit_together_are_named(edit, text):
+    with pytest.raises(ConfigError) as err:
+        check_deploy_config(_edited(edit), source="arena.yaml")
+    assert text in str(err.value), str(err.value)

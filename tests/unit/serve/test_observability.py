@@ -54,3 +54,31 @@ def test_arena_totals_become_counters_and_reset_on_a_new_run():
     m.sync_arena({"bars": 4, "fills": {"sma": 1}})  # a new run: the totals start again
     s = _samples(m)
     assert s[("titan_ray_bars_total", ())] == 4 and s[("titan_ray_fills_total", (("model", "sma"),))] == 1
+
+
+def test_replicas_counts_add_up_in_the_hub_and_render_like_one_registry():
+    from titan_ray.observability import LATENCY_BUCKETS, RequestStats, _Hub
+
+    a, b = Metrics(), Metrics()
+    for seconds in (0.0004, 0.003, 0.003, 7.0):
+        a.observe_request("/v1/predict/{model}", None, 200, seconds)
+    b.observe_request("/v1/predict/{model}", None, 200, 0.02)
+    b.observe_request("/v1/experiments/{name}/predict", "treatment", 503, 0.001)
+    hub = _Hub()
+    hub.push("a", a.http.snapshot())
+    hub.push("b", b.http.snapshot())
+    hub.push("a", a.http.snapshot())  # a replica pushes its cumulative counts again: replaced, not added
+    shown = Metrics()
+    shown.show(RequestStats.merge([hub.totals()]))
+    s = _samples(shown)
+    route = ("route", "/v1/predict/{model}")
+    assert s[("titan_ray_requests_total", (("arm", "-"), ("code", "200"), route))] == 5
+    assert s[("titan_ray_requests_total", (("arm", "treatment"), ("code", "503"),
+                                           ("route", "/v1/experiments/{name}/predict")))] == 1
+    assert s[("titan_ray_request_latency_seconds_count", (("arm", "-"), route))] == 5
+    assert abs(s[("titan_ray_request_latency_seconds_sum", (("arm", "-"), route))] - 7.0264) < 1e-9
+    buckets = [s[("titan_ray_request_latency_seconds_bucket", (("arm", "-"), ("le", le), route))]
+               for le in [repr(b) for b in LATENCY_BUCKETS] + ["+Inf"]]
+    assert buckets == sorted(buckets), "cumulative"
+    assert buckets[0] == 1 and buckets[LATENCY_BUCKETS.index(0.005)] == 3 and buckets[-2] == 4 and buckets[-1] == 5
+    assert hub.replicas() == 2
