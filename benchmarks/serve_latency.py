@@ -5,26 +5,30 @@ What is measured
 One load generator (this process: asyncio, one keep-alive HTTP/1.1 connection per concurrent
 client, the request bytes encoded once) sends ``POST /v1/predict/{model}`` with the same body to
 
-*bare*  a FastAPI app run by uvicorn in a child process (one worker, one OpenMP thread as Ray
-        gives its workers): the same ``Predictor.answer_json`` (validate, predict, explain, encode)
-        runs in-process;
-*serve* the TitanRay Serve app deployed from a config (``titan_ray.serve.app:build_app``, the
-        arena off, one served model): HTTP proxy -> FastAPI ingress replica -> model replica, which
-        runs the same ``answer_json``.
+*bare*    a FastAPI app run by uvicorn in a child process (one worker, one OpenMP thread as Ray
+          gives its workers): the same ``Predictor.answer_json`` (validate, predict, explain,
+          encode) runs in-process;
+*haproxy* the TitanRay Serve apps deployed from a config the way ``titan-ray serve`` deploys
+          them: the main app (arena off) and the model's own app (``build_model_app`` at
+          ``/v1/predict/NAME``), on a Ray started in Serve's throughput-optimized mode
+          (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1``): HAProxy -> the model
+          replica's own HTTP server, which runs the same ``answer_json``;
+*python*  the same apps on a Ray in Serve's default mode: Serve's Python HTTP proxy -> the model
+          replica (an actor call), which runs the same ``answer_json``.
 
-For each concurrency (default 1, 8, 32) the clients first warm up for ``--warmup`` seconds, then
-run for ``--duration`` seconds; every answer must be 200. Printed per server and concurrency:
-requests/s over the measured window, and p50/p99 latency (client side: request written to last
-body byte read). The two servers run one after the other, never together, on loopback. The
-acceptance figure is Serve's requests/s at concurrency 8 as a share of bare FastAPI's, and Serve's
-p99 there.
+Each server runs in a child process of its own (a fresh Ray for each Serve mode), one after the
+other, never together, on loopback. For each concurrency (default 1, 8, 32) the clients first warm
+up for ``--warmup`` seconds, then run for ``--duration`` seconds; every answer must be 200. Printed
+per server and concurrency: requests/s over the measured window, and p50/p99 latency (client side:
+request written to last body byte read). The acceptance figure is Serve's requests/s at
+concurrency 8 as a share of bare FastAPI's, and Serve's p99 there, for the mode ``titan-ray serve``
+runs (haproxy).
 
-Serve knobs (``--ingress-replicas``, ``--model-replicas``, ``--max-ongoing``) and
-``--throughput-optimized`` (sets ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` for the Ray it starts, Ray's
-documented switch for latency-sensitive HTTP serving) are recorded with the figures.
+Serve knobs (``--model-replicas``, ``--max-ongoing``) and the modes (``--servers``) are recorded
+with the figures.
 
-    .venv/bin/python benchmarks/serve_latency.py                    # ~1 min
-    .venv/bin/python benchmarks/serve_latency.py --throughput-optimized --json results/serve.json
+    .venv/bin/python benchmarks/serve_latency.py                    # ~2 min
+    .venv/bin/python benchmarks/serve_latency.py --concurrency 8 --json results/serve.json
     .venv/bin/python benchmarks/serve_latency.py --help
 """
 
@@ -185,18 +189,48 @@ def wait_ready(port: int, path: str, body: bytes, timeout: float = 120.0) -> Non
 
 
 def serve_config(args: argparse.Namespace, model: dict[str, Any], registry: str) -> dict[str, Any]:
+    """The main app (arena off) and the model's own app, as ``serve_configs/arena.yaml`` lays them out."""
     opts = {"num_cpus": 0}
-    return {"applications": [{
-        "name": "titan-ray", "route_prefix": "/", "import_path": "titan_ray.serve.app:build_app",
-        "args": {"models": [model], "registry": registry,
-                 "arena": {"start": False, "actor": "titan-ray-bench-arena"}},
-        "deployments": [
-            {"name": "Ingress", "num_replicas": args.ingress_replicas, "max_ongoing_requests": args.max_ongoing,
-             "ray_actor_options": opts},
-            {"name": f"model-{model['name']}", "num_replicas": args.model_replicas,
-             "max_ongoing_requests": args.max_ongoing, "ray_actor_options": opts},
-        ],
-    }]}
+    name = model["name"]
+    return {"applications": [
+        {"name": "titan-ray", "route_prefix": "/", "import_path": "titan_ray.serve.app:build_app",
+         "args": {"models": [name], "arena": {"start": False, "actor": "titan-ray-bench-arena"}},
+         "deployments": [{"name": "Ingress", "ray_actor_options": opts}]},
+        {"name": f"model-{name}", "route_prefix": f"/v1/predict/{name}",
+         "import_path": "titan_ray.serve.app:build_model_app", "args": {**model, "registry": registry},
+         "deployments": [{"name": f"model-{name}", "num_replicas": args.model_replicas,
+                          "max_ongoing_requests": args.max_ongoing, "ray_actor_options": opts}]},
+    ]}
+
+
+SERVERS = ("bare", "haproxy", "python")
+
+
+def measure_serve(args: argparse.Namespace, model: dict[str, Any], registry: str, body: bytes,
+                  path: str) -> list[dict[str, Any]]:
+    """In a child process: start Ray in ``args.serve_mode``, deploy, measure, stop."""
+    from titan_ray.serve.settings import private_serve_env
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if args.serve_mode == "haproxy":
+        os.environ.update(private_serve_env())
+    import ray
+    from ray import serve
+    from ray.serve._private.api import serve_start
+    from ray.serve.schema import ServeDeploySchema
+
+    ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    port = free_port()
+    try:
+        client = serve_start(http_options={"host": "127.0.0.1", "port": port})
+        client.deploy_apps(ServeDeploySchema.model_validate(serve_config(args, model, registry)), _blocking=True)
+        wait_ready(port, path, body)
+        log(f"Ray Serve {ray.__version__}, {args.serve_mode} proxy (model x{args.model_replicas}, "
+            f"max_ongoing_requests {args.max_ongoing}):")
+        return measure(port, body, path, args.concurrency, args.warmup, args.duration, args.serve_mode)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,14 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], metavar="N")
     p.add_argument("--duration", type=float, default=8.0, help="measured seconds per concurrency (default 8)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default 2)")
-    p.add_argument("--ingress-replicas", type=int, default=1)
     p.add_argument("--model-replicas", type=int, default=1)
-    p.add_argument("--max-ongoing", type=int, default=64, help="max_ongoing_requests of each replica")
-    p.add_argument("--throughput-optimized", action="store_true",
-                   help="start Ray with RAY_SERVE_THROUGHPUT_OPTIMIZED=1")
-    p.add_argument("--only", choices=["bare", "serve"], help="measure one server only")
+    p.add_argument("--max-ongoing", type=int, default=64, help="max_ongoing_requests of the model replicas")
+    p.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
+                   help="what to measure (default: all three, one after the other)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    p.add_argument("--serve-mode", choices=["haproxy", "python"], help=argparse.SUPPRESS)
+    p.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--registry", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     model = MODELS[args.model]
@@ -231,64 +265,55 @@ def main(argv: list[str] | None = None) -> int:
     predictor = load_predictor(ServedModel.model_validate(model), registry_root=registry)  # trains lgbm once
     body = json.dumps(example_request(predictor)).encode()
     path = f"/v1/predict/{model['name']}"
+    if args.serve_mode:
+        args.rows.write_text(json.dumps(measure_serve(args, model, registry, body, path)))
+        return 0
     log(f"model {predictor.info.kind} {predictor.info.artifact or ''}, request body {len(body)} bytes, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
     rows: list[dict[str, Any]] = []
+    passed = ["--model", args.model, "--registry", registry, "--duration", str(args.duration),
+              "--warmup", str(args.warmup), "--model-replicas", str(args.model_replicas),
+              "--max-ongoing", str(args.max_ongoing), "--concurrency", *map(str, args.concurrency)]
+    for server in args.servers:
+        if server == "bare":
+            port = free_port()
+            # One OpenMP thread, as Ray gives its workers (OMP_NUM_THREADS=1 unless num_cpus says more):
+            # LightGBM and SHAP would otherwise spin threads against the load generator.
+            child = subprocess.Popen([sys.executable, __file__, "--bare-server", str(port), *passed],
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
+            try:
+                wait_ready(port, path, body)
+                log("bare FastAPI/uvicorn (1 worker):")
+                rows += measure(port, body, path, args.concurrency, args.warmup, args.duration, "bare")
+            finally:
+                child.terminate()
+                child.wait(timeout=30)
+            continue
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            subprocess.run([sys.executable, __file__, "--serve-mode", server, "--rows", out.name, *passed], check=True)
+            rows += json.loads(Path(out.name).read_text())
 
-    if args.only in (None, "bare"):
-        port = free_port()
-        # One OpenMP thread, as Ray gives its workers (OMP_NUM_THREADS=1 unless num_cpus says more):
-        # LightGBM and SHAP would otherwise spin threads against the load generator.
-        child = subprocess.Popen([sys.executable, __file__, "--bare-server", str(port), "--model", args.model,
-                                  "--registry", registry], env={**os.environ, "OMP_NUM_THREADS": "1"})
-        try:
-            wait_ready(port, path, body)
-            log("bare FastAPI/uvicorn (1 worker):")
-            rows += measure(port, body, path, args.concurrency, args.warmup, args.duration, "bare")
-        finally:
-            child.terminate()
-            child.wait(timeout=30)
-
-    if args.only in (None, "serve"):
-        if args.throughput_optimized:
-            os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        import ray
-        from ray.serve._private.api import serve_start
-        from ray.serve.schema import ServeDeploySchema
-
-        ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-        port = free_port()
-        try:
-            client = serve_start(http_options={"host": "127.0.0.1", "port": port})
-            client.deploy_apps(ServeDeploySchema.model_validate(serve_config(args, model, registry)), _blocking=True)
-            wait_ready(port, path, body)
-            log(f"Ray Serve {ray.__version__} (ingress x{args.ingress_replicas}, model x{args.model_replicas}, "
-                f"max_ongoing_requests {args.max_ongoing}, throughput_optimized {args.throughput_optimized}):")
-            rows += measure(port, body, path, args.concurrency, args.warmup, args.duration, "serve")
-        finally:
-            from ray import serve
-
-            serve.shutdown()
-            ray.shutdown()
-
-    print(f"{'server':8s}{'conc':>6s}{'req/s':>10s}{'p50 ms':>10s}{'p99 ms':>10s}")
-    for r in rows:
-        print(f"{r['server']:8s}{r['concurrency']:6d}{r['rps']:10.0f}{r['p50_ms']:10.2f}{r['p99_ms']:10.2f}")
+    print(f"{'server':10s}{'conc':>6s}{'req/s':>10s}{'p50 ms':>10s}{'p99 ms':>10s}{'vs bare':>10s}")
     by = {(r["server"], r["concurrency"]): r for r in rows}
+    for r in rows:
+        bare = by.get(("bare", r["concurrency"]))
+        share = f"{r['rps'] / bare['rps']:.0%}" if bare else "-"
+        print(f"{r['server']:10s}{r['concurrency']:6d}{r['rps']:10.0f}{r['p50_ms']:10.2f}{r['p99_ms']:10.2f}{share:>10s}")
     summary: dict[str, Any] = {}
-    if ("bare", 8) in by and ("serve", 8) in by:
-        share = by[("serve", 8)]["rps"] / by[("bare", 8)]["rps"]
-        p99 = by[("serve", 8)]["p99_ms"]
-        summary = {"serve_share_of_bare_rps_c8": share, "serve_p99_ms_c8": p99,
-                   "meets_60pct": share >= 0.6, "meets_p99_50ms": p99 < 50}
-        print(f"Serve at concurrency 8: {share:.0%} of bare FastAPI's requests/s (target >= 60%), "
-              f"p99 {p99:.1f} ms (target < 50 ms)")
+    for mode in ("haproxy", "python"):
+        if ("bare", 8) in by and (mode, 8) in by:
+            share = by[(mode, 8)]["rps"] / by[("bare", 8)]["rps"]
+            p99 = by[(mode, 8)]["p99_ms"]
+            summary[mode] = {"share_of_bare_rps_c8": share, "p99_ms_c8": p99,
+                             "meets_60pct": share >= 0.6, "meets_p99_50ms": p99 < 50}
+            print(f"Serve ({mode} proxy{', as titan-ray serve runs it' if mode == 'haproxy' else ''}) at "
+                  f"concurrency 8: {share:.0%} of bare FastAPI's requests/s (target >= 60%), "
+                  f"p99 {p99:.1f} ms (target < 50 ms)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"rows": rows, "summary": summary, "settings": {
-            k: v for k, v in vars(args).items() if k not in ("json", "bare_server", "registry")}, "model": model,
-            "cpus": os.cpu_count()}, indent=2, default=str) + "\n")
+            k: v for k, v in vars(args).items() if k not in ("json", "bare_server", "registry", "serve_mode", "rows")},
+            "model": model, "cpus": os.cpu_count()}, indent=2, default=str) + "\n")
     return 0
 
 

@@ -167,9 +167,29 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return np.where(valid, scaled, np.nan)
 
 
+_HOUR_NS = 3_600_000_000_000
+_OFFSETS: dict[int, int] = {}  # UTC hour (ns since epoch // 1 h) -> the exchange's UTC offset in ns then
+
+
+def _utc_offsets(hours: np.ndarray) -> np.ndarray:
+    """The exchange's UTC offset (ns) in each UTC hour. New York changes offset only on whole UTC
+    hours, so an hour has one offset; pandas' tz database answers the hours not seen yet, once."""
+    new = [h for h in hours.tolist() if h not in _OFFSETS]
+    if new:
+        if len(_OFFSETS) > 1_000_000:
+            _OFFSETS.clear()
+        utc = np.asarray(new, dtype=np.int64) * _HOUR_NS
+        local = pd.DatetimeIndex(pd.to_datetime(utc, unit="ns", utc=True)).tz_convert(EXCHANGE_TZ)
+        _OFFSETS.update(zip(new, (local.tz_localize(None).asi8 - utc).tolist(), strict=True))
+    return np.fromiter((_OFFSETS[h] for h in hours.tolist()), dtype=np.int64, count=len(hours))
+
+
 def _time_of_day(timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    local = pd.DatetimeIndex(pd.to_datetime(timestamps, unit="ns", utc=True)).tz_convert(EXCHANGE_TZ)
-    minutes = (local.hour * 60 + local.minute + local.second / 60).to_numpy(dtype=np.float64)
+    """sin and cos of the New York wall-clock time (whole seconds) of each timestamp (ns, UTC)."""
+    ts = np.asarray(timestamps, dtype=np.int64)
+    hours, where = np.unique(ts // _HOUR_NS, return_inverse=True)
+    seconds = ((ts + _utc_offsets(hours)[where]) // 1_000_000_000) % 86_400
+    minutes = (seconds // 3600) * 60 + (seconds % 3600) // 60 + (seconds % 60) / 60
     angle = 2 * math.pi * minutes / 1440.0
     return np.sin(angle), np.cos(angle)
 
@@ -225,13 +245,18 @@ def _compute(chunk: BarBatch, st: _State) -> np.ndarray:
     recs = np.empty((t, 5, s))
     macd = np.empty((t, s))
     signals = np.empty((t, s))
+    # Everything that does not depend on the previous row, for all rows at once; the loop keeps the
+    # recursion only (the same float operations as row by row, so the same bits).
+    clean = np.nan_to_num(inputs)
+    alpha = np.maximum(_ALPHA, 1.0 / np.maximum(n_in, 1))
+    started_in = n_in >= 1
+    started = count >= 1
+    denom = np.where(started, cur, 1.0)
+    alpha9 = np.maximum(_SIGNAL_ALPHA, 1.0 / np.maximum(count, 1))
     for i in range(t):
-        n = n_in[i]
-        a = np.maximum(_ALPHA, 1.0 / np.maximum(n, 1))
-        rec = np.where(n >= 1, rec + (np.nan_to_num(inputs[i]) - rec) * a, rec)
-        m = (rec[3] - rec[4]) / np.where(count[i] >= 1, cur[i], 1.0)
-        a9 = np.maximum(_SIGNAL_ALPHA, 1.0 / np.maximum(count[i], 1))
-        signal = np.where(count[i] >= 1, signal + (m - signal) * a9, signal)
+        rec = np.where(started_in[i], rec + (clean[i] - rec) * alpha[i], rec)
+        m = (rec[3] - rec[4]) / denom[i]
+        signal = np.where(started[i], signal + (m - signal) * alpha9[i], signal)
         recs[i], macd[i], signals[i] = rec, m, signal
     gain, loss = recs[:, 0], recs[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -288,22 +288,35 @@ class LearnedModel(TradingModel):
         return weights, {"X": X, "score": scores, "z": z}
 
     def _hysteresis(self, z: np.ndarray, start: int) -> np.ndarray:
+        """Positions (-1, 0, 1 times the size) after each row of standardised scores ``z`` (T, S),
+        from ``self._position``: rows whose global index is not a multiple of ``decide_every``, and
+        non-finite scores, keep the position. A scalar loop per symbol: T x S is small and the
+        rule branches."""
         p: LearnedParams = self.params  # type: ignore[assignment]
-        pos = self._position
-        out = np.empty_like(z)
-        for i in range(len(z)):
-            zi = z[i]
-            if (start + i) % p.decide_every == 0:
-                ok = np.isfinite(zi)
-                nxt = np.where(pos > 0, np.where(zi < p.exit, 0.0, 1.0), pos)
-                nxt = np.where(pos < 0, np.where(zi > -p.exit, 0.0, -1.0), nxt)
-                nxt = np.where((pos == 0) & (zi > p.entry), 1.0, nxt)
-                if p.allow_short:
-                    nxt = np.where((pos == 0) & (zi < -p.entry), -1.0, nxt)
-                pos = np.where(ok, nxt, pos)
-            out[i] = pos
-        self._position = pos.copy()
-        return out * self._size
+        n_rows, n_symbols = z.shape
+        decide = ((start + np.arange(n_rows)) % p.decide_every == 0)[:, None] & np.isfinite(z)
+        up, down = (z > p.entry).T.tolist(), ((z < -p.entry) & p.allow_short).T.tolist()
+        leave_long, leave_short = (z < p.exit).T.tolist(), (z > -p.exit).T.tolist()
+        out = np.empty((n_symbols, n_rows))
+        position = self._position.tolist()
+        for s, (dec, u, d, ll, ls) in enumerate(zip(decide.T.tolist(), up, down, leave_long, leave_short, strict=True)):
+            q = position[s]
+            row = [0.0] * n_rows
+            for i in range(n_rows):
+                if dec[i]:
+                    if q > 0:
+                        q = 0.0 if ll[i] else 1.0
+                    elif q < 0:
+                        q = 0.0 if ls[i] else -1.0
+                    elif d[i]:
+                        q = -1.0
+                    elif u[i]:
+                        q = 1.0
+                row[i] = q
+            out[s] = row
+            position[s] = q
+        self._position = np.asarray(position, dtype=np.float64)
+        return out.T * self._size
 
     def _explain(self, rows, cols, old, new, info, bars):
         attr = self._attribute(info["X"], rows, cols)

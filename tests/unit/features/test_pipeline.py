@@ -124,3 +124,20 @@ def test_a_stream_refuses_a_chunk_of_other_symbols():
     stream.update(market(n_symbols=3, bars=10))
     with pytest.raises(ValueError, match="4 symbols"):
         stream.update(market(n_symbols=4, bars=10))
+
+
+def test_time_of_day_equals_pandas_wall_clock_across_dst_changes():
+    """The per-hour offset cache gives exactly what converting each timestamp with pandas gives,
+    on random instants and on every second around New York's 2024 and 2025 clock changes."""
+    from titan_ray.features.pipeline import _time_of_day
+
+    rng = np.random.default_rng(3)
+    edges = [pd.Timestamp(t, tz="America/New_York").tz_convert("UTC").value
+             for t in ("2024-03-10 01:59:00", "2024-11-03 00:59:00", "2025-03-09 01:59:00", "2025-11-02 00:59:00")]
+    ts = np.concatenate([rng.integers(-2 * 10**18, 4 * 10**18, 5000),
+                         *[np.arange(e, e + 3 * 3600 * 10**9, 10**9) for e in edges]]).astype(np.int64)
+    local = pd.DatetimeIndex(pd.to_datetime(ts, unit="ns", utc=True)).tz_convert("America/New_York")
+    minutes = (local.hour * 60 + local.minute + local.second / 60).to_numpy(dtype=np.float64)
+    angle = 2 * math.pi * minutes / 1440.0
+    sin, cos = _time_of_day(ts)
+    assert np.array_equal(sin, np.sin(angle)) and np.array_equal(cos, np.cos(angle))

@@ -119,3 +119,41 @@ def test_saved_and_loaded(bars, tmp_path):
     fresh.observe(bars.slice(0, 200))
     assert np.array_equal(fresh.decide(bars.slice(200, 600)).weights, w)
     assert not hasattr(fresh, "fits")  # it never fitted
+
+
+def _hysteresis_reference(z, start, position, entry, exit_, allow_short, decide_every):
+    """The rule row by row, as the docs state it (numpy per row)."""
+    pos, out = position.copy(), np.empty_like(z)
+    for i in range(len(z)):
+        zi = z[i]
+        if (start + i) % decide_every == 0:
+            nxt = np.where(pos > 0, np.where(zi < exit_, 0.0, 1.0), pos)
+            nxt = np.where(pos < 0, np.where(zi > -exit_, 0.0, -1.0), nxt)
+            nxt = np.where((pos == 0) & (zi > entry), 1.0, nxt)
+            if allow_short:
+                nxt = np.where((pos == 0) & (zi < -entry), -1.0, nxt)
+            pos = np.where(np.isfinite(zi), nxt, pos)
+        out[i] = pos
+    return out, pos
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hysteresis_is_the_row_by_row_rule(seed):
+    rng = np.random.default_rng(seed)
+    entry = float(rng.uniform(0, 1.5))
+    exit_ = float(rng.uniform(-1, entry))
+    allow_short, every = bool(seed % 2), int(rng.integers(1, 4))
+    from types import SimpleNamespace
+
+    from titan_ray.models.learned import LearnedParams
+
+    position = rng.choice([-1.0, 0.0, 1.0], 5) if allow_short else rng.choice([0.0, 1.0], 5)
+    m = SimpleNamespace(params=LearnedParams(entry=entry, exit=exit_, allow_short=allow_short, decide_every=every),
+                        _size=0.25, _position=position.copy())
+    state = position.copy()
+    for start, rows in ((3, 40), (43, 1), (44, 17)):  # consecutive chunks carry the position over
+        z = rng.normal(0, 1.2, (rows, 5))
+        z[rng.random(z.shape) < 0.1] = np.nan
+        expected, state = _hysteresis_reference(z, start, state, entry, exit_, allow_short, every)
+        assert np.array_equal(LearnedModel._hysteresis(m, z, start), expected * 0.25)
+        assert np.array_equal(m._position, state)
