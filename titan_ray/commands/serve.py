@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             print("titan-ray serve: --proxy applies to a private Ray; on a cluster the nodes' environment "
                   "decides (docs/serve.md)", file=sys.stderr, flush=True)
     print(f"titan-ray serve: {args.config} on {mode}", flush=True)
-    ray.init(address=args.address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+    ray.init(address=args.address or "local", include_dashboard=False, logging_level="WARNING", log_to_driver=True)
     schema = ServeDeploySchema.model_validate(raw)
     try:
         client = serve_start(http_options={"host": host, "port": port})

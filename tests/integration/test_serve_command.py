@@ -1,0 +1,84 @@
+"""`titan-ray serve` as a user runs it: its own private Ray (HAProxy mode), real HTTP, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from servers import free_port
+
+pytestmark = pytest.mark.ray
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp_path: Path) -> Path:
+    """arena.yaml's layout, small: the main app (no arena) and two rule models."""
+    apps = [{"name": "titan-ray", "route_prefix": "/", "import_path": "titan_ray.serve.app:build_app",
+             "args": {"models": ["sma", "hold"], "arena": {"start": False, "actor": "titan-ray-cli-test"}},
+             "deployments": [{"name": "Ingress", "ray_actor_options": {"num_cpus": 0}}]}]
+    for name, kind in (("sma", "sma_crossover"), ("hold", "buy_and_hold")):
+        apps.append({"name": f"model-{name}", "route_prefix": f"/v1/predict/{name}",
+                     "import_path": "titan_ray.serve.app:build_model_app", "args": {"name": name, "kind": kind},
+                     "deployments": [{"name": f"model-{name}", "ray_actor_options": {"num_cpus": 0}}]})
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump({"http_options": {"host": "127.0.0.1", "port": 8000}, "applications": apps}))
+    return path
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}  # the command's own defaults
+    return subprocess.Popen([sys.executable, "-m", "titan_ray.cli", "serve", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_serve_command_starts_answers_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    proc = _cli("--config", str(_config(tmp_path)), "--port", str(port), "--timeout", "240")
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not any(line.startswith("ready:") for line in lines):
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "".join(lines)
+            lines.append(line)
+            assert time.monotonic() < deadline, "".join(lines)
+        out = "".join(lines)
+        assert "haproxy proxy" in out and f"http://127.0.0.1:{port}/" in out, out
+        base = f"http://127.0.0.1:{port}"
+        models = requests.get(f"{base}/v1/models", timeout=30).json()["models"]
+        assert [m["name"] for m in models] == ["sma", "hold"]
+        example = requests.get(f"{base}/v1/models/hold", timeout=30).json()["example_request"]
+        answer = requests.post(f"{base}/v1/predict/hold", json=example, timeout=30)
+        assert answer.status_code == 200 and answer.json()["model"] == "hold", answer.text
+        assert all(p["target_weight"] > 0 for p in answer.json()["predictions"])
+        assert requests.post(f"{base}/v1/predict/ghost", json=example, timeout=30).status_code == 404
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate()
+    assert proc.returncode == 0, "".join(lines) + rest
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+
+
+def test_serve_command_names_what_does_not_fit_before_starting(tmp_path):
+    path = _config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["applications"][1]["route_prefix"] = "/v1/predict/other"
+    path.write_text(yaml.safe_dump(raw))
+    proc = _cli("--config", str(path))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert "route_prefix: the model 'sma' is served at '/v1/predict/sma'" in out, out
