@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-
 from servers import free_port
 
 pytestmark = pytest.mark.ray

@@ -77,7 +77,7 @@ def _run(close, open_, volume, weights, overrides, chunk):
 @settings(max_examples=150, deadline=None)
 @given(scenarios())
 def test_books_balance_exactly(scenario):
-    res, bars, cfg = _run(*scenario)
+    res, bars, _cfg = _run(*scenario)
     buys = sum(f.value_micro for f in res.fills if f.side is Side.BUY)
     sells = sum(f.value_micro for f in res.fills if f.side is Side.SELL)
     commissions = sum(f.commission_micro for f in res.fills)
