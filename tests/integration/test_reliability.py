@@ -283,7 +283,7 @@ def test_a_crash_looping_model_is_taken_out_and_flattened(ray_session, tmp_path)
             while time.monotonic() < deadline and len(killed) < 3:
                 try:
                     beat = ray.get(model.heartbeat.remote(), timeout=5)
-                except Exception:
+                except Exception:  # noqa: BLE001 - restarting: any error means try again
                     time.sleep(0.05)
                     continue
                 # Kill again only once the watchdog has seen the last restart: a crash loop it can count.

@@ -65,14 +65,14 @@ class HeartbeatMonitor:
                 if name not in self.removed:
                     self._record(name, ray.get(actor.heartbeat.remote(), timeout=10))
             return list(ray.get(self.watchdog.alerts.remote(), timeout=10))
-        except Exception:  # the run is ending; losing the alert history must not hide its results
+        except Exception:  # noqa: BLE001 - the run is ending; losing the alert history must not hide its results
             return []
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
                 self._tick()
-            except Exception as err:  # the watchdog must never bring the arena down
+            except Exception as err:  # noqa: BLE001 - the watchdog must never bring the arena down
                 log.warning("watchdog tick failed: %s", err)
 
     def _record(self, name: str, beat: dict[str, Any]) -> None:
@@ -94,7 +94,7 @@ class HeartbeatMonitor:
             del self._outstanding[name]
             try:
                 beat = ray.get(ref)
-            except Exception:
+            except Exception:  # noqa: BLE001, S112 - any failure means the same: no beat
                 continue  # it died; Ray restarts it and its next heartbeat shows a new incarnation
             self._record(name, beat)
         for alert in ray.get(self.watchdog.check.remote()):  # JSON-safe dicts

@@ -60,7 +60,7 @@ def naive_timezone(config: DataConfig) -> str:
     tz = config.timezone or (EXCHANGE_TZ if Calendar(config.calendar) is Calendar.EQUITIES else "UTC")
     try:
         pd.Timestamp("2000-01-01").tz_localize(tz)
-    except Exception:  # zoneinfo and pytz raise different types for an unknown zone
+    except Exception:  # noqa: BLE001 - zoneinfo and pytz raise different types for an unknown zone
         raise DataError(
             f"data.timezone {tz!r} is not a time zone; use an IANA name such as America/New_York or UTC"
         ) from None

@@ -99,7 +99,7 @@ class LedgerActor:
                 continue
             try:
                 resolved.append(await ref)
-            except Exception as err:  # a dead or failing model must not stop the others
+            except Exception as err:  # noqa: BLE001 - a dead or failing model must not stop the others
                 resolved.append(None)
                 skipped.append(name)
                 self._failures.setdefault(name, []).append(f"chunk {seq}: {type(err).__name__}: {err}"[:500])
