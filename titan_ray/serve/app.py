@@ -57,7 +57,6 @@ from titan_ray.serve.settings import (
     ARENA_NAMESPACE,
     AppSettings,
     experiment_app,
-    experiment_deployment,
     model_app,
     parse_experiment_app,
     parse_model_app,
@@ -138,7 +137,7 @@ class Ingress:
 
         self._settings = AppSettings.model_validate(settings)
         self._models = {name: model_handle(name) for name in self._settings.models}
-        self._experiments = {name: serve.get_deployment_handle(experiment_deployment(name),
+        self._experiments = {name: serve.get_deployment_handle(experiment_app(name),
                                                                app_name=experiment_app(name), _check_exists=False)
                              for name in self._settings.experiments}
         self._token_env = self._settings.auth.token_env

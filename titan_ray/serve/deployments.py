@@ -46,7 +46,6 @@ from titan_ray.serve.settings import (
     ExperimentSpec,
     ModelAppSettings,
     model_app,
-    model_deployment,
 )
 
 shadow_log = logging.getLogger("titan_ray.serve.shadow")
@@ -60,7 +59,7 @@ experiment_api = prefixed_app(EXPERIMENT_ROUTE, "TitanRay experiment")
 
 def model_handle(name: str) -> Any:
     """A handle to the served model ``name`` (the deployment of application ``model-NAME``)."""
-    return serve.get_deployment_handle(model_deployment(name), app_name=model_app(name), _check_exists=False)
+    return serve.get_deployment_handle(model_app(name), app_name=model_app(name), _check_exists=False)
 
 
 def _json(status: int, body: bytes) -> Response:

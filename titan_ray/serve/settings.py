@@ -77,7 +77,7 @@ class ServedModel(_Strict):
 
     @property
     def deployment(self) -> str:
-        return model_deployment(self.name)
+        return model_app(self.name)
 
 
 class ModelAppSettings(ServedModel):
@@ -114,7 +114,7 @@ class ExperimentSpec(_Strict):
 
     @property
     def deployment(self) -> str:
-        return experiment_deployment(self.name)
+        return experiment_app(self.name)
 
     def weights(self) -> dict[str, float]:
         return {a.name: a.weight for a in self.arms if not a.shadow}
@@ -167,24 +167,19 @@ class AppSettings(_Strict):
         return v
 
 
+# A model's and an experiment's application and its one deployment have the same name.
+
+
 def model_app(name: str) -> str:
     return f"model-{name}"
-
-
-def model_deployment(name: str) -> str:
-    return f"model-{name}"
-
-
-def model_route(name: str) -> str:
-    return f"/v1/predict/{name}"
 
 
 def experiment_app(name: str) -> str:
     return f"experiment-{name}"
 
 
-def experiment_deployment(name: str) -> str:
-    return f"experiment-{name}"
+def model_route(name: str) -> str:
+    return f"/v1/predict/{name}"
 
 
 def experiment_route(name: str) -> str:
