@@ -39,6 +39,7 @@ import asyncio
 import hmac
 import json
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,6 +65,7 @@ from titan_ray.serve.settings import (
 )
 
 EVENTS_INTERVAL_S = 1.0
+INFO_TTL_S = 5.0  # how stale a served model's info (its version) may be in the main ingress
 
 app = FastAPI(
     title="TitanRay",
@@ -145,7 +147,7 @@ class Ingress:
         self._metrics = ReplicaMetrics(ARENA_NAMESPACE)
         app.state.metrics = self._metrics
         self._arena = attach_or_start(self._settings.arena)
-        self._info: dict[str, dict[str, Any]] = {}
+        self._info: dict[str, tuple[float, dict[str, Any]]] = {}  # name -> (fetched at, info)
 
     # --- auth -----------------------------------------------------------------------------------
 
@@ -180,9 +182,11 @@ class Ingress:
         if name not in self._models:
             known = ", ".join(self._models) or "none"
             raise HTTPException(404, detail=f"unknown model {name!r}; served models: {known}")
-        if name not in self._info:
-            self._info[name] = await _reach(self._models[name].info.remote(), model_app(name))
-        return self._info[name]
+        fetched, info = self._info.get(name, (-1e18, {}))
+        if time.monotonic() - fetched > INFO_TTL_S:  # a model's app is redeployed on its own (a new version)
+            info = await _reach(self._models[name].info.remote(), model_app(name))
+            self._info[name] = (time.monotonic(), info)
+        return info
 
     @app.get("/v1/models")
     async def models(self) -> dict[str, Any]:
@@ -198,7 +202,8 @@ class Ingress:
         """A window of recent ``bars`` or a ``features`` row per symbol -> target weight, score, version,
         explanation per symbol. Answered by the model's own application (``model-NAME``, one replica
         hop): this route only answers when that application does not run."""
-        await self._model_info(model)  # 404 when unknown, 503 when its app does not answer
+        if model not in self._models:
+            await self._model_info(model)  # the 404 naming the served models
         raise HTTPException(503, detail=f"model {model!r} is served by the application {model_app(model)!r}, "
                                         "which takes no HTTP requests now (see `serve status`)")
 
@@ -247,7 +252,7 @@ class Ingress:
                 "shadow_log": state["shadow_log"], "example_request": example}
 
     def _arena_model(self, served: str) -> str:
-        return self._info[served]["arena_model"]
+        return self._info[served][1]["arena_model"]
 
     @app.post("/v1/experiments/{name}/predict", openapi_extra=PREDICT_BODY, response_class=JSONResponse)
     async def experiment_predict(
