@@ -39,7 +39,8 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def test_serve_command_starts_answers_and_stops_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_command_starts_answers_and_stops(tmp_path, stop):
     port = free_port()
     proc = _cli("--config", str(_config(tmp_path)), "--port", str(port), "--timeout", "240")
     lines: list[str] = []
@@ -60,8 +61,10 @@ def test_serve_command_starts_answers_and_stops_on_ctrl_c(tmp_path):
         assert answer.status_code == 200 and answer.json()["model"] == "hold", answer.text
         assert all(p["target_weight"] > 0 for p in answer.json()["predictions"])
         assert requests.post(f"{base}/v1/predict/ghost", json=example, timeout=30).status_code == 404
+        spawned = _descendants(proc.pid)
+        assert any(b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in spawned), "HAProxy mode"
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         try:
             rest, _ = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
@@ -70,6 +73,28 @@ def test_serve_command_starts_answers_and_stops_on_ctrl_c(tmp_path):
     assert proc.returncode == 0, "".join(lines) + rest
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    deadline = time.monotonic() + 30
+    while (alive := [pid for pid in spawned if Path(f"/proc/{pid}").exists()]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    names = [Path(f"/proc/{pid}/cmdline").read_bytes()[:80] for pid in alive if Path(f"/proc/{pid}").exists()]
+    assert not names, f"the private Ray (raylet, GCS, workers, HAProxy) must stop with the command: {names}"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc: the private Ray's raylet, GCS, workers, HAProxy)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def test_serve_command_names_what_does_not_fit_before_starting(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -111,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
                   "decides (docs/serve.md)", file=sys.stderr, flush=True)
     print(f"titan-ray serve: {args.config} on {mode}", flush=True)
     ray.init(address=args.address or "local", include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+    # A service manager's stop, like Ctrl-C: Serve and a private Ray shut down. Set after ray.init,
+    # which installs a handler of its own that aborts the process.
+    signal.signal(signal.SIGTERM, _stop)
     schema = ServeDeploySchema.model_validate(raw)
     try:
         client = serve_start(http_options={"host": host, "port": port})
@@ -124,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
               f"metrics {url}/metrics", flush=True)
         if args.detach:
             return 0
-        print("Ctrl-C stops it.", flush=True)
+        print("Ctrl-C (or SIGTERM) stops it.", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -134,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.detach:
             serve.shutdown()
             ray.shutdown()
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_running(names: list[str], timeout: float) -> None:
