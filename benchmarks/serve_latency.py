@@ -99,15 +99,28 @@ def run_bare(port: int, model: dict[str, Any], registry: str) -> None:
 # --- the load generator ------------------------------------------------------------------------------
 
 
-async def _client(port: int, request: bytes, start: float, stop: float, out: list[float], errors: list[int]) -> None:
+async def _client(port: int, request: bytes, start: float, stop: float, out: list[float], errors: list[int],
+                  reconnects: list[int]) -> None:
+    """One keep-alive connection sending ``request`` until ``stop``. A connection the server closed
+    between answers (HAProxy does on a reload) is opened again and the request sent again, as HTTP
+    clients do: nothing was answered on it. The time lost counts in that request's latency."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while True:
             t0 = time.perf_counter()
             if t0 >= stop:
                 return
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
+            while True:
+                writer.write(request)
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    break
+                except (asyncio.IncompleteReadError, ConnectionResetError) as err:
+                    if getattr(err, "partial", b""):
+                        raise
+                    writer.close()
+                    reconnects.append(1)
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
             status = int(head[9:12])
             length = None
             chunked = False
@@ -140,12 +153,15 @@ async def _load(port: int, request: bytes, concurrency: int, warmup: float, dura
     start, stop = now + warmup, now + warmup + duration
     latencies: list[float] = []
     errors: list[int] = []
-    await asyncio.gather(*(_client(port, request, start, stop, latencies, errors) for _ in range(concurrency)))
+    reconnects: list[int] = []
+    await asyncio.gather(*(_client(port, request, start, stop, latencies, errors, reconnects)
+                           for _ in range(concurrency)))
     lat = np.array(latencies) * 1000
     return {
         "concurrency": concurrency,
         "requests": len(lat),
         "errors": len(errors),
+        "reconnects": len(reconnects),
         "rps": len(lat) / duration,
         "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
         "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
@@ -161,7 +177,9 @@ def measure(port: int, body: bytes, path: str, levels: list[int], warmup: float,
         row = asyncio.run(_load(port, request, c, warmup, duration))
         if row["errors"]:
             raise SystemExit(f"{label} answered {row['errors']} requests with a status other than 200")
-        log(f"  {label:5s} c={c:<3d} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms")
+        again = f"  ({row['reconnects']} connections the server closed, opened again)" if row["reconnects"] else ""
+        log(f"  {label:5s} c={c:<3d} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
+            + again)
         rows.append({"server": label, **row})
     return rows
 
@@ -223,8 +241,16 @@ def measure_serve(args: argparse.Namespace, model: dict[str, Any], registry: str
     port = free_port()
     try:
         client = serve_start(http_options={"host": "127.0.0.1", "port": port})
-        client.deploy_apps(ServeDeploySchema.model_validate(serve_config(args, model, registry)), _blocking=True)
+        config = serve_config(args, model, registry)
+        client.deploy_apps(ServeDeploySchema.model_validate(config), _blocking=True)
+        # Every app RUNNING first: HAProxy reloads when the routes change, closing keep-alive connections.
+        deadline = time.monotonic() + 300
+        while any(str(getattr(a.status, "value", a.status)) != "RUNNING" for a in serve.status().applications.values()):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the Serve apps are not RUNNING after 300 s: {serve.status().applications}")
+            time.sleep(0.5)
         wait_ready(port, path, body)
+        time.sleep(2.0)
         log(f"Ray Serve {ray.__version__}, {args.serve_mode} proxy (model x{args.model_replicas}, "
             f"max_ongoing_requests {args.max_ongoing}):")
         return measure(port, body, path, args.concurrency, args.warmup, args.duration, args.serve_mode)
