@@ -38,7 +38,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from titan_ray.net import free_port
 
 MODELS = {
     # the LightGBM model that serve_configs/arena.yaml serves (trained into a temporary registry first)
@@ -55,12 +56,6 @@ MODELS = {
     # a rule model: almost no model work, so the figures show the serving overhead alone
     "sma": {"name": "sma", "kind": "sma_crossover", "params": {"fast": 10, "slow": 30}},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def log(msg: str) -> None:
@@ -227,6 +222,7 @@ SERVERS = ("bare", "haproxy", "python")
 def measure_serve(args: argparse.Namespace, model: dict[str, Any], registry: str, body: bytes,
                   path: str) -> list[dict[str, Any]]:
     """In a child process: start Ray in ``args.serve_mode``, deploy, measure, stop."""
+    from titan_ray.commands.serve import wait_running
     from titan_ray.serve.settings import private_serve_env
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -244,11 +240,7 @@ def measure_serve(args: argparse.Namespace, model: dict[str, Any], registry: str
         config = serve_config(args, model, registry)
         client.deploy_apps(ServeDeploySchema.model_validate(config), _blocking=True)
         # Every app RUNNING first: HAProxy reloads when the routes change, closing keep-alive connections.
-        deadline = time.monotonic() + 300
-        while any(str(getattr(a.status, "value", a.status)) != "RUNNING" for a in serve.status().applications.values()):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the Serve apps are not RUNNING after 300 s: {serve.status().applications}")
-            time.sleep(0.5)
+        wait_running([a["name"] for a in config["applications"]], 300.0)
         wait_ready(port, path, body)
         time.sleep(2.0)
         log(f"Ray Serve {ray.__version__}, {args.serve_mode} proxy (model x{args.model_replicas}, "

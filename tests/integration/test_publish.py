@@ -11,7 +11,6 @@ import json
 import logging
 import queue
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -28,6 +27,7 @@ import redis
 from titan_ray.arena.publish import RedisPublisher
 from titan_ray.data.bars import BarBatch
 from titan_ray.ledger.types import Fill, Side
+from titan_ray.net import free_port
 
 T0 = 1_704_205_800_000_000_000  # 2024-01-02 14:30 UTC in ns: above 2**53, must stay exact
 STEP = 900_000_000_000
@@ -68,12 +68,6 @@ def next_message(sub: redis.client.PubSub) -> tuple[str, dict[str, Any]]:
         if msg is not None:
             return msg["channel"].decode(), strict_json(msg["data"])
     raise AssertionError("no message arrived within 5 s")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

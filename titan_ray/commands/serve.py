@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         client.deploy_apps(schema)
         names = [a.name for a in schema.applications]
         print(f"deploying {', '.join(names)} (models missing from the registry are trained first) ...", flush=True)
-        _wait_running(names, args.timeout)
+        wait_running(names, args.timeout)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         url = f"http://{shown}:{port}"
         print(f"ready: dashboard {url}/  API {url}/v1/leaderboard  OpenAPI {url}/openapi.json  "
@@ -144,7 +144,9 @@ def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _wait_running(names: list[str], timeout: float) -> None:
+def wait_running(names: list[str], timeout: float) -> None:
+    """Until every application in ``names`` is RUNNING, printing each change of their states;
+    ``ConfigError`` when one fails to deploy or ``timeout`` seconds pass."""
     from ray import serve
 
     deadline = time.monotonic() + timeout

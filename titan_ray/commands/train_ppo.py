@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from titan_ray.commands._training import add_training_arguments, overrides
 
 NAME = "train_ppo"
 SUMMARY = "train a PPO trading policy on RLlib and register it for the arena"
@@ -33,16 +34,9 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE", required=True,
-                        help="PPO YAML (see tune_configs/ppo.yaml)")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="run folder (default: STORAGE/ppo-NAME-YYYYMMDD-HHMMSS, STORAGE from the config)")
-    parser.add_argument("--num-samples", type=int, metavar="N", help="override tune.num_samples")
+    add_training_arguments(parser, config_help="PPO YAML (see tune_configs/ppo.yaml)", out_prefix="ppo",
+                           registry_help="override registry.path")
     parser.add_argument("--iterations", type=int, metavar="N", help="override training.iterations")
-    parser.add_argument("--registry", metavar="DIR", help="override registry.path")
-    parser.add_argument("--address", metavar="ADDR",
-                        help="join a running Ray cluster ('auto' for the local one) instead of starting one")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines; the summary still prints")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,13 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from titan_ray.train.ppo import load_ppo_config, train_ppo
     from titan_ray.train.sweeps import default_run_dir
 
-    over: dict = {}
-    if args.num_samples is not None:
-        over["tune"] = {"num_samples": args.num_samples}
+    over = overrides(args)
     if args.iterations is not None:
         over["training"] = {"iterations": args.iterations}
-    if args.registry is not None:
-        over["registry"] = {"path": args.registry}
     cfg = load_ppo_config(args.config, over)
     run_dir = args.out or default_run_dir(cfg.storage, f"ppo-{cfg.name}")
     with ray_connected(args.address):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from titan_ray.commands._training import add_training_arguments, overrides
 
 NAME = "tune"
 SUMMARY = "sweep a learned model's hyper-parameters (Ray Tune, ASHA) and register the best"
@@ -31,27 +32,15 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE", required=True,
-                        help="sweep YAML (see tune_configs/lightgbm.yaml)")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="run folder (default: STORAGE/tune-NAME-YYYYMMDD-HHMMSS, STORAGE from the config)")
-    parser.add_argument("--num-samples", type=int, metavar="N", help="override tune.num_samples")
-    parser.add_argument("--registry", metavar="DIR", help="override registry.path (where the winner is stored)")
-    parser.add_argument("--address", metavar="ADDR",
-                        help="join a running Ray cluster ('auto' for the local one) instead of starting one")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines; the summary still prints")
+    add_training_arguments(parser, config_help="sweep YAML (see tune_configs/lightgbm.yaml)", out_prefix="tune",
+                           registry_help="override registry.path (where the winner is stored)")
 
 
 def run(args: argparse.Namespace) -> int:
     from titan_ray.arena.runner import ray_connected
     from titan_ray.train.sweeps import default_run_dir, load_sweep_config, run_sweep
 
-    over: dict = {}
-    if args.num_samples is not None:
-        over["tune"] = {"num_samples": args.num_samples}
-    if args.registry is not None:
-        over["registry"] = {"path": args.registry}
-    cfg = load_sweep_config(args.config, over)
+    cfg = load_sweep_config(args.config, overrides(args))
     run_dir = args.out or default_run_dir(cfg.storage, f"tune-{cfg.name}")
     with ray_connected(args.address):
         result = run_sweep(cfg, run_dir, progress=not args.quiet)

@@ -51,7 +51,7 @@ from ray.serve.exceptions import RayServeException
 
 from titan_ray.dashboard import mount as mount_dashboard
 from titan_ray.observability import CONTENT_TYPE, ReplicaMetrics
-from titan_ray.serve.deployments import ExperimentRouter, ModelServer, model_handle
+from titan_ray.serve.deployments import ExperimentRouter, ModelServer, app_handle, model_handle
 from titan_ray.serve.http import install
 from titan_ray.serve.predictor import PredictRequest
 from titan_ray.serve.settings import (
@@ -139,9 +139,7 @@ class Ingress:
 
         self._settings = AppSettings.model_validate(settings)
         self._models = {name: model_handle(name) for name in self._settings.models}
-        self._experiments = {name: serve.get_deployment_handle(experiment_app(name),
-                                                               app_name=experiment_app(name), _check_exists=False)
-                             for name in self._settings.experiments}
+        self._experiments = {name: app_handle(experiment_app(name)) for name in self._settings.experiments}
         self._token_env = self._settings.auth.token_env
         self._token = os.environ.get(self._token_env) or None
         self._metrics = ReplicaMetrics(ARENA_NAMESPACE)

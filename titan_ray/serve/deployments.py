@@ -57,9 +57,14 @@ model_api = prefixed_app(PREDICT_ROUTE, "TitanRay model")
 experiment_api = prefixed_app(EXPERIMENT_ROUTE, "TitanRay experiment")
 
 
+def app_handle(app: str) -> Any:
+    """A handle to the one deployment of a model's or experiment's application (named like it).
+    Not checked against the controller: an app deployed later is reached once it runs."""
+    return serve.get_deployment_handle(app, app_name=app, _check_exists=False)
+
+
 def model_handle(name: str) -> Any:
-    """A handle to the served model ``name`` (the deployment of application ``model-NAME``)."""
-    return serve.get_deployment_handle(model_app(name), app_name=model_app(name), _check_exists=False)
+    return app_handle(model_app(name))
 
 
 def _json(status: int, body: bytes) -> Response:

@@ -304,16 +304,11 @@ def private_serve_env() -> dict[str, str]:
     """``FAST_SERVE_ENV`` for a Ray private to one process: HAProxy's stats and metrics on free
     ports (not the fixed 8404 and 9101, so two private Rays on one machine do not collide), and
     ingress replicas that stop after 1 s instead of waiting 30 s for a load balancer to let go."""
-    import socket
-
-    def free_port() -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return str(s.getsockname()[1])
+    from titan_ray.net import free_port
 
     return {
         **FAST_SERVE_ENV,
-        "RAY_SERVE_HAPROXY_STATS_PORT": free_port(),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": free_port(),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
     }

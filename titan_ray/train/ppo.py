@@ -32,7 +32,16 @@ from pydantic import Field, model_validator
 from titan_ray.config import ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig
 from titan_ray.data.bars import BarBatch
 from titan_ray.train.env import EnvSettings, MarketWindow, TradingEnv
-from titan_ray.train.space import Domain, Strict, TuneSettings, echo, load_yaml, progress_callback, text_table
+from titan_ray.train.space import (
+    Domain,
+    Strict,
+    TuneSettings,
+    echo,
+    load_yaml,
+    param_cells,
+    progress_callback,
+    text_table,
+)
 
 TRAIN_METRIC = "env_runners/episode_return_mean"
 
@@ -390,10 +399,7 @@ def summary_table(rows: list[dict[str, Any]], params: list[str], hold: dict[str,
     head = ["trial", *params, "iters", "train_return", "val_return", "val_sharpe", "status"]
     body = []
     for r in rows:
-        cells = [str(r["trial"])]
-        for p in params:
-            v = r["config"].get(p)
-            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
+        cells = [str(r["trial"]), *param_cells(r["config"], params)]
         cells += [str(r["iterations"]), f"{r['train_return']:.3f}", f"{r['val_return']:+.4f}", f"{r['val_sharpe']:.3f}",
                   r["status"]]
         body.append(cells)

@@ -173,6 +173,11 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def param_cells(config: dict[str, Any], params: list[str]) -> list[str]:
+    """A trial's searched parameter values as table cells (floats to 4 significant digits)."""
+    return [f"{v:.4g}" if isinstance(v, float) else str(v) for v in (config.get(p) for p in params)]
+
+
 def text_table(head: list[str], body: list[list[str]]) -> str:
     """Left-aligned plain-text columns under a dashed rule, for the summaries printed and saved."""
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]

@@ -41,6 +41,7 @@ from titan_ray.train.space import (
     TuneSettings,
     echo,
     load_yaml,
+    param_cells,
     progress_callback,
     search_space,
     text_table,
@@ -344,10 +345,7 @@ def summary_table(rows: list[dict[str, Any]], params: list[str], metric: str) ->
     head = ["trial", *params, "folds", "fills", "val_sharpe", "val_return", "status"]
     body = []
     for r in rows:
-        cells = [str(r["trial"])]
-        for p in params:
-            v = r["config"].get(p)
-            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
+        cells = [str(r["trial"]), *param_cells(r["config"], params)]
         cells += [str(r["folds"]), str(r["fills"]), f"{r['val_sharpe']:.3f}", f"{r['val_return']:+.4f}", r["status"]]
         body.append(cells)
     return text_table(head, body) + f"\n(optimised: {metric}; val_* = mean over the walk-forward folds run)"

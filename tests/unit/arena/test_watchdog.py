@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from titan_ray.arena.watchdog import Alert, AlertKind, Watchdog, send_webhook, webhook_from_env
+from titan_ray.net import free_port
 
 SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxSecretToken"
 
@@ -59,12 +59,6 @@ def webhook_server() -> Iterator[Received]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make(clock: FakeClock, alert: Any = None, **kw: Any) -> Watchdog:
@@ -190,7 +184,7 @@ def test_webhook_failures_return_false_and_log_the_host_only(
     webhook_server: Received, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="titan_ray.watchdog")
-    port = closed_port()
+    port = free_port()
     query = "?token=xoxQuerySecret"
     refused = f"http://127.0.0.1:{port}{SECRET_PATH}{query}"
     failing = f"{webhook_server.base}/fail{SECRET_PATH}{query}"

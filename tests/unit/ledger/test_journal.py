@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -29,6 +28,7 @@ from titan_ray.ledger.journal import (
     encode,
     open_journal,
 )
+from titan_ray.net import free_port
 
 Opener = Callable[[], Journal]
 BACKENDS = ["sqlite", "redis", "memory"]
@@ -65,12 +65,6 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     yield tracked
     for journal in opened:
         journal.close()
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("opener", BACKENDS, indirect=True)
@@ -178,7 +172,7 @@ def test_an_entry_survives_sigkill_right_after_append(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("userinfo", [":secret", "alice:secret"])
 def test_unreachable_redis_names_the_address_but_not_the_password(userinfo: str) -> None:
-    port = _closed_port()
+    port = free_port()
     with pytest.raises(JournalError) as caught:
         RedisStreamJournal(f"redis://{userinfo}@127.0.0.1:{port}/0", _stream())
     message = str(caught.value)
