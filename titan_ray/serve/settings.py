@@ -301,14 +301,18 @@ FAST_SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PR
 
 
 def private_serve_env() -> dict[str, str]:
-    """``FAST_SERVE_ENV`` for a Ray private to one process: HAProxy's stats and metrics on free
-    ports (not the fixed 8404 and 9101, so two private Rays on one machine do not collide), and
-    ingress replicas that stop after 1 s instead of waiting 30 s for a load balancer to let go."""
+    """``FAST_SERVE_ENV`` for a Ray private to one process, on free ports wherever Serve would take a
+    fixed one, so that two private Rays on one machine never answer for each other: HAProxy's stats
+    (8404) and metrics (9101), and the Python fallback proxy (HTTP 8500, gRPC 9500) that HAProxy
+    sends a request to while an application has no running ingress replica yet. Ingress replicas
+    stop after 1 s instead of waiting 30 s for a load balancer to let go."""
     from titan_ray.net import free_port
 
     return {
         **FAST_SERVE_ENV,
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
     }

@@ -108,3 +108,23 @@ def test_apps_that_do_not_fit_together_are_named(edit, text):
     with pytest.raises(ConfigError) as err:
         check_deploy_config(_edited(edit), source="arena.yaml")
     assert text in str(err.value), str(err.value)
+
+
+def test_a_private_serve_takes_no_fixed_port_another_serve_could_hold():
+    """Every port Ray Serve would take at a fixed default gets a free one in `titan-ray serve`'s private
+    Ray: with the fallback proxy's 8500 shared, one Serve's HAProxy once answered with another's app.
+    Direct-ingress replica ports are left alone: a replica that finds one taken asks for the next."""
+    import inspect
+    import re
+
+    from ray.serve._private import constants
+
+    from titan_ray.serve.settings import private_serve_env
+
+    fixed = set(re.findall(r'["\'](RAY_SERVE_\w*_PORT)["\'],\s*["\']?\d+', inspect.getsource(constants)))
+    fixed = {name for name in fixed if "DIRECT_INGRESS" not in name}
+    assert "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" in fixed  # the scan still reads Ray's source
+    env = private_serve_env()
+    assert fixed <= env.keys(), sorted(fixed - env.keys())
+    ports = [int(env[name]) for name in fixed]
+    assert len(set(ports)) == len(ports) and not {8404, 9101, 8500, 9500} & set(ports)
