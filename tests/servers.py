@@ -1,14 +1,18 @@
-"""Real servers for tests: a redis-server on a free loopback port."""
+"""Real servers for tests: a redis-server on a free loopback port, Ray nodes started with `ray start`."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import redis
 
 from titan_ray.net import free_port
@@ -43,3 +47,73 @@ def redis_server(workdir: Path, *, password: str | None = None) -> Iterator[str]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+RAY = Path(sys.executable).with_name("ray")
+START_TIMEOUT = 90.0
+
+
+def ray_env(**extra: str) -> dict[str, str]:
+    """The environment of a `ray start` node and its clients: the test session's Ray address and
+    Serve settings left out, token authentication off unless ``extra`` says otherwise."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_SERVE_", "RAY_AUTH_"))}
+    env.update(
+        RAY_AUTH_MODE="disabled",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",  # no 30 s drain on SIGTERM: nothing to drain
+    )
+    env.update(extra)
+    return env
+
+
+def _stop_ray_node(proc: subprocess.Popen, marker: str) -> None:
+    """Stops one `ray start --block` and everything it started: by its process group, then by pid."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its raylet, GCS, agents
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session (start_new_session): only what it started
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+    # Ray's workers can leave the group; they carry this node's private temp folder on their
+    # command line, so each straggler is found by that and killed by its pid.
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass  # gone meanwhile
+
+
+@contextmanager
+def ray_node(args: list[str], temp_dir: Path, log: Path, env: dict[str, str] | None = None
+             ) -> Iterator[subprocess.Popen]:
+    """One `ray start --block` node in its own temporary folder, output to ``log``; stopped on exit
+    with everything it started."""
+    temp_dir.mkdir(parents=True)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(RAY), "start", "--block", f"--temp-dir={temp_dir}", "--disable-usage-stats", *args],
+            env=env if env is not None else ray_env(), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        _stop_ray_node(proc, str(temp_dir))
+
+
+def wait_ray(what: str, ready: Callable[[], bool], procs: list[subprocess.Popen], logs: list[Path]) -> None:
+    """Until ``ready()``; fails the test with the node's log when a `ray start` exits or it times out."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not ready():
+        for proc, log in zip(procs, logs, strict=True):
+            if proc.poll() is not None:
+                pytest.fail(f"{what}: `ray start` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not ready after {START_TIMEOUT:.0f} s:\n{logs[-1].read_text()[-3000:]}")
+        time.sleep(0.2)

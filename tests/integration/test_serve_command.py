@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
-from servers import free_port
+from servers import free_port, ray_env, ray_node, wait_ray
 
 pytestmark = pytest.mark.ray
 
@@ -33,10 +36,11 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
-def _cli(*args: str, **kw) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}  # the command's own defaults
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}  # the command's own defaults
     return subprocess.Popen([sys.executable, "-m", "titan_ray.cli", "serve", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -106,3 +110,49 @@ def test_serve_command_names_what_does_not_fit_before_starting(tmp_path):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2, out
     assert "route_prefix: the model 'sma' is served at '/v1/predict/sma'" in out, out
+
+
+def test_serve_command_deploys_to_a_cluster_with_token_authentication(tmp_path):
+    """Ray 2.60's token authentication on, as `ray up` and the Helm chart run it: without the token
+    the command stops with what to export; with it the apps deploy (--detach) and answer HTTP. The
+    token itself is never printed."""
+    from titan_ray.serve.settings import private_serve_env
+
+    token = secrets.token_hex(16)
+    home = tmp_path / "home"  # no ~/.ray/auth_token of this machine's user
+    home.mkdir()
+    cluster = ray_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=str(home), **private_serve_env())
+    root = Path(tempfile.mkdtemp(prefix="trtok-", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
+    try:
+        _deploy_with_token(tmp_path, root, token, cluster)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _deploy_with_token(tmp_path: Path, root: Path, token: str, cluster: dict[str, str]) -> None:
+    gcs, port = free_port(), free_port()
+    head_dir, log = root / "head", tmp_path / "head.log"
+    with ray_node(["--head", f"--port={gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                   "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
+                   f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"],
+                  head_dir, log, env=cluster) as head:
+        wait_ray("the head node", lambda: (head_dir / "ray_current_cluster").exists(), [head], [log])
+        address = (head_dir / "ray_current_cluster").read_text().strip()
+        args = ("--config", str(_config(tmp_path)), "--address", address, "--port", str(port), "--detach",
+                "--timeout", "240")
+
+        for left_out in (["RAY_AUTH_TOKEN"], ["RAY_AUTH_TOKEN", "RAY_AUTH_MODE"]):
+            refused = _cli(*args, env={k: v for k, v in cluster.items() if k not in left_out})
+            out, _ = refused.communicate(timeout=180)
+            assert refused.returncode == 2, (left_out, out)
+            assert "RAY_AUTH_TOKEN" in out and address in out and "Traceback" not in out, (left_out, out)
+
+        deploy = _cli(*args, env=cluster)
+        out, _ = deploy.communicate(timeout=300)
+        assert deploy.returncode == 0, out
+        assert "ready:" in out and token not in out, out
+        base = f"http://127.0.0.1:{port}"
+        example = requests.get(f"{base}/v1/models/sma", timeout=30).json()["example_request"]
+        answer = requests.post(f"{base}/v1/predict/sma", json=example, timeout=30)
+        assert answer.status_code == 200 and answer.json()["model"] == "sma", answer.text
+        assert token not in log.read_text()

@@ -11,9 +11,7 @@ bit. The cluster is always torn down, by the ids of the processes this test star
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,74 +26,12 @@ import pandas as pd
 import pytest
 import redis
 import yaml
-from servers import free_port
+from servers import free_port, ray_env, ray_node, wait_ray
 
 from titan_ray.arena.runner import run_arena
 from titan_ray.config import load_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-RAY = Path(sys.executable).with_name("ray")
-START_TIMEOUT = 90.0
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    env.update(
-        RAY_AUTH_MODE="disabled",  # what `ray start` and every client here agree on
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",  # no 30 s drain on SIGTERM: nothing to drain
-    )
-    return env
-
-
-def _stop(proc: subprocess.Popen, marker: str) -> None:
-    """Stops one `ray start --block` and everything it started: by its process group, then by pid."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its raylet, GCS, agents
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own session (start_new_session): only what it started
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
-    # Ray's workers can leave the group; they carry this node's private temp folder on their
-    # command line, so each straggler is found by that and killed by its pid.
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if marker.encode() in cmdline.read_bytes():
-                os.kill(int(cmdline.parent.name), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass  # gone meanwhile
-
-
-@contextmanager
-def _ray_node(args: list[str], temp_dir: Path, log: Path) -> Iterator[subprocess.Popen]:
-    temp_dir.mkdir(parents=True)
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(RAY), "start", "--block", f"--temp-dir={temp_dir}", "--disable-usage-stats", *args],
-            env=_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        _stop(proc, str(temp_dir))
-
-
-def _wait(what: str, ready, procs: list[subprocess.Popen], logs: list[Path]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while not ready():
-        for proc, log in zip(procs, logs, strict=True):
-            if proc.poll() is not None:
-                pytest.fail(f"{what}: `ray start` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not ready after {START_TIMEOUT:.0f} s:\n{logs[-1].read_text()[-3000:]}")
-        time.sleep(0.2)
-
 
 def _alive_nodes(gcs_address: str) -> int:
     from ray._raylet import GcsClient  # a plain GCS client: no driver, the test's Ray session is untouched
@@ -117,20 +53,20 @@ def two_node_cluster(root: Path) -> Iterator[dict[str, object]]:
         # Ports with a fixed default (GCS, client server, agent HTTP, metrics) are chosen free here,
         # so that this cluster never collides with another Ray on the machine; Ray picks the rest. Both
         # nodes advertise 127.0.0.1: the cluster's traffic stays on loopback.
-        head = stack.enter_context(_ray_node(
+        head = stack.enter_context(ray_node(
             ["--head", f"--port={gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false",
              f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
              f"--metrics-export-port={metrics}"],
             head_dir, logs[0]))
         # The worker starts at once and waits for the head's GCS itself: both come up together.
-        worker = stack.enter_context(_ray_node(
+        worker = stack.enter_context(ray_node(
             [f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
              f"--dashboard-agent-listen-port={free_port()}",
              f"--metrics-export-port={free_port()}"],
             worker_dir, logs[1]))
-        _wait("the head node", lambda: (head_dir / "ray_current_cluster").exists(), [head], logs[:1])
+        wait_ray("the head node", lambda: (head_dir / "ray_current_cluster").exists(), [head], logs[:1])
         address = (head_dir / "ray_current_cluster").read_text().strip()
-        _wait("the worker node", lambda: _alive_nodes(address) >= 2, [head, worker], logs)
+        wait_ray("the worker node", lambda: _alive_nodes(address) >= 2, [head, worker], logs)
         yield {"address": address, "metrics_port": metrics}
 
 
@@ -181,7 +117,7 @@ def test_arena_on_two_nodes_matches_one_node(ray_session, redis_url, tmp_path, m
             done = subprocess.run(
                 [str(Path(sys.executable).with_name("titan-ray")), "arena", "--config", "arena.yaml",
                  "--out", "two-node", "--address", str(cluster["address"]), "--quiet"],
-                cwd=work, env=_env(), capture_output=True, text=True, timeout=240, check=False,
+                cwd=work, env=ray_env(), capture_output=True, text=True, timeout=240, check=False,
             )
             assert done.returncode == 0, done.stderr[-4000:]
             metrics = _ray_metrics(int(cluster["metrics_port"]))

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     import ray
     from ray import serve
+    from ray.exceptions import AuthenticationError
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
@@ -111,7 +112,11 @@ def run(args: argparse.Namespace) -> int:
             print("titan-ray serve: --proxy applies to a private Ray; on a cluster the nodes' environment "
                   "decides (docs/serve.md)", file=sys.stderr, flush=True)
     print(f"titan-ray serve: {args.config} on {mode}", flush=True)
-    ray.init(address=args.address or "local", include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+    try:
+        ray.init(address=args.address or "local", include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=True)
+    except (AuthenticationError, ConnectionError) as exc:
+        raise ConfigError(_unreachable(args.address, exc)) from exc
     # A service manager's stop, like Ctrl-C: Serve and a private Ray shut down. Set after ray.init,
     # which installs a handler of its own that aborts the process.
     signal.signal(signal.SIGTERM, _stop)
@@ -138,6 +143,22 @@ def run(args: argparse.Namespace) -> int:
         if not args.detach:
             serve.shutdown()
             ray.shutdown()
+
+
+def _unreachable(address: str | None, exc: BaseException) -> str:
+    """What to do when ``ray.init`` could not join the cluster: a missing token named as such."""
+    from ray.exceptions import AuthenticationError
+
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 10:
+        chain.append(chain[-1].__cause__)
+    # A client without RAY_AUTH_MODE=token gets a ConnectionError over a RuntimeError naming the token.
+    if any(isinstance(e, AuthenticationError) or "authentication token" in str(e).lower() for e in chain):
+        return (f"the Ray cluster at {address} runs with token authentication and no token for it was found "
+                "here: export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH, or put it in "
+                "~/.ray/auth_token), the same token its nodes have (docs/deploy.md)")
+    return (f"could not join the Ray cluster at {address} ({exc}): check that it runs (`ray status`), or "
+            "leave out --address for a private Ray")
 
 
 def _stop(signum: int, frame: object) -> None:
