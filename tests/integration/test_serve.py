@@ -328,9 +328,17 @@ def test_metrics_count_the_requests_other_apps_answered(serve_url, example):
 
 
 def test_a_listed_model_whose_app_is_gone_is_503_naming_it(serve_app, example):
-    """Requests for a model reach the main ingress only when the model's app does not run."""
+    """Requests for a model reach the main ingress only when the model's app does not run. The
+    model's app comes back on its own (a new replica); the main ingress's model info follows within
+    its cache's time to live."""
     from ray import serve
 
+    from titan_ray.serve.app import INFO_TTL_S
+
+    def replica() -> str:
+        return requests.get(f"{serve_app.url}/v1/models/hold", timeout=30).json()["replica"]
+
+    old = replica()
     serve.delete("model-hold")
     try:
         deadline = time.monotonic() + 30
@@ -345,6 +353,10 @@ def test_a_listed_model_whose_app_is_gone_is_503_naming_it(serve_app, example):
         serve_app.redeploy()  # the whole config again: model-hold comes back
     r = requests.post(f"{serve_app.url}/v1/predict/hold", json=example, timeout=30)
     assert r.status_code == 200 and r.json()["model"] == "hold", r.text
+    deadline = time.monotonic() + INFO_TTL_S + 10
+    while (new := replica()) == old and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert new != old, "the main ingress still shows the replica of the deleted app"
 
 
 def test_metrics_are_exported(serve_url, example):
