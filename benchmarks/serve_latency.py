@@ -47,6 +47,7 @@ import platform
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -229,32 +230,31 @@ def measure_serve(args: argparse.Namespace, model: dict[str, Any], registry: str
                   path: str) -> list[dict[str, Any]]:
     """In a child process: start Ray in ``args.serve_mode``, deploy, measure, stop."""
     from titan_ray.commands.serve import wait_running
-    from titan_ray.serve.settings import private_serve_env
+    from titan_ray.serve.settings import private_serve_environ
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if args.serve_mode == "haproxy":
-        os.environ.update(private_serve_env())
     import ray
     from ray import serve
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
-    ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    port = free_port()
-    try:
-        client = serve_start(http_options={"host": "127.0.0.1", "port": port})
-        config = serve_config(args, model, registry)
-        client.deploy_apps(ServeDeploySchema.model_validate(config), _blocking=True)
-        # Every app RUNNING first: HAProxy reloads when the routes change, closing keep-alive connections.
-        wait_running([a["name"] for a in config["applications"]], 300.0)
-        wait_ready(port, path, body)
-        time.sleep(2.0)
-        log(f"Ray Serve {ray.__version__}, {args.serve_mode} proxy (model x{args.model_replicas}, "
-            f"max_ongoing_requests {args.max_ongoing}):")
-        return measure(port, body, path, args.concurrency, args.warmup, args.duration, args.serve_mode)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    with private_serve_environ() if args.serve_mode == "haproxy" else nullcontext():
+        ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        port = free_port()
+        try:
+            client = serve_start(http_options={"host": "127.0.0.1", "port": port})
+            config = serve_config(args, model, registry)
+            client.deploy_apps(ServeDeploySchema.model_validate(config), _blocking=True)
+            # Every app RUNNING first: HAProxy reloads when the routes change, closing keep-alive connections.
+            wait_running([a["name"] for a in config["applications"]], 300.0)
+            wait_ready(port, path, body)
+            time.sleep(2.0)
+            log(f"Ray Serve {ray.__version__}, {args.serve_mode} proxy (model x{args.model_replicas}, "
+                f"max_ongoing_requests {args.max_ongoing}):")
+            return measure(port, body, path, args.concurrency, args.warmup, args.duration, args.serve_mode)
+        finally:
+            serve.shutdown()
+            ray.shutdown()
 
 
 def _measure_server(server: str, args: argparse.Namespace, passed: list[str], path: str,

@@ -27,16 +27,15 @@ def ray_session():
     the mode `titan-ray serve` gives it (throughput-optimized, HAProxy in front of the replicas)."""
     import ray
 
-    from titan_ray.serve.settings import private_serve_env
+    from titan_ray.serve.settings import private_serve_environ
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    for key, value in private_serve_env().items():
-        os.environ.setdefault(key, value)
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
-                 _node_ip_address="127.0.0.1")  # tests keep their traffic on loopback
-    yield ray
-    ray.shutdown()
+    with private_serve_environ():
+        if not ray.is_initialized():
+            ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+                     _node_ip_address="127.0.0.1")  # tests keep their traffic on loopback
+        yield ray
+        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

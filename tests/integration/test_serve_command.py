@@ -46,6 +46,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_command_starts_answers_and_stops(tmp_path, stop):
     port = free_port()
+    haproxy_files = set(Path("/tmp").glob("trhap-*"))  # the test session's own
     proc = _cli("--config", str(_config(tmp_path)), "--port", str(port), "--timeout", "240")
     lines: list[str] = []
     try:
@@ -82,6 +83,7 @@ def test_serve_command_starts_answers_and_stops(tmp_path, stop):
         time.sleep(0.5)
     names = [Path(f"/proc/{pid}/cmdline").read_bytes()[:80] for pid in alive if Path(f"/proc/{pid}").exists()]
     assert not names, f"the private Ray (raylet, GCS, workers, HAProxy) must stop with the command: {names}"
+    assert set(Path("/tmp").glob("trhap-*")) == haproxy_files, "HAProxy's files must go with the command"
 
 
 def _descendants(pid: int) -> list[int]:
@@ -121,8 +123,9 @@ def test_serve_command_deploys_to_a_cluster_with_token_authentication(tmp_path):
     token = secrets.token_hex(16)
     home = tmp_path / "home"  # no ~/.ray/auth_token of this machine's user
     home.mkdir()
-    cluster = ray_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=str(home), **private_serve_env())
     root = Path(tempfile.mkdtemp(prefix="trtok-", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
+    cluster = ray_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=str(home),
+                      **private_serve_env(root / "haproxy"))
     try:
         _deploy_with_token(tmp_path, root, token, cluster)
     finally:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from titan_ray.config import ConfigError
@@ -90,21 +91,27 @@ def run(args: argparse.Namespace) -> int:
     if args.port:
         http["port"] = args.port
     raw["http_options"] = http
-    host, port = http.get("host", "127.0.0.1"), http.get("port", 8000)
+    with ExitStack() as stack:
+        if args.address is None:
+            from titan_ray.serve.settings import private_serve_environ
 
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray needs no token
+            if args.proxy == "haproxy":
+                stack.enter_context(private_serve_environ())  # read by every Serve process at start
+        return _deploy(args, raw)
+
+
+def _deploy(args: argparse.Namespace, raw: dict) -> int:
+    """Join or start Ray, deploy ``raw``, wait until it runs; then return (--detach) or hold it
+    until Ctrl-C or SIGTERM and shut Serve (and a private Ray) down."""
     import ray
     from ray import serve
     from ray.exceptions import AuthenticationError
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
+    host, port = raw["http_options"].get("host", "127.0.0.1"), raw["http_options"].get("port", 8000)
     if args.address is None:
-        from titan_ray.serve.settings import private_serve_env
-
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray needs no token
-        if args.proxy == "haproxy":
-            for key, value in private_serve_env().items():  # read by every Serve process at start
-                os.environ.setdefault(key, value)
         mode = f"a private Ray, {args.proxy} proxy"
     else:
         mode = args.address

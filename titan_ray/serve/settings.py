@@ -23,7 +23,13 @@ names, route prefixes and arms agree. Every error names the field and the fix
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -300,12 +306,14 @@ def normalised(weights: dict[str, float], arms: list[str]) -> dict[str, float]:
 FAST_SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
-def private_serve_env() -> dict[str, str]:
+def private_serve_env(files: Path) -> dict[str, str]:
     """``FAST_SERVE_ENV`` for a Ray private to one process, on free ports wherever Serve would take a
     fixed one, so that two private Rays on one machine never answer for each other: HAProxy's stats
     (8404) and metrics (9101), and the Python fallback proxy (HTTP 8500, gRPC 9500) that HAProxy
-    sends a request to while an application has no running ingress replica yet. Ingress replicas
-    stop after 1 s instead of waiting 30 s for a load balancer to let go."""
+    sends a request to while an application has no running ingress replica yet. HAProxy's config,
+    sockets, state and logs go under ``files`` (Ray adds the node id) instead of /tmp/haproxy-serve,
+    where every run would leave them. Ingress replicas stop after 1 s instead of waiting 30 s for a
+    load balancer to let go."""
     from titan_ray.net import free_port
 
     return {
@@ -314,5 +322,27 @@ def private_serve_env() -> dict[str, str]:
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(files / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(files / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(files),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(files / "server-state"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(files / "metrics.sock"),
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
     }
+
+
+@contextmanager
+def private_serve_environ() -> Iterator[dict[str, str]]:
+    """``private_serve_env`` set in this process's environment (a key already set there wins) for the
+    Ray it starts next, HAProxy's files in a temporary folder that is removed on exit: exit after
+    that Ray has shut down."""
+    # Under /tmp, not $TMPDIR: HAProxy's socket paths (folder + 56-character node id + name) must stay
+    # under the 108 bytes a Unix socket path may have.
+    files = Path(tempfile.mkdtemp(prefix="trhap-", dir="/tmp" if Path("/tmp").is_dir() else None))
+    try:
+        env = private_serve_env(files)
+        for key, value in env.items():
+            os.environ.setdefault(key, value)
+        yield env
+    finally:
+        shutil.rmtree(files, ignore_errors=True)

@@ -110,7 +110,7 @@ def test_apps_that_do_not_fit_together_are_named(edit, text):
     assert text in str(err.value), str(err.value)
 
 
-def test_a_private_serve_takes_no_fixed_port_another_serve_could_hold():
+def test_a_private_serve_takes_no_fixed_port_another_serve_could_hold(tmp_path):
     """Every port Ray Serve would take at a fixed default gets a free one in `titan-ray serve`'s private
     Ray: with the fallback proxy's 8500 shared, one Serve's HAProxy once answered with another's app.
     Direct-ingress replica ports are left alone: a replica that finds one taken asks for the next."""
@@ -124,7 +124,33 @@ def test_a_private_serve_takes_no_fixed_port_another_serve_could_hold():
     fixed = set(re.findall(r'["\'](RAY_SERVE_\w*_PORT)["\'],\s*["\']?\d+', inspect.getsource(constants)))
     fixed = {name for name in fixed if "DIRECT_INGRESS" not in name}
     assert "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" in fixed  # the scan still reads Ray's source
-    env = private_serve_env()
+    env = private_serve_env(tmp_path)
     assert fixed <= env.keys(), sorted(fixed - env.keys())
     ports = [int(env[name]) for name in fixed]
     assert len(set(ports)) == len(ports) and not {8404, 9101, 8500, 9500} & set(ports)
+    # and no file where another Serve keeps its own: every HAProxy path Ray reads is under tmp_path
+    paths = set(re.findall(r'["\'](RAY_SERVE_HAPROXY_\w*(?:PATH|LOC|BASE|FILE))["\']', inspect.getsource(constants)))
+    paths.discard("RAY_SERVE_HAPROXY_BINARY_PATH")  # the program, read only
+    assert "RAY_SERVE_HAPROXY_SOCKET_PATH" in paths
+    assert all(env.get(name, "").startswith(str(tmp_path)) for name in paths), sorted(paths - env.keys())
+
+
+def test_a_private_serve_leaves_no_haproxy_files(tmp_path):
+    import os
+
+    from titan_ray.serve.settings import private_serve_environ
+
+    saved = dict(os.environ)
+    try:
+        os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = "1234"  # set by the user: kept
+        with private_serve_environ() as env:
+            files = Path(env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
+            (files / "node" / "haproxy.cfg").parent.mkdir()
+            (files / "node" / "haproxy.cfg").write_text("global\n")
+            assert os.environ["RAY_SERVE_HAPROXY_SOCKET_PATH"] == str(files / "admin.sock")
+            assert os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] == "1234"
+            assert len(str(files / ("n" * 56) / "metrics.sock")) < 108  # a Unix socket path's limit
+        assert not files.exists()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
