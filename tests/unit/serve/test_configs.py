@@ -142,6 +142,8 @@ def test_a_private_serve_leaves_no_haproxy_files(tmp_path):
 
     saved = dict(os.environ)
     try:
+        for key in [k for k in os.environ if k.startswith("RAY_SERVE_")]:  # e.g. the test session's Ray's
+            del os.environ[key]
         os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = "1234"  # set by the user: kept
         with private_serve_environ() as env:
             files = Path(env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
