@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from titan_ray.net import free_port
+from titan_ray.serve.settings import model_app, model_route
 
 MODELS = {
     # the LightGBM model that serve_configs/arena.yaml serves (trained into a temporary registry first)
@@ -216,9 +217,9 @@ def serve_config(args: argparse.Namespace, model: dict[str, Any], registry: str)
         {"name": "titan-ray", "route_prefix": "/", "import_path": "titan_ray.serve.app:build_app",
          "args": {"models": [name], "arena": {"start": False, "actor": "titan-ray-bench-arena"}},
          "deployments": [{"name": "Ingress", "ray_actor_options": opts}]},
-        {"name": f"model-{name}", "route_prefix": f"/v1/predict/{name}",
+        {"name": model_app(name), "route_prefix": model_route(name),
          "import_path": "titan_ray.serve.app:build_model_app", "args": {**model, "registry": registry},
-         "deployments": [{"name": f"model-{name}", "num_replicas": args.model_replicas,
+         "deployments": [{"name": model_app(name), "num_replicas": args.model_replicas,
                           "max_ongoing_requests": args.max_ongoing, "ray_actor_options": opts}]},
     ]}
 
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = args.registry or tempfile.mkdtemp(prefix="titan-ray-bench-registry-")
     predictor = load_predictor(ServedModel.model_validate(model), registry_root=registry)  # trains lgbm once
     body = json.dumps(example_request(predictor)).encode()
-    path = f"/v1/predict/{model['name']}"
+    path = model_route(model["name"])
     if args.serve_mode:
         args.rows.write_text(json.dumps(measure_serve(args, model, registry, body, path)))
         return 0

@@ -17,6 +17,8 @@ import requests
 import yaml
 from servers import free_port, ray_env, ray_node, wait_ray
 
+from titan_ray.serve.settings import PRIVATE_FILES_PREFIX
+
 pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +48,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_command_starts_answers_and_stops(tmp_path, stop):
     port = free_port()
-    haproxy_files = set(Path("/tmp").glob("trhap-*"))  # the test session's own
+    haproxy_files = set(Path("/tmp").glob(f"{PRIVATE_FILES_PREFIX}*"))  # the test session's own
     proc = _cli("--config", str(_config(tmp_path)), "--port", str(port), "--timeout", "240")
     lines: list[str] = []
     try:
@@ -83,7 +85,7 @@ def test_serve_command_starts_answers_and_stops(tmp_path, stop):
         time.sleep(0.5)
     names = [Path(f"/proc/{pid}/cmdline").read_bytes()[:80] for pid in alive if Path(f"/proc/{pid}").exists()]
     assert not names, f"the private Ray (raylet, GCS, workers, HAProxy) must stop with the command: {names}"
-    assert set(Path("/tmp").glob("trhap-*")) == haproxy_files, "HAProxy's files must go with the command"
+    assert set(Path("/tmp").glob(f"{PRIVATE_FILES_PREFIX}*")) == haproxy_files, "HAProxy's files must go with the command"
 
 
 def _descendants(pid: int) -> list[int]:

@@ -242,8 +242,7 @@ def why(run: RunData, decision_id: str) -> dict[str, Any]:
     if run.results is not None:
         record = _explanation_from_results(run.results, decision_id)
         if record is None:
-            raise NotFound(f"no decision {decision_id!r}; ids look like MODEL:SYMBOL:BAR and name a decision "
-                           "that changed a position (see decision_id in /v1/trades/{model})")
+            raise _no_decision(decision_id)
         payload = explanation_payload(record)
         # as decisions.parquet has it: once filled, the sentence leads with the trade ("Bought 120 BBB")
         bought = sum(f.quantity if f.side.value == "BUY" else -f.quantity
@@ -254,16 +253,13 @@ def why(run: RunData, decision_id: str) -> dict[str, Any]:
     df = run.decisions
     rows = df[df["decision_id"] == decision_id] if df is not None else None
     if rows is None or rows.empty:
-        raise NotFound(f"no decision {decision_id!r}; ids look like MODEL:SYMBOL:BAR and name a decision "
-                       "that changed a position (see decision_id in /v1/trades/{model})")
+        raise _no_decision(decision_id)
     r = rows.iloc[0]
-    features = json.loads(r["features"]) if isinstance(r["features"], str) else list(r["features"])
     return {
         "decision_id": r["decision_id"], "model": r["model"], "timestamp": _iso(r["timestamp"]),
         "symbol": r["symbol"], "old_weight": _num(r["old_weight"]), "new_weight": _num(r["new_weight"]),
         "price": _num(r["price"]), "method": r["method"], "base_value": _num(r["base_value"]),
-        "features": [{"name": f["name"], "value": _num(f["value"]), "attribution": _num(f["attribution"])}
-                     for f in features],
+        "features": [_feature(f["name"], f["value"], f["attribution"]) for f in decision_features(r)],
         "sentence": r["sentence"],
     }
 
@@ -273,10 +269,25 @@ def explanation_payload(e: Explanation) -> dict[str, Any]:
         "decision_id": e.decision_id, "model": e.model, "timestamp": _iso(e.timestamp), "symbol": e.symbol,
         "old_weight": _num(e.old_weight), "new_weight": _num(e.new_weight), "price": _num(e.price),
         "method": e.method, "base_value": _num(e.base_value),
-        "features": [{"name": f.name, "value": _num(f.value), "attribution": _num(f.attribution)}
-                     for f in e.features],
+        "features": [_feature(f.name, f.value, f.attribution) for f in e.features],
         "sentence": e.sentence,
     }
+
+
+def decision_features(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A decisions.parquet row's ``features`` cell (JSON text, or a list once read back) as a list of
+    ``{name, value, attribution}``."""
+    cell = row["features"]
+    return json.loads(cell) if isinstance(cell, str) else list(cell)
+
+
+def _feature(name: str, value: Any, attribution: Any) -> dict[str, Any]:
+    return {"name": name, "value": _num(value), "attribution": _num(attribution)}
+
+
+def _no_decision(decision_id: str) -> NotFound:
+    return NotFound(f"no decision {decision_id!r}; ids look like MODEL:SYMBOL:BAR and name a decision "
+                    "that changed a position (see decision_id in /v1/trades/{model})")
 
 
 def fill_row(r: Mapping[str, Any]) -> dict[str, Any]:

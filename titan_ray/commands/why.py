@@ -81,7 +81,8 @@ def _text(x: Any) -> str | None:
 
 
 def _record(r: Any) -> dict[str, Any]:
-    features = json.loads(r["features"]) if isinstance(r["features"], str) else list(r["features"])
+    from titan_ray.arena.views import decision_features
+
     keys = ("decision_id", "model", "symbol", "method", "sentence", "order_status", "reject_reason")
     rec: dict[str, Any] = {k: _text(r.get(k)) for k in keys}
     rec["timestamp"] = str(r["timestamp"])
@@ -89,7 +90,7 @@ def _record(r: Any) -> dict[str, Any]:
               "filled_quantity", "fill_price"):
         rec[k] = _num(r.get(k))
     rec["features"] = [{"name": f["name"], "value": _num(f["value"]), "attribution": _num(f["attribution"])}
-                       for f in features]
+                       for f in decision_features(r)]
     return rec
 
 

@@ -151,7 +151,8 @@ class Ledger:
         if unknown:
             raise ValueError(f"decisions from unknown models {sorted(unknown)}")
         close_mark, open_mark = self._marks(bars)
-        days = session_days(bars.timestamps, self.calendar)
+        # Session days matter only to a daily loss limit or a drawdown breaker (``_run_chunk``).
+        days = session_days(bars.timestamps, self.calendar) if self._path_limits else None
         applied = []
         for name, book in self.books.items():
             if seq <= book.seq:
@@ -249,7 +250,7 @@ class Ledger:
         weights: np.ndarray,
         close_mark: np.ndarray,
         open_mark: np.ndarray,
-        days: np.ndarray,
+        days: np.ndarray | None,
     ) -> None:
         n_t = len(bars)
         prev = np.vstack([book.target[None, :], weights[:-1]])
@@ -261,7 +262,7 @@ class Ledger:
         # With a daily loss limit or a drawdown breaker, equity must be known bar by bar inside the
         # loop. Without them, only bars with fills change the state, and the marks of the whole
         # chunk are computed at once afterwards from snapshots taken at those bars.
-        path_limits = risk_cfg.daily_loss_limit_pct is not None or risk_cfg.max_drawdown_pct is not None
+        path_limits = self._path_limits
         eq_out, cash_out, gross_out = np.empty(n_t), np.empty(n_t), np.empty(n_t)
         snap_rows: list[int] = []
         snap_pos, snap_cash = [pos.copy()], [p.cash_micro]
@@ -308,6 +309,21 @@ class Ledger:
         book.equity.append(eq_out)
         book.cash.append(cash_out)
         book.gross.append(gross_out)
+
+    @property
+    def _path_limits(self) -> bool:
+        return self.risk_cfg.daily_loss_limit_pct is not None or self.risk_cfg.max_drawdown_pct is not None
+
+    def stage(self, model: str, weights: np.ndarray, bar: int, timestamp: int) -> None:
+        """Stage a model's new target weights at ``bar``, outside ``apply``: the training env
+        (``titan_ray.train.env``) books each bar with unchanged weights and then stages the agent's
+        action, which is only known after the agent has seen that bar's close. The same staging
+        ``apply`` does for the weights that changed at a bar."""
+        book = self.books[model]
+        changed = weights != book.target
+        if changed.any():
+            self._stage(book, weights, changed, bar, timestamp)
+        book.target = np.array(weights, dtype=np.float64)
 
     def _stage(self, book: Book, w_row: np.ndarray, changed_row: np.ndarray, bar: int, ts: int) -> None:
         for s in np.flatnonzero(changed_row):

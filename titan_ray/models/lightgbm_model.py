@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from titan_ray.models.learned import Attribution, LearnedModel, LearnedParams
-from titan_ray.train.validation import purged_kfold
+from titan_ray.train.validation import purged_kfold, spearman
 
 
 class LightGBMParams(LearnedParams):
@@ -149,7 +149,6 @@ def _oof_metrics(pred: np.ndarray, label: np.ndarray, *, binary: bool) -> dict[s
     if ok.sum() < 3:
         return {}
     a, b = pred[ok], label[ok]
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    ic = float(np.corrcoef(ra, rb)[0, 1]) if np.std(ra) > 0 and np.std(rb) > 0 else 0.0
+    ic = spearman(a, b)
     hit = float(np.mean((a > 0.5) == (b > 0))) if binary else float(np.mean(np.sign(a) == np.sign(b)))
     return {"oof_ic": ic, "oof_hit_rate": hit, "oof_rows": float(ok.sum())}

@@ -51,7 +51,8 @@ class LstmAttentionModel(SequenceModel):
 
     def __init__(self, name: str, params: dict[str, Any], symbols: tuple[str, ...], *, seed: int) -> None:
         super().__init__(name, params, symbols, seed=seed)
-        self._net64: tuple[int, Any] | None = None  # (id of the net it copies, float64 copy)
+        # (the net it copies, float64 copy): the net itself, not its id, which a later net may reuse
+        self._net64: tuple[Any, Any] | None = None
 
     def _net_config(self, n_features: int) -> dict[str, Any]:
         p: LstmAttentionParams = self.params  # type: ignore[assignment]
@@ -59,8 +60,8 @@ class LstmAttentionModel(SequenceModel):
                 "dropout": p.dropout, "n_outputs": len(p.quantiles) if p.quantiles else 1}
 
     def _double(self) -> Any:
-        if self._net64 is None or self._net64[0] != id(self.net):
-            self._net64 = (id(self.net), double_copy(self.net))
+        if self._net64 is None or self._net64[0] is not self.net:
+            self._net64 = (self.net, double_copy(self.net))
         return self._net64[1]
 
     def _attribute(self, X: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> Attribution:

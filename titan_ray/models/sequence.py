@@ -48,6 +48,7 @@ from titan_ray.models.nets.training import (
     split_tail,
     train,
 )
+from titan_ray.train.validation import spearman
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +274,4 @@ def render_sequence(symbol: str, old: float, new: float, features: tuple[Feature
 def _val_metrics(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
     if len(pred) < 3:
         return {}
-    ra, rb = np.argsort(np.argsort(pred)), np.argsort(np.argsort(label))
-    ic = float(np.corrcoef(ra, rb)[0, 1]) if np.std(ra) > 0 and np.std(rb) > 0 else 0.0
-    return {"val_ic": ic, "val_hit_rate": float(np.mean(np.sign(pred) == np.sign(label)))}
+    return {"val_ic": spearman(pred, label), "val_hit_rate": float(np.mean(np.sign(pred) == np.sign(label)))}

@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from titan_ray.models.base import action_phrase
 from titan_ray.models.decisions import Feature
 from titan_ray.models.learned import Attribution, LearnedModel, LearnedParams
-from titan_ray.train.validation import purged_kfold
+from titan_ray.train.validation import purged_kfold, spearman
 
 BaseName = Literal["lightgbm", "ridge", "momentum", "reversion"]
 _RULE_INPUT = {"momentum": "ret_20", "reversion": "rsi_14"}
@@ -138,9 +138,9 @@ class StackingModel(LearnedModel):
         self._fit_bases(x, target)  # the bases that trade see the whole window
         metrics: dict[str, float] = {"oof_rows": float(done.sum())}
         for i, b in enumerate(self.bases):
-            metrics[f"oof_ic_{b}"] = _spearman(oof[done, i], target[done])
+            metrics[f"oof_ic_{b}"] = spearman(oof[done, i], target[done])
             metrics[f"weight_{b}"] = float(coef[i])
-        metrics["oof_ic_meta"] = _spearman((oof[done] - mu) / sd @ coef, target[done])
+        metrics["oof_ic_meta"] = spearman((oof[done] - mu) / sd @ coef, target[done])
         return metrics
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
@@ -205,10 +205,3 @@ class StackingModel(LearnedModel):
 def _dot(x: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """Row-wise x · coef, summed the same way whatever the number of rows (BLAS is not)."""
     return (x * coef).sum(axis=1)
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    if np.std(ra) == 0 or np.std(rb) == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])

@@ -188,7 +188,7 @@ class Ingress:
 
     @app.get("/v1/models")
     async def models(self) -> dict[str, Any]:
-        return {"models": [await self._model_info(n) for n in self._models]}
+        return {"models": list(await asyncio.gather(*(self._model_info(n) for n in self._models)))}
 
     @app.get("/v1/models/{model}")
     async def model(self, model: str) -> dict[str, Any]:
@@ -215,12 +215,9 @@ class Ingress:
         return router
 
     async def _arms(self, state: dict[str, Any]) -> list[dict[str, Any]]:
-        arms = []
-        for a in state["arms"]:
-            info = await self._model_info(a["model"])
-            arms.append({"name": a["name"], "model": a["model"], "version": info["version"],
-                         "weight": a["weight"], "shadow": a["shadow"]})
-        return arms
+        infos = await asyncio.gather(*(self._model_info(a["model"]) for a in state["arms"]))
+        return [{"name": a["name"], "model": a["model"], "version": info["version"], "weight": a["weight"],
+                 "shadow": a["shadow"]} for a, info in zip(state["arms"], infos, strict=True)]
 
     @app.get("/v1/experiments")
     async def experiments(self) -> dict[str, Any]:

@@ -85,7 +85,13 @@ class ArenaState:
         self.data, self.data_at = data, now
         return data
 
-    def placeholder(self) -> views.RunData:
+    @property
+    def models(self) -> list[str]:
+        """The arena's model names: from its config, or from the results of the run it attached to."""
+        return [m.name for m in self.config.models] if self.config else list(self.final.models if self.final else ())
+
+    def empty_run(self) -> views.RunData:
+        """This run's ``RunData`` before the ledger has results (an idle run with its id and size)."""
         idle = views.idle_run()
         return dataclasses.replace(idle, run_id=self.run_id, status=self.status if self.status != "failed" else "idle",
                                    bars_total=self.bars_total, initial_cash=self.initial_cash)
@@ -171,7 +177,7 @@ class ArenaService:
             return st.final
         ledger = st.handles.get("ledger")
         if ledger is None:
-            return st.placeholder()
+            return st.empty_run()
         if st.data is not None and st.clock() - st.data_at < st.refresh_s:
             return st.data
         with self._lock:
@@ -188,7 +194,7 @@ class ArenaService:
                             counts[a["actor"]] = counts.get(a["actor"], 0) + 1
                     st.restarts = counts
             except Exception:  # noqa: BLE001 - the run ended (its actors are gone) between two looks
-                return st.final or st.data or st.placeholder()
+                return st.final or st.data or st.empty_run()
             return st.rebuild(results)
 
     def query(self, what: str, **kw: Any) -> dict[str, Any]:
@@ -208,8 +214,7 @@ class ArenaService:
     def status(self) -> dict[str, Any]:
         st = self._state
         return {"status": st.status, "run_id": st.run_id, "error": st.error, "bars_done": st.bars_done,
-                "bars_total": st.bars_total, "models": [m.name for m in st.config.models] if st.config else
-                list(st.final.models if st.final else ())}
+                "bars_total": st.bars_total, "models": st.models}
 
     def stats(self) -> dict[str, Any]:
         return self._state.stats(self._view())
@@ -257,7 +262,7 @@ class ArenaService:
 
     def kill_switch(self, model: str, on: bool) -> dict[str, Any]:
         st = self._state
-        models = [m.name for m in st.config.models] if st.config else list(st.final.models if st.final else ())
+        models = st.models
         if model not in models:
             return {"error": 404, "detail": f"unknown model {model!r}; models in the arena: {', '.join(models)}"}
         ledger = st.handles.get("ledger")

@@ -45,13 +45,15 @@ from titan_ray.serve.settings import (
     ARENA_NAMESPACE,
     ExperimentSpec,
     ModelAppSettings,
+    experiment_route,
     model_app,
+    model_route,
 )
 
 shadow_log = logging.getLogger("titan_ray.serve.shadow")
 
-PREDICT_ROUTE = "/v1/predict/{model}"
-EXPERIMENT_ROUTE = "/v1/experiments/{name}/predict"
+PREDICT_ROUTE = model_route("{model}")
+EXPERIMENT_ROUTE = experiment_route("{name}")
 
 model_api = prefixed_app(PREDICT_ROUTE, "TitanRay model")
 experiment_api = prefixed_app(EXPERIMENT_ROUTE, "TitanRay experiment")
@@ -107,7 +109,6 @@ class ExperimentRouter:
         self._spec = ExperimentSpec.model_validate(spec)
         self._state = ExperimentState(self._spec)
         self._arms = {a.name: model_handle(a.model) for a in self._spec.arms}
-        self._models = {a.name: a.model for a in self._spec.arms}
         self._replica = {"id": uuid.uuid4().hex[:12], "pid": os.getpid(), "started_at": time.time()}
         self._reconfigures = 0
         self._background: set[asyncio.Task] = set()
@@ -167,5 +168,3 @@ class ExperimentRouter:
     def describe(self) -> dict[str, Any]:
         return {**self._state.describe(), "replica": dict(self._replica), "reconfigures": self._reconfigures}
 
-    def arm_models(self) -> dict[str, str]:
-        return dict(self._models)

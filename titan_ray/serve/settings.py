@@ -331,18 +331,18 @@ def private_serve_env(files: Path) -> dict[str, str]:
     }
 
 
+PRIVATE_FILES_PREFIX = "trhap-"  # the temporary folder of a private Ray's HAProxy files
+
+
 @contextmanager
 def private_serve_environ() -> Iterator[dict[str, str]]:
     """``private_serve_env`` set in this process's environment (a key already set there wins) for the
     Ray it starts next, HAProxy's files in a temporary folder that is removed on exit: exit after
-    that Ray has shut down."""
+    that Ray has shut down. Yields the values in effect."""
     # Under /tmp, not $TMPDIR: HAProxy's socket paths (folder + 56-character node id + name) must stay
     # under the 108 bytes a Unix socket path may have.
-    files = Path(tempfile.mkdtemp(prefix="trhap-", dir="/tmp" if Path("/tmp").is_dir() else None))
+    files = Path(tempfile.mkdtemp(prefix=PRIVATE_FILES_PREFIX, dir="/tmp" if Path("/tmp").is_dir() else None))
     try:
-        env = private_serve_env(files)
-        for key, value in env.items():
-            os.environ.setdefault(key, value)
-        yield env
+        yield {key: os.environ.setdefault(key, value) for key, value in private_serve_env(files).items()}
     finally:
         shutil.rmtree(files, ignore_errors=True)

@@ -174,22 +174,6 @@ class MarketWindow:
         return self.bars.n_symbols
 
 
-class _EnvLedger(Ledger):
-    """The arena's ``Ledger`` with one more entry point: stage a model's new targets at a bar.
-
-    ``apply`` books a bar and stages the weights that changed at it; the env needs the two apart
-    (the action for bar t is only known after the agent has seen bar t's close), so it books each
-    bar with unchanged weights and then stages the action here, the same call ``apply`` makes.
-    """
-
-    def stage(self, model: str, weights: np.ndarray, bar: int, timestamp: int) -> None:
-        book = self.books[model]
-        changed = weights != book.target
-        if changed.any():
-            self._stage(book, weights, changed, bar, timestamp)
-        book.target = np.array(weights, dtype=np.float64)
-
-
 class TradingEnv(gym.Env):
     """One portfolio trading the training window; see the module docstring.
 
@@ -220,7 +204,7 @@ class TradingEnv(gym.Env):
         n_obs = w.n_symbols * w.features.shape[2] + w.n_symbols
         self.observation_space = gym.spaces.Box(-self.settings.clip_obs, self.settings.clip_obs, shape=(n_obs,),
                                                 dtype=np.float32)
-        self._ledger: _EnvLedger | None = None
+        self._ledger: Ledger | None = None
         self._t = 0  # bar index (within the window) whose close the agent has just seen
         self._end = 0
         self._seq = 0
@@ -239,7 +223,7 @@ class TradingEnv(gym.Env):
             raise ValueError(f"options.start={start} outside [{self.window.first_valid}, {self.last_start}]")
         steps = int(options.get("steps", self.settings.episode_bars))
         self._t, self._end = start, min(start + steps, len(self.window.bars) - 1)
-        self._ledger = _EnvLedger(ledger=self.ledger_cfg, risk=self.risk_cfg, symbols=self.window.bars.symbols,
+        self._ledger = Ledger(ledger=self.ledger_cfg, risk=self.risk_cfg, symbols=self.window.bars.symbols,
                                   calendar=self.window.calendar, models={AGENT: self.settings.long_only})
         self._fractions = np.zeros(self.window.n_symbols)
         self._seq = 0

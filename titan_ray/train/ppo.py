@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from titan_ray.train.space import (
     TuneSettings,
     echo,
     load_yaml,
+    lookup,
     param_cells,
     progress_callback,
     text_table,
@@ -183,28 +185,25 @@ def build_windows(cfg: PpoConfig) -> Windows:
 
 def greedy_run(policy: Any, window: MarketWindow, cfg: PpoConfig, start: int, steps: int) -> np.ndarray:
     """Equity after each bar of a greedy episode from ``start`` (flat) for ``steps`` bars."""
-    env = TradingEnv({"window": window, "ledger": cfg.ledger, "risk": cfg.risk,
-                      "settings": cfg.env.model_copy(update={"episode_bars": min(cfg.env.episode_bars, steps)})})
-    obs, info = env.reset(options={"start": start, "steps": steps})
-    equity = []
-    done = False
-    while not done:
-        action = policy.act(obs[None, :])[0]
-        obs, _r, term, trunc, info = env.step(action)
-        equity.append(info["equity"])
-        done = term or trunc
-    return np.asarray(equity)
+    return _episode(window, cfg, start, steps, lambda obs: policy.act(obs[None, :])[0])
 
 
 def hold_run(window: MarketWindow, cfg: PpoConfig, start: int, steps: int) -> np.ndarray:
     """Equity of holding every symbol at its full budget over the same bars (the yardstick)."""
+    return _episode(window, cfg, start, steps, lambda obs: np.ones(window.n_symbols),
+                    actions="continuous", allow_short=False)
+
+
+def _episode(window: MarketWindow, cfg: PpoConfig, start: int, steps: int,
+             act: Callable[[np.ndarray], np.ndarray], **settings: Any) -> np.ndarray:
+    """Equity after each bar of one episode whose actions ``act(observation)`` chooses."""
     env = TradingEnv({"window": window, "ledger": cfg.ledger, "risk": cfg.risk,
                       "settings": cfg.env.model_copy(update={"episode_bars": min(cfg.env.episode_bars, steps),
-                                                             "actions": "continuous", "allow_short": False})})
-    env.reset(options={"start": start, "steps": steps})
+                                                             **settings})})
+    obs, _info = env.reset(options={"start": start, "steps": steps})
     equity, done = [], False
     while not done:
-        _o, _r, term, trunc, info = env.step(np.ones(window.n_symbols))
+        obs, _r, term, trunc, info = env.step(act(obs))
         equity.append(info["equity"])
         done = term or trunc
     return np.asarray(equity)
@@ -329,9 +328,9 @@ def train_ppo(cfg: PpoConfig, run_dir: Path, *, progress: bool = True, print_fn:
         m = res.metrics or {}
         row: dict[str, Any] = {
             "trial": m.get("trial_id") or Path(res.path).name,
-            "config": {k: _get(res.config, k) for k in cfg.search},
+            "config": {k: lookup(res.config, k) for k in cfg.search},
             "iterations": int(m.get("training_iteration", 0)),
-            "train_return": float(_get(m, TRAIN_METRIC, np.nan)),
+            "train_return": float(lookup(m, TRAIN_METRIC, np.nan)),
             "val_return": np.nan, "val_sharpe": np.nan, "checkpoint": None,
             "error": str(res.error) if res.error else None,
         }
@@ -379,20 +378,6 @@ def train_ppo(cfg: PpoConfig, run_dir: Path, *, progress: bool = True, print_fn:
     table = summary_table(rows, list(cfg.search), hold)
     _save(run_dir, rows, table, version.ref, best)
     return PpoResult(run_dir, version.ref, rows, table, best)
-
-
-def _get(d: Any, key: str, default: Any = None) -> Any:
-    """``d[key]``, or a nested lookup of 'a/b' (Tune flattens nested results with '/')."""
-    if d is None:
-        return default
-    if key in d:
-        return d[key]
-    cur = d
-    for part in key.split("/"):
-        if not isinstance(cur, dict) or part not in cur:
-            return default
-        cur = cur[part]
-    return cur
 
 
 def summary_table(rows: list[dict[str, Any]], params: list[str], hold: dict[str, float] | None) -> str:

@@ -216,7 +216,7 @@ def progress_callback(metric: str, total: int, print_fn: Any = None, unit: str =
             self._say(f"trial {trial.trial_id} started{': ' + shown if shown else ''}")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            value = _lookup(result, metric)
+            value = lookup(result, metric)
             shown = f"{value:.4g}" if isinstance(value, int | float) else "n/a"
             self._say(f"trial {trial.trial_id} {unit} {result.get('training_iteration')}/{total}: {metric} = {shown}")
 
@@ -231,12 +231,16 @@ def progress_callback(metric: str, total: int, print_fn: Any = None, unit: str =
     return _Progress()
 
 
-def _lookup(d: dict[str, Any], key: str) -> Any:
+def lookup(d: dict[str, Any] | None, key: str, default: Any = None) -> Any:
+    """``d[key]``, or a nested lookup of 'a/b' (Tune flattens nested results with '/'); ``default``
+    when it is not there."""
+    if d is None:
+        return default
     if key in d:
         return d[key]
     cur: Any = d
     for part in key.split("/"):
         if not isinstance(cur, dict) or part not in cur:
-            return None
+            return default
         cur = cur[part]
     return cur

@@ -83,3 +83,12 @@ def purged_kfold(n: int, *, n_splits: int, horizon: int | np.ndarray = 0, embarg
         train = rows[~overlaps & ~embargoed]
         splits.append(Split(train, block.copy()))
     return splits
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two equal-length series (ties broken by order); 0 when either
+    is constant. The information coefficient of out-of-fold and validation scores."""
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    if np.std(ra) == 0 or np.std(rb) == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])

@@ -121,7 +121,8 @@ def test_a_private_serve_takes_no_fixed_port_another_serve_could_hold(tmp_path):
 
     from titan_ray.serve.settings import private_serve_env
 
-    fixed = set(re.findall(r'["\'](RAY_SERVE_\w*_PORT)["\'],\s*["\']?\d+', inspect.getsource(constants)))
+    source = inspect.getsource(constants)
+    fixed = set(re.findall(r'["\'](RAY_SERVE_\w*_PORT)["\'],\s*["\']?\d+', source))
     fixed = {name for name in fixed if "DIRECT_INGRESS" not in name}
     assert "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" in fixed  # the scan still reads Ray's source
     env = private_serve_env(tmp_path)
@@ -129,7 +130,7 @@ def test_a_private_serve_takes_no_fixed_port_another_serve_could_hold(tmp_path):
     ports = [int(env[name]) for name in fixed]
     assert len(set(ports)) == len(ports) and not {8404, 9101, 8500, 9500} & set(ports)
     # and no file where another Serve keeps its own: every HAProxy path Ray reads is under tmp_path
-    paths = set(re.findall(r'["\'](RAY_SERVE_HAPROXY_\w*(?:PATH|LOC|BASE|FILE))["\']', inspect.getsource(constants)))
+    paths = set(re.findall(r'["\'](RAY_SERVE_HAPROXY_\w*(?:PATH|LOC|BASE|FILE))["\']', source))
     paths.discard("RAY_SERVE_HAPROXY_BINARY_PATH")  # the program, read only
     assert "RAY_SERVE_HAPROXY_SOCKET_PATH" in paths
     assert all(env.get(name, "").startswith(str(tmp_path)) for name in paths), sorted(paths - env.keys())
