@@ -41,7 +41,7 @@ import numpy as np
 from titan_ray.config import DataConfig, LedgerConfig, RiskConfig
 from titan_ray.data.synthetic import SyntheticProvider
 from titan_ray.features.pipeline import FeatureEngine
-from titan_ray.train.env import EnvSettings, MarketWindow, TradingEnv
+from titan_ray.ml.env import EnvSettings, MarketWindow, TradingEnv
 
 LEDGER = LedgerConfig(commission_bps=1, slippage={"model": "fixed_bps", "bps": 1})
 RISK = RiskConfig()

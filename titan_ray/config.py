@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from titan_ray.data.calendar import Calendar, parse_frequency
+from titan_ray.domain.calendar import Calendar, parse_frequency
 
 
 class ConfigError(ValueError):

@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from titan_ray.data.bars import BarBatch
+from titan_ray.domain.bars import BarBatch
 from titan_ray.models.base import TradingModel
+from titan_ray.provenance import code_version
 
 ENV_VAR = "TITAN_RAY_REGISTRY"
 DEFAULT_ROOT = "registry"
@@ -107,7 +108,6 @@ class ModelRegistry:
         """Store a new version of ``name``: ``save(folder)`` writes the artefacts, then the metadata."""
         if not NAME_PATTERN.match(name):
             raise ValueError(f"model name {name!r} must be 1-80 letters, digits, '_', '-' or '.'")
-        from titan_ray.arena.runner import code_version
 
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from titan_ray.broker.alpaca_paper import PaperAccount
 from titan_ray.broker.crossval import PaperOrder, divergence, summary
 from titan_ray.config import AlpacaConfig
 from titan_ray.data.alpaca import AlpacaAuthError, AlpacaError
-from titan_ray.ledger.types import Fill, Side
+from titan_ray.domain.orders import Fill, Side
 
 BARS = random_walk_bars(["AAPL", "MSFT"], "2024-03-04 14:30", 30, seed=9)
 

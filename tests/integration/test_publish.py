@@ -25,8 +25,8 @@ import pytest
 import redis
 
 from titan_ray.arena.publish import RedisPublisher
-from titan_ray.data.bars import BarBatch
-from titan_ray.ledger.types import Fill, Side
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.orders import Fill, Side
 from titan_ray.net import free_port
 
 T0 = 1_704_205_800_000_000_000  # 2024-01-02 14:30 UTC in ns: above 2**53, must stay exact

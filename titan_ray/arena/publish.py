@@ -34,7 +34,7 @@ in ``symbols`` order. A symbol without a bar at a timestamp has ``null`` prices 
               "low": [[185.0, 369.8], [185.3, null]], "close": [[185.6, 370.5], [185.8, null]],
               "volume": [[120500.0, 80200.0], [98000.0, 0.0]]}}
 
-``fills``: a list of objects with every field of ``titan_ray.ledger.types.Fill`` (``side`` as its
+``fills``: a list of objects with every field of ``titan_ray.domain.orders.Fill`` (``side`` as its
 value, ``"BUY"`` or ``"SELL"``; exact money as integer micro-dollars in ``value_micro`` and
 ``commission_micro``), plus the same money as float dollars in ``value`` and ``commission`` for
 consumers that only display it::
@@ -69,8 +69,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from titan_ray.data.bars import FIELDS, BarBatch
-from titan_ray.ledger.types import Fill
+from titan_ray.domain.bars import FIELDS, BarBatch
+from titan_ray.domain.orders import Fill
 
 SCHEMA_VERSION = 1
 KINDS = ("bars", "fills", "leaderboard")

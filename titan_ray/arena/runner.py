@@ -28,12 +28,10 @@ Where each actor started is recorded in ``run.json`` (``placement``).
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,15 +39,16 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-import titan_ray
 from titan_ray.arena import results as out
 from titan_ray.arena.leaderboard import build_leaderboard
 from titan_ray.arena.live import LiveStop, PaperCheck, alpaca_environ, live_chunks, write_paper_report
 from titan_ray.arena.monitor import HeartbeatMonitor
 from titan_ray.arena.views import portfolio_record
+from titan_ray.provenance import code_version
+from titan_ray.ray_session import ensure_ray
 from titan_ray.config import ArenaConfig, ConfigError, config_to_dict, resolve_url
 from titan_ray.data.actor import MarketDataActor
-from titan_ray.data.calendar import format_frequency, periods_per_year
+from titan_ray.domain.calendar import format_frequency, periods_per_year
 from titan_ray.data.providers import DataError
 from titan_ray.ledger.actor import LedgerActor
 from titan_ray.ledger.engine import ModelResults
@@ -74,36 +73,6 @@ class ArenaRun:
     results: dict[str, ModelResults]
     run_info: dict[str, Any]
     out_dir: Path | None
-
-
-def code_version() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-            text=True, timeout=5, check=False,
-        ).stdout.strip()
-    except OSError:
-        sha = ""
-    return f"{titan_ray.__version__}+{sha}" if sha else titan_ray.__version__
-
-
-def ensure_ray(address: str | None) -> bool:
-    """Connect to Ray (a cluster at ``address``, or a private local one); True if we started it."""
-    if ray.is_initialized():
-        return False
-    ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
-    return True
-
-
-@contextmanager
-def ray_connected(address: str | None) -> Iterator[None]:
-    """``ensure_ray`` for a block: the Ray this started is shut down when the block ends."""
-    started = ensure_ray(address)
-    try:
-        yield
-    finally:
-        if started:
-            ray.shutdown()
 
 
 @dataclass

@@ -33,8 +33,8 @@ import pandas as pd
 from titan_ray.arena import results as out
 from titan_ray.arena.publish import json_safe
 from titan_ray.ledger.engine import ModelResults
-from titan_ray.ledger.types import Fill
-from titan_ray.models.decisions import Explanation
+from titan_ray.domain.orders import Fill
+from titan_ray.domain.decisions import Explanation
 
 STATUSES = ("running", "finished", "idle")
 

@@ -14,8 +14,8 @@ from typing import Any
 import ray
 
 from titan_ray.broker.crossval import OrderMirror, PaperOrder, divergence, fills_frame, summary
-from titan_ray.data.bars import BarBatch
-from titan_ray.models.decisions import Decisions
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.decisions import Decisions
 
 
 @ray.remote

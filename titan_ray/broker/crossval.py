@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from titan_ray.data.bars import BarBatch
-from titan_ray.models.decisions import Decisions, decision_id
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.decisions import Decisions, decision_id
 
 _STEP = 1e-6  # fractional quantities: a millionth of a share, as in the ledger
 TERMINAL = frozenset({"filled", "canceled", "expired", "rejected", "done_for_day", "replaced"})

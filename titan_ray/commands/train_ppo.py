@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from titan_ray.arena.runner import ray_connected
+    from titan_ray.ray_session import ray_connected
     from titan_ray.train.ppo import load_ppo_config, train_ppo
     from titan_ray.train.sweeps import default_run_dir
 

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from titan_ray.arena.runner import ray_connected
+    from titan_ray.ray_session import ray_connected
     from titan_ray.train.sweeps import default_run_dir, load_sweep_config, run_sweep
 
     cfg = load_sweep_config(args.config, overrides(args))

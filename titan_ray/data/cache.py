@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from titan_ray.data.bars import FIELDS
+from titan_ray.domain.bars import FIELDS
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from titan_ray.data.bars import FIELDS
+from titan_ray.domain.bars import FIELDS
 
 LEAN_PRICE_SCALE = 10_000  # LEAN stores equity prices as integers in 1/10,000 of a dollar
 LEAN_COLUMNS = ("timestamp", *FIELDS)

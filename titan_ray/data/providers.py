@@ -19,8 +19,8 @@ from typing import Protocol
 import pandas as pd
 
 from titan_ray.config import DataConfig
-from titan_ray.data.bars import BarBatch
-from titan_ray.data.calendar import Calendar
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.calendar import Calendar
 
 
 class DataError(ValueError):

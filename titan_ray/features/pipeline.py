@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from titan_ray.data.bars import BarBatch
+from titan_ray.domain.bars import BarBatch
 
 EXCHANGE_TZ = "America/New_York"
 

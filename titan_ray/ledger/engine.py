@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from titan_ray.config import FixedQuantitySizing, LedgerConfig, RiskConfig
-from titan_ray.data.bars import BarBatch
-from titan_ray.data.calendar import Calendar, session_days
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.calendar import Calendar, session_days
 from titan_ray.ledger.money import Commission, fill_value_micro, to_micro
 from titan_ray.ledger.portfolio import Portfolio
 from titan_ray.ledger.slippage import base_fraction, slipped_price
-from titan_ray.ledger.types import Fill, OrderRecord, OrderStatus, RejectReason, RoundTrip, Side
-from titan_ray.models.decisions import Decisions, Explanation, ExplanationBatch, decision_id
+from titan_ray.domain.orders import Fill, OrderRecord, OrderStatus, RejectReason, RoundTrip, Side
+from titan_ray.domain.decisions import Decisions, Explanation, ExplanationBatch, decision_id
 from titan_ray.risk.engine import RiskState, check_order, is_reducing
 
 _FRACTION_STEP = 1e-6  # fractional quantities are truncated to a millionth of a share
@@ -183,7 +183,7 @@ class Ledger:
 
     def kill_switch(self, model: str, on: bool = True) -> None:
         """Flatten ``model`` at the next fill bar and reject every order that adds risk (or lift it)."""
-        from titan_ray.ledger.types import HaltReason
+        from titan_ray.domain.orders import HaltReason
 
         book = self.books[model]
         if on:
@@ -316,7 +316,7 @@ class Ledger:
 
     def stage(self, model: str, weights: np.ndarray, bar: int, timestamp: int) -> None:
         """Stage a model's new target weights at ``bar``, outside ``apply``: the training env
-        (``titan_ray.train.env``) books each bar with unchanged weights and then stages the agent's
+        (``titan_ray.ml.env``) books each bar with unchanged weights and then stages the agent's
         action, which is only known after the agent has seen that bar's close. The same staging
         ``apply`` does for the weights that changed at a bar."""
         book = self.books[model]

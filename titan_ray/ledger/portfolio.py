@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from titan_ray.ledger.types import RoundTrip
+from titan_ray.domain.orders import RoundTrip
 
 # An open round trip, kept as a plain list for speed (this is the ledger's hottest path):
 # [direction, entry_timestamp, entry_bar, flow_micro, commission_micro,

@@ -10,7 +10,7 @@ Conventions (empyrical's, which the tests check within 1e-9; risk-free rate and 
   ``r[0] = equity[0] / initial - 1``, ``r[t] = equity[t] / equity[t-1] - 1``. A ``nan`` return
   (0 / 0 after a bankruptcy) is a missing bar, as in empyrical: means and deviations skip it, the
   equity path stays flat through it, and it still counts in n for annualisation.
-- ``periods``: bars per year (252 for daily bars; see ``titan_ray.data.calendar``); ``n`` the
+- ``periods``: bars per year (252 for daily bars; see ``titan_ray.domain.calendar``); ``n`` the
   number of returns and ``years = n / periods``.
 - Sharpe = mean(r) / std(r, ddof=1) * sqrt(periods); ``nan`` when n < 2. Returns that are all
   equal have a standard deviation of exactly 0, so the ratio is +inf or -inf by the sign of the

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from titan_ray.data.bars import BarBatch
-from titan_ray.models.decisions import Decisions, ExplanationBatch, Feature
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.decisions import Decisions, ExplanationBatch, Feature
 
 
 class ModelParams(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from titan_ray.data.bars import BarBatch
+from titan_ray.domain.bars import BarBatch
 from titan_ray.models.base import ModelParams, TradingModel, action_phrase, hold_forward
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from titan_ray.models.learned import Attribution, LearnedModel, LearnedParams
-from titan_ray.train.validation import purged_kfold, spearman
+from titan_ray.ml.validation import purged_kfold, spearman
 
 
 class LightGBMParams(LearnedParams):

@@ -3,7 +3,7 @@
 The artefact folder (written by ``titan_ray.train.ppo``) holds ``rl_module/`` (RLlib's RLModule
 checkpoint) and ``policy.json`` (symbols, feature names, the training window's feature scaler and
 the env settings that map actions to weights). The model computes the same observation the env
-did (``titan_ray.train.env.observation``: each symbol's normalised feature row from the causal
+did (``titan_ray.ml.env.observation``: each symbol's normalised feature row from the causal
 feature stream, then the fractions of budget it holds), calls the RLModule's
 ``forward_inference`` once per bar and takes the most likely action (or samples it, with
 ``deterministic: false``). ``ActionMap`` turns the action into target weights exactly as in the
@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from titan_ray.data.bars import BarBatch
+from titan_ray.domain.bars import BarBatch
 from titan_ray.models.base import ModelParams, TradingModel, action_phrase
-from titan_ray.models.decisions import Decisions, Feature
+from titan_ray.domain.decisions import Decisions, Feature
 
 POLICY_FILE = "policy.json"
 MODULE_DIR = "rl_module"
@@ -160,7 +160,7 @@ class PpoModel(TradingModel):
     def _setup_state(self) -> None:
         """Per-run state: the feature stream, the held fractions, the sampling generator."""
         from titan_ray.features.pipeline import FeatureEngine
-        from titan_ray.train.env import ActionMap, EnvSettings, FeatureScaler
+        from titan_ray.ml.env import ActionMap, EnvSettings, FeatureScaler
 
         n = len(self.symbols)
         self._fractions = np.zeros(n)
@@ -206,7 +206,7 @@ class PpoModel(TradingModel):
         self._stream.update(bars)
 
     def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        from titan_ray.train.env import observation
+        from titan_ray.ml.env import observation
 
         policy = self.policy
         feats = self._stream.update(bars)

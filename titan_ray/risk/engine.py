@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from titan_ray.config import RiskConfig
-from titan_ray.ledger.types import HaltReason, RejectReason
+from titan_ray.domain.orders import HaltReason, RejectReason
 
 # Position and exposure limits are compared with a relative slack of 1e-12, so that an order
 # sized to exactly the limit is not rejected for the last bit of a float division.

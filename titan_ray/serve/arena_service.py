@@ -158,7 +158,7 @@ class ArenaService:
             st.handles = {}
 
     def _on_actors(self, handles: dict[str, Any]) -> None:
-        from titan_ray.data.calendar import periods_per_year
+        from titan_ray.domain.calendar import periods_per_year
 
         info = ray.get(handles["market"].info.remote())
         self._state.periods = periods_per_year(info["frequency"], info["calendar"])

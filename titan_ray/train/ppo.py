@@ -31,8 +31,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from titan_ray.config import ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig
-from titan_ray.data.bars import BarBatch
-from titan_ray.train.env import EnvSettings, MarketWindow, TradingEnv
+from titan_ray.domain.bars import BarBatch
+from titan_ray.ml.env import EnvSettings, MarketWindow, TradingEnv
 from titan_ray.train.space import (
     Domain,
     Strict,
@@ -159,7 +159,7 @@ class Windows:
 
 
 def build_windows(cfg: PpoConfig) -> Windows:
-    from titan_ray.data.calendar import periods_per_year
+    from titan_ray.domain.calendar import periods_per_year
     from titan_ray.data.providers import make_provider
     from titan_ray.features.pipeline import FeatureEngine
 
@@ -279,7 +279,7 @@ def train_ppo(cfg: PpoConfig, run_dir: Path, *, progress: bool = True, print_fn:
 
     from titan_ray.models.ppo import Policy, load_module, write_policy
     from titan_ray.registry import ModelRegistry, fingerprint
-    from titan_ray.train.env import ActionMap
+    from titan_ray.ml.env import ActionMap
 
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)

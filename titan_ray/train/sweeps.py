@@ -7,7 +7,7 @@ The parts:
   (``train_bars``), the costs of the validation backtests (``ledger``, ``risk``), the folds, the
   Tune settings (metric, ASHA) and where the winner is registered.
 - ``walk_forward``: the objective. The training period's last ``n_splits`` blocks are test blocks
-  (``titan_ray.train.validation.walk_forward_splits``); for each, a fresh model observes every bar
+  (``titan_ray.ml.validation.walk_forward_splits``); for each, a fresh model observes every bar
   before the block (it fits on them at its first decision; labels that would look into the block
   are unknown there, so the purge is built in), trades the block, and the arena's ``Ledger`` books
   its weights with the configured costs. A fold's score is the block's annualised Sharpe ratio
@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from titan_ray.config import ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig
-from titan_ray.data.bars import BarBatch
+from titan_ray.domain.bars import BarBatch
 from titan_ray.train.space import (
     Domain,
     Strict,
@@ -159,7 +159,7 @@ class Backtest:
 
 def folds(n_bars: int, v: ValidationSettings, *, min_train: int, horizon: int = 0) -> list[Fold]:
     """The walk-forward test blocks of a training period of ``n_bars`` bars."""
-    from titan_ray.train.validation import walk_forward_splits
+    from titan_ray.ml.validation import walk_forward_splits
 
     try:
         splits = walk_forward_splits(n_bars, n_splits=v.n_splits, test_size=v.test_bars, horizon=horizon,
@@ -230,7 +230,7 @@ class SweepResult:
 
 def training_period(cfg: SweepConfig | Any) -> tuple[BarBatch, str, float]:
     """The bars of the training period (never more), the calendar and periods per year."""
-    from titan_ray.data.calendar import periods_per_year
+    from titan_ray.domain.calendar import periods_per_year
     from titan_ray.data.providers import make_provider
 
     market = make_provider(cfg.data, cfg.seed).load()

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from titan_ray.broker.crossval import OrderMirror, PaperOrder, divergence, fills_frame, summary
-from titan_ray.data.bars import BarBatch
-from titan_ray.ledger.types import Fill, Side
-from titan_ray.models.decisions import Decisions
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.orders import Fill, Side
+from titan_ray.domain.decisions import Decisions
 
 
 def _bars(close: list[list[float]], start: int = 0) -> BarBatch:

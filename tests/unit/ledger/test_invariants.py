@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from titan_ray.config import parse_config
-from titan_ray.data.bars import BarBatch
+from titan_ray.domain.bars import BarBatch
 from titan_ray.ledger.engine import Ledger
-from titan_ray.ledger.types import OrderStatus, Side
-from titan_ray.models.decisions import Decisions
+from titan_ray.domain.orders import OrderStatus, Side
+from titan_ray.domain.decisions import Decisions
 
 
 @st.composite

@@ -9,7 +9,7 @@ import pytest
 from helpers import batch, decisions, ledger
 
 from titan_ray.ledger.money import commission_micro, fill_value_micro
-from titan_ray.ledger.types import OrderStatus, RejectReason
+from titan_ray.domain.orders import OrderStatus, RejectReason
 
 PRICES = [100.0, 101.0, 102.0, 103.0, 104.0]
 

@@ -10,7 +10,7 @@ import pytest
 from titan_ray.arena.results import traded_sentence
 from titan_ray.config import DataConfig
 from titan_ray.data.synthetic import SyntheticProvider
-from titan_ray.models.decisions import ExplanationBatch, Feature
+from titan_ray.domain.decisions import ExplanationBatch, Feature
 from titan_ray.models.learned import Attribution, LearnedModel, describe
 
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from titan_ray.config import DataConfig
-from titan_ray.data.bars import BarBatch
+from titan_ray.domain.bars import BarBatch
 from titan_ray.data.synthetic import SyntheticProvider
 from titan_ray.features.pipeline import FeatureEngine
 from titan_ray.registry import ModelRegistry
-from titan_ray.train.env import EnvSettings, MarketWindow, TradingEnv
+from titan_ray.ml.env import EnvSettings, MarketWindow, TradingEnv
 
 FEATURES = ("ret_1", "ret_5", "rsi_14")
 START = 300  # first traded bar
@@ -85,7 +85,7 @@ def test_decisions_do_not_depend_on_the_chunk_size_and_survive_pickling(register
 
 def test_it_acts_as_the_env_would(registered, market):
     from titan_ray.models.ppo import Policy, load_module
-    from titan_ray.train.env import ActionMap
+    from titan_ray.ml.env import ActionMap
 
     bars, calendar = market
     _, version, window, settings = registered
@@ -115,7 +115,7 @@ def test_explanations_add_up_to_the_chosen_actions_probability(registered, marke
     probability = batch.base_value + batch.attributions.sum(axis=1)
     assert np.all(batch.gap < 1e-3)  # IG's completeness gap, recorded
     # the first decision (at the first traded bar, flat before): recompute the chosen level's probability
-    from titan_ray.train.env import observation
+    from titan_ray.ml.env import observation
 
     first = batch.records(bars.symbols)[0]
     assert first.bar == START and first.old_weight == 0

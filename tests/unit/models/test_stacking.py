@@ -7,7 +7,7 @@ import pytest
 
 from titan_ray.config import DataConfig, SyntheticConfig
 from titan_ray.data.synthetic import SyntheticProvider
-from titan_ray.models.decisions import ExplanationBatch
+from titan_ray.domain.decisions import ExplanationBatch
 from titan_ray.models.stacking import StackingModel
 
 WARM = 400

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from titan_ray.config import DataConfig, SyntheticConfig
 from titan_ray.data.synthetic import SyntheticProvider
-from titan_ray.models.decisions import ExplanationBatch
+from titan_ray.domain.decisions import ExplanationBatch
 from titan_ray.models.kinds import build_model
 from titan_ray.registry import ModelRegistry
 

@@ -32,10 +32,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from titan_ray.config import LedgerConfig, RiskConfig
-from titan_ray.data.bars import BarBatch
-from titan_ray.data.calendar import Calendar
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.calendar import Calendar
 from titan_ray.ledger.engine import Ledger
-from titan_ray.models.decisions import Decisions
+from titan_ray.domain.decisions import Decisions
 
 AGENT = "agent"
 

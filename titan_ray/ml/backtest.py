@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from titan_ray.config import LedgerConfig, RiskConfig
-from titan_ray.data.bars import BarBatch
+from titan_ray.domain.bars import BarBatch
 from titan_ray.ledger.engine import Ledger, ModelResults
 from titan_ray.metrics.performance import returns_from_equity
 from titan_ray.models.base import TradingModel

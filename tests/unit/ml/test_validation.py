@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from titan_ray.train.validation import label_ends, purged_kfold, walk_forward_splits
+from titan_ray.ml.validation import label_ends, purged_kfold, walk_forward_splits
 
 
 @given(n=st.integers(60, 400), k=st.integers(2, 6), h=st.integers(0, 10), emb=st.integers(0, 10))

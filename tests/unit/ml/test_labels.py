@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from titan_ray.train.labels import forward_returns, rolling_vol, triple_barrier
+from titan_ray.ml.labels import forward_returns, rolling_vol, triple_barrier
 
 
 def test_forward_returns_values_and_unknown_tail():
