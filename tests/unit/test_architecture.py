@@ -3,7 +3,7 @@
 Module-level imports are read with ``ast`` (``if TYPE_CHECKING:`` blocks left out: they never run).
 The layers, lowest first; a module may import its own layer and those below, never one above:
 
-    domain → config, provenance, net, ray_session → data, features, metrics, risk, ledger, explain,
+    domain → config, provenance, net, ray_session, lazy → data, features, metrics, risk, ledger, explain,
     observability → ml, models → registry, broker → arena, train → serve, dashboard → commands, cli
 
 An import inside a function hides a cycle instead of removing it, so ``titan_ray`` imports live at
@@ -26,7 +26,7 @@ ROOT = Path(titan_ray.__file__).parent
 
 LAYERS: list[set[str]] = [
     {"domain"},
-    {"config", "provenance", "net", "ray_session"},
+    {"config", "provenance", "net", "ray_session", "lazy"},
     {"data", "features", "metrics", "risk", "ledger", "explain", "observability"},
     {"ml", "models"},
     {"registry", "broker"},
