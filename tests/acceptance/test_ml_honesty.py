@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from titan_ray.config import DataConfig, LedgerConfig, SyntheticConfig
-from titan_ray.domain.bars import BarBatch
 from titan_ray.data.synthetic import SyntheticProvider
+from titan_ray.domain.bars import BarBatch
 from titan_ray.features import FeatureEngine
 from titan_ray.metrics.performance import sharpe
 from titan_ray.metrics.significance import probabilistic_sharpe_ratio
+from titan_ray.ml.backtest import backtest
 from titan_ray.models.kinds import build_model
 from titan_ray.models.lightgbm_model import LightGBMModel
-from titan_ray.ml.backtest import backtest
 
 N_SYMBOLS, N_BARS, WARM = 6, 1400, 700
 PERIODS = 252 * 26  # 15-minute bars

@@ -19,9 +19,9 @@ from titan_ray.cli import main
 from titan_ray.config import parse_config
 from titan_ray.data.providers import make_provider
 from titan_ray.features.pipeline import FeatureEngine
+from titan_ray.ml.env import ActionMap, FeatureScaler, MarketWindow
 from titan_ray.models.ppo import POLICY_FILE, Policy, load_module
 from titan_ray.registry import ModelRegistry
-from titan_ray.ml.env import ActionMap, FeatureScaler, MarketWindow
 from titan_ray.train.ppo import greedy_run, load_ppo_config, train_ppo
 from titan_ray.train.space import merge
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from titan_ray.config import ArenaConfig
-from titan_ray.ledger.engine import ModelResults
 from titan_ray.domain.orders import OrderStatus
+from titan_ray.ledger.engine import ModelResults
 from titan_ray.metrics.performance import returns_from_equity, summarize
 from titan_ray.metrics.significance import sharpe_difference_test
 

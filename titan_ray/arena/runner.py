@@ -44,15 +44,15 @@ from titan_ray.arena.leaderboard import build_leaderboard
 from titan_ray.arena.live import LiveStop, PaperCheck, alpaca_environ, live_chunks, write_paper_report
 from titan_ray.arena.monitor import HeartbeatMonitor
 from titan_ray.arena.views import portfolio_record
-from titan_ray.provenance import code_version
-from titan_ray.ray_session import ensure_ray
 from titan_ray.config import ArenaConfig, ConfigError, config_to_dict, resolve_url
 from titan_ray.data.actor import MarketDataActor
-from titan_ray.domain.calendar import format_frequency, periods_per_year
 from titan_ray.data.providers import DataError
+from titan_ray.domain.calendar import format_frequency, periods_per_year
 from titan_ray.ledger.actor import LedgerActor
 from titan_ray.ledger.engine import ModelResults
 from titan_ray.models.actor import ModelActor
+from titan_ray.provenance import code_version
+from titan_ray.ray_session import ensure_ray
 from titan_ray.registry import registered_models
 
 

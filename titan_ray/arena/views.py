@@ -32,9 +32,9 @@ import pandas as pd
 
 from titan_ray.arena import results as out
 from titan_ray.arena.publish import json_safe
-from titan_ray.ledger.engine import ModelResults
-from titan_ray.domain.orders import Fill
 from titan_ray.domain.decisions import Explanation
+from titan_ray.domain.orders import Fill
+from titan_ray.ledger.engine import ModelResults
 
 STATUSES = ("running", "finished", "idle")
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from titan_ray.domain.bars import BarBatch
-from titan_ray.domain.decisions import Decisions, decision_id
+from titan_ray.domain.decisions import DecisionId, Decisions
 
 _STEP = 1e-6  # fractional quantities: a millionth of a share, as in the ledger
 TERMINAL = frozenset({"filled", "canceled", "expired", "rejected", "done_for_day", "replaced"})
@@ -85,7 +85,7 @@ class OrderMirror:
                     continue
                 self.position[s] = target
                 out.append(PaperOrder(
-                    decision_id=decision_id(self.model, self.symbols[s], bars.start + t),
+                    decision_id=DecisionId(self.model, self.symbols[s], bars.start + t),
                     symbol=self.symbols[s], side="buy" if qty > 0 else "sell", quantity=round(abs(qty), 6),
                     decision_ts=int(bars.timestamps[t]), decision_close=price,
                 ))

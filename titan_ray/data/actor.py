@@ -22,8 +22,8 @@ from typing import Any
 import ray
 
 from titan_ray.config import DataConfig, LiveConfig, ReplayConfig
-from titan_ray.domain.bars import BarBatch
 from titan_ray.data.providers import DataError, MarketData, make_provider
+from titan_ray.domain.bars import BarBatch
 
 
 class MarketFeed:

@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 
 from titan_ray.config import AlpacaConfig, DataConfig
-from titan_ray.domain.bars import FIELDS, BarBatch
 from titan_ray.data.cache import BarCache, default_cache_root
-from titan_ray.domain.calendar import Calendar, format_frequency, parse_frequency
 from titan_ray.data.providers import BadBarRule, DataError, MarketData, RejectedBar
+from titan_ray.domain.bars import FIELDS, BarBatch
+from titan_ray.domain.calendar import Calendar, format_frequency, parse_frequency
 
 log = logging.getLogger("titan_ray.data.alpaca")
 

@@ -37,11 +37,11 @@ import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
 from titan_ray.config import DataConfig
-from titan_ray.domain.bars import FIELDS, BarBatch
-from titan_ray.domain.calendar import EXCHANGE_TZ, Calendar, infer_frequency, parse_frequency
 from titan_ray.data.providers import DataError, MarketData, RejectedBar
 from titan_ray.data.validation import FIX, check_order, check_rows, empty
 from titan_ray.data.validation import NAT as _NAT
+from titan_ray.domain.bars import FIELDS, BarBatch
+from titan_ray.domain.calendar import EXCHANGE_TZ, Calendar, infer_frequency, parse_frequency
 
 _SUFFIXES = {"csv": (".csv.gz", ".csv"), "parquet": (".parquet", ".pq")}
 _TIME_NAMES = ("timestamp", "datetime", "date", "time")

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from titan_ray.config import DataConfig, LiveConfig, ReplayConfig
+from titan_ray.data.providers import BadBarRule, DataError, MarketData, RejectedBar
 from titan_ray.domain.bars import FIELDS, BarBatch
 from titan_ray.domain.calendar import Calendar
-from titan_ray.data.providers import BadBarRule, DataError, MarketData, RejectedBar
 
 log = logging.getLogger("titan_ray.data.live")
 _MINUTE = 60 * 1_000_000_000

@@ -194,9 +194,9 @@ def filter_session(market, outside: str, calendar: UsEquityCalendar | None = Non
     ``drop`` removes the timestamps quietly (counted in ``source``); ``reject`` removes them and
     records each bar as a ``RejectedBar`` with rule ``OUTSIDE_SESSION``, like any bad bar.
     """
+    from titan_ray.data.providers import BadBarRule, DataError, RejectedBar
     from titan_ray.domain.bars import FIELDS, BarBatch
     from titan_ray.domain.calendar import Calendar
-    from titan_ray.data.providers import BadBarRule, DataError, RejectedBar
 
     if outside == "keep" or market.calendar is not Calendar.EQUITIES:
         return market

@@ -33,10 +33,16 @@ import numpy as np
 import pandas as pd
 
 from titan_ray.config import DataConfig, SyntheticConfig
-from titan_ray.domain.bars import BarBatch
-from titan_ray.domain.calendar import EXCHANGE_TZ, SESSION_MINUTES, Calendar, parse_frequency, periods_per_year
 from titan_ray.data.files import naive_timezone, time_bounds
 from titan_ray.data.providers import DataError, MarketData
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.calendar import (
+    EXCHANGE_TZ,
+    SESSION_MINUTES,
+    Calendar,
+    parse_frequency,
+    periods_per_year,
+)
 
 DEFAULT_FREQUENCY = "15min"
 DEFAULT_START = "2024-01-02"

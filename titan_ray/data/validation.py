@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from titan_ray.domain.bars import FIELDS
 from titan_ray.data.providers import BadBarRule, DataError
+from titan_ray.domain.bars import FIELDS
 
 NAT = np.iinfo(np.int64).min  # what pandas stores for NaT
 _Found = list[tuple[int, BadBarRule, str]]  # (0-based row, rule, detail) per rejected row

@@ -15,14 +15,51 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 
-def decision_id(model: str, symbol: str, bar: int) -> str:
-    """Stable id of a model's decision on a symbol at a global bar index (chunk-size invariant)."""
-    return f"{model}:{symbol}:{bar}"
+class DecisionId(str):
+    """A model's decision on a symbol at a global bar index: ``MODEL:SYMBOL:BAR``.
+
+    Built from its typed parts (``model``, ``symbol``, ``bar``), never parsed back inside the
+    arena; it *is* its text (a ``str``), so it is stored in Parquet, sent as JSON and compared with
+    a plain string as that text. ``parse`` reads one at the edge (an HTTP path, a results file).
+    Chunk-size invariant: the bar index is global to the replay.
+    """
+
+    model: str
+    symbol: str
+    bar: int
+
+    def __new__(cls, model: str, symbol: str, bar: int) -> Self:
+        self = super().__new__(cls, f"{model}:{symbol}:{bar}")
+        self.model, self.symbol, self.bar = model, symbol, int(bar)
+        return self
+
+    def __getnewargs__(self) -> tuple[str, str, int]:  # type: ignore[override]
+        return self.model, self.symbol, self.bar
+
+    @classmethod
+    def parse(cls, text: str) -> DecisionId | None:
+        """The id ``text`` spells (a symbol may itself hold ':'), or None when it spells none."""
+        model, sep, rest = text.partition(":")
+        symbol, sep2, bar = rest.rpartition(":")
+        if not (model and sep and symbol and sep2 and bar.isdigit()):
+            return None
+        return cls(model, symbol, int(bar))
+
+
+def action_phrase(symbol: str, old: float, new: float) -> str:
+    """'Went long AAA (weight 0 → 0.0833)' and the like: how every decision's sentence starts."""
+    if new == 0:
+        verb = "Went flat"
+    elif old == 0 or (old > 0) != (new > 0):
+        verb = "Went long" if new > 0 else "Went short"
+    else:
+        verb = "Added to" if abs(new) > abs(old) else "Reduced"
+    return f"{verb} {symbol} (weight {old:.4g} → {new:.4g})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +71,7 @@ class Feature:
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    decision_id: str
+    decision_id: DecisionId
     model: str
     timestamp: int  # ns UTC of the decision bar (the close the model saw)
     bar: int
@@ -119,7 +156,7 @@ class ExplanationBatch:
             sentence = self.sentences[i] if self.sentences is not None else render(sym, old, new, features)
             bar = int(self.bar[i])
             gap = math.nan if self.gap is None else float(self.gap[i])
-            out.append(Explanation(decision_id(self.model, sym, bar), self.model, int(self.timestamp[i]), bar,
+            out.append(Explanation(DecisionId(self.model, sym, bar), self.model, int(self.timestamp[i]), bar,
                                    sym, old, new, float(self.price[i]), self.method, float(self.base_value[i]),
                                    features, sentence, gap))
         return out

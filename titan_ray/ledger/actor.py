@@ -24,11 +24,11 @@ import ray
 
 from titan_ray.config import LedgerConfig, RiskConfig
 from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.decisions import Decisions
+from titan_ray.domain.orders import OrderStatus
 from titan_ray.ledger.engine import Ledger, ModelResults
 from titan_ray.ledger.journal import Journal, decode, encode, open_journal
-from titan_ray.domain.orders import OrderStatus
 from titan_ray.metrics.performance import max_drawdown, returns_from_equity, sharpe
-from titan_ray.domain.decisions import Decisions
 
 
 def _finite(x: float) -> float | None:

@@ -29,11 +29,11 @@ import numpy as np
 from titan_ray.config import FixedQuantitySizing, LedgerConfig, RiskConfig
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.calendar import Calendar, session_days
+from titan_ray.domain.decisions import DecisionId, Decisions, Explanation, ExplanationBatch
+from titan_ray.domain.orders import Fill, OrderRecord, OrderStatus, RejectReason, RoundTrip, Side
 from titan_ray.ledger.money import Commission, fill_value_micro, to_micro
 from titan_ray.ledger.portfolio import Portfolio
 from titan_ray.ledger.slippage import base_fraction, slipped_price
-from titan_ray.domain.orders import Fill, OrderRecord, OrderStatus, RejectReason, RoundTrip, Side
-from titan_ray.domain.decisions import Decisions, Explanation, ExplanationBatch, decision_id
 from titan_ray.risk.engine import RiskState, check_order, is_reducing
 
 _FRACTION_STEP = 1e-6  # fractional quantities are truncated to a millionth of a share
@@ -228,7 +228,7 @@ class Ledger:
                 OrderRecord(
                     model=book.model,
                     order_id=self._order_id(book),
-                    decision_id=decision_id(book.model, self.symbols[s], bar),
+                    decision_id=DecisionId(book.model, self.symbols[s], bar),
                     symbol=self.symbols[s],
                     timestamp=int(bars.timestamps[t]),
                     bar=bar,
@@ -328,7 +328,7 @@ class Ledger:
     def _stage(self, book: Book, w_row: np.ndarray, changed_row: np.ndarray, bar: int, ts: int) -> None:
         for s in np.flatnonzero(changed_row):
             s = int(s)
-            did = decision_id(book.model, self.symbols[s], bar)
+            did = DecisionId(book.model, self.symbols[s], bar)
             staged = book.pending.get(s)
             if staged is not None and staged[1].startswith("risk:"):
                 # A risk flattening order outranks the model's own wish on the same bar.

@@ -34,8 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from titan_ray.config import LedgerConfig, RiskConfig
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.calendar import Calendar
-from titan_ray.ledger.engine import Ledger
 from titan_ray.domain.decisions import Decisions
+from titan_ray.ledger.engine import Ledger
 
 AGENT = "agent"
 

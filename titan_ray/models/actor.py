@@ -21,8 +21,8 @@ import ray
 
 from titan_ray.config import ModelSpec
 from titan_ray.domain.bars import BarBatch
-from titan_ray.models.base import TradingModel
 from titan_ray.domain.decisions import Decisions
+from titan_ray.models.base import TradingModel
 from titan_ray.models.kinds import build_model
 
 

@@ -106,17 +106,6 @@ class TradingModel(ABC):
         """The sentence a trader reads for one decision."""
 
 
-def action_phrase(symbol: str, old: float, new: float) -> str:
-    """'Went long AAA (weight 0 → 0.0833)' and the like."""
-    if new == 0:
-        verb = "Went flat"
-    elif old == 0 or (old > 0) != (new > 0):
-        verb = "Went long" if new > 0 else "Went short"
-    else:
-        verb = "Added to" if abs(new) > abs(old) else "Reduced"
-    return f"{verb} {symbol} (weight {old:.4g} → {new:.4g})"
-
-
 def hold_forward(events: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Forward-fill the non-NaN cells of ``events`` (T, S) down the rows, from ``start`` (S,)."""
     filled = np.vstack([start[None, :], events])

@@ -14,7 +14,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from titan_ray.domain.bars import BarBatch
-from titan_ray.models.base import ModelParams, TradingModel, action_phrase, hold_forward
+from titan_ray.domain.decisions import action_phrase
+from titan_ray.models.base import ModelParams, TradingModel, hold_forward
 
 
 def rolling_mean(history: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

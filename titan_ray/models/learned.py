@@ -38,10 +38,10 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.decisions import Decisions, ExplanationBatch, Feature, action_phrase
 from titan_ray.features.pipeline import FeatureEngine
-from titan_ray.models.base import ModelParams, TradingModel, action_phrase
-from titan_ray.domain.decisions import Decisions, ExplanationBatch, Feature
 from titan_ray.ml.labels import forward_returns, triple_barrier
+from titan_ray.models.base import ModelParams, TradingModel
 
 ARTIFACT_FILE = "learned.json"
 

@@ -26,8 +26,8 @@ import lightgbm as lgb
 import numpy as np
 from pydantic import Field
 
-from titan_ray.models.learned import Attribution, LearnedModel, LearnedParams
 from titan_ray.ml.validation import purged_kfold, spearman
+from titan_ray.models.learned import Attribution, LearnedModel, LearnedParams
 
 
 class LightGBMParams(LearnedParams):

@@ -21,8 +21,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from titan_ray.domain.decisions import action_phrase
 from titan_ray.explain.gradients import double_copy, integrated_gradients
-from titan_ray.models.base import action_phrase
 from titan_ray.models.learned import Attribution
 from titan_ray.models.sequence import (
     SequenceModel,

@@ -37,8 +37,8 @@ import numpy as np
 from pydantic import Field
 
 from titan_ray.domain.bars import BarBatch
-from titan_ray.models.base import ModelParams, TradingModel, action_phrase
-from titan_ray.domain.decisions import Decisions, Feature
+from titan_ray.domain.decisions import Decisions, Feature, action_phrase
+from titan_ray.models.base import ModelParams, TradingModel
 
 POLICY_FILE = "policy.json"
 MODULE_DIR = "rl_module"

@@ -35,8 +35,8 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import Field, model_validator
 
-from titan_ray.models.base import action_phrase
-from titan_ray.domain.decisions import Feature
+from titan_ray.domain.decisions import Feature, action_phrase
+from titan_ray.ml.validation import spearman
 from titan_ray.models.learned import LearnedModel, LearnedParams, describe
 from titan_ray.models.nets import build_net
 from titan_ray.models.nets.training import (
@@ -48,7 +48,6 @@ from titan_ray.models.nets.training import (
     split_tail,
     train,
 )
-from titan_ray.ml.validation import spearman
 
 log = logging.getLogger(__name__)
 

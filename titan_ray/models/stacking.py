@@ -28,10 +28,9 @@ import lightgbm as lgb
 import numpy as np
 from pydantic import Field, model_validator
 
-from titan_ray.models.base import action_phrase
-from titan_ray.domain.decisions import Feature
-from titan_ray.models.learned import Attribution, LearnedModel, LearnedParams
+from titan_ray.domain.decisions import Feature, action_phrase
 from titan_ray.ml.validation import purged_kfold, spearman
+from titan_ray.models.learned import Attribution, LearnedModel, LearnedParams
 
 BaseName = Literal["lightgbm", "ridge", "momentum", "reversion"]
 _RULE_INPUT = {"momentum": "ret_20", "reversion": "rsi_14"}

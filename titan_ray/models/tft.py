@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
-from titan_ray.models.base import action_phrase
+from titan_ray.domain.decisions import action_phrase
 from titan_ray.models.learned import Attribution
 from titan_ray.models.sequence import (
     SequenceModel,

@@ -37,8 +37,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from titan_ray.domain.bars import BarBatch
-from titan_ray.models.base import TradingModel
 from titan_ray.domain.decisions import Feature
+from titan_ray.models.base import TradingModel
 
 MAX_BARS = 5000
 MAX_SYMBOLS = 500

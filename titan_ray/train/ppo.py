@@ -159,8 +159,8 @@ class Windows:
 
 
 def build_windows(cfg: PpoConfig) -> Windows:
-    from titan_ray.domain.calendar import periods_per_year
     from titan_ray.data.providers import make_provider
+    from titan_ray.domain.calendar import periods_per_year
     from titan_ray.features.pipeline import FeatureEngine
 
     market = make_provider(cfg.data, cfg.seed).load()
@@ -277,9 +277,9 @@ def train_ppo(cfg: PpoConfig, run_dir: Path, *, progress: bool = True, print_fn:
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
+    from titan_ray.ml.env import ActionMap
     from titan_ray.models.ppo import Policy, load_module, write_policy
     from titan_ray.registry import ModelRegistry, fingerprint
-    from titan_ray.ml.env import ActionMap
 
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -230,8 +230,8 @@ class SweepResult:
 
 def training_period(cfg: SweepConfig | Any) -> tuple[BarBatch, str, float]:
     """The bars of the training period (never more), the calendar and periods per year."""
-    from titan_ray.domain.calendar import periods_per_year
     from titan_ray.data.providers import make_provider
+    from titan_ray.domain.calendar import periods_per_year
 
     market = make_provider(cfg.data, cfg.seed).load()
     bars = market.bars

@@ -12,8 +12,8 @@ from titan_ray.arena import views
 from titan_ray.arena.leaderboard import build_leaderboard
 from titan_ray.arena.runner import write_results
 from titan_ray.config import parse_config
-from titan_ray.domain.calendar import periods_per_year
 from titan_ray.data.providers import make_provider
+from titan_ray.domain.calendar import periods_per_year
 from titan_ray.ledger.engine import Ledger
 from titan_ray.models.kinds import build_model
 

@@ -7,8 +7,8 @@ import pytest
 
 from titan_ray.broker.crossval import OrderMirror, PaperOrder, divergence, fills_frame, summary
 from titan_ray.domain.bars import BarBatch
-from titan_ray.domain.orders import Fill, Side
 from titan_ray.domain.decisions import Decisions
+from titan_ray.domain.orders import Fill, Side
 
 
 def _bars(close: list[list[float]], start: int = 0) -> BarBatch:

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from titan_ray.config import DataConfig
-from titan_ray.domain.bars import BarBatch
-from titan_ray.domain.calendar import Calendar
 from titan_ray.data.market_calendar import UsEquityCalendar, early_closes, easter, filter_session, holidays
 from titan_ray.data.providers import BadBarRule, DataError, MarketData
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.calendar import Calendar
 
 D = dt.date
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from titan_ray.config import DataConfig
-from titan_ray.domain.bars import BarBatch
 from titan_ray.data.synthetic import SyntheticProvider
+from titan_ray.domain.bars import BarBatch
 from titan_ray.features import ALL_FEATURES, DESCRIPTIONS, FeatureEngine
 from titan_ray.models.baselines import RsiReversion
 

@@ -4,8 +4,8 @@ import numpy as np
 
 from titan_ray.config import parse_config
 from titan_ray.domain.bars import BarBatch
-from titan_ray.ledger.engine import Ledger
 from titan_ray.domain.decisions import Decisions
+from titan_ray.ledger.engine import Ledger
 
 DAY = 86_400 * 10**9
 T0 = 1_704_200_000 * 10**9  # 2024-01-02

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from titan_ray.config import parse_config
 from titan_ray.domain.bars import BarBatch
-from titan_ray.ledger.engine import Ledger
-from titan_ray.domain.orders import OrderStatus, Side
 from titan_ray.domain.decisions import Decisions
+from titan_ray.domain.orders import OrderStatus, Side
+from titan_ray.ledger.engine import Ledger
 
 
 @st.composite

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from helpers import batch, decisions, ledger
 
-from titan_ray.ledger.money import commission_micro, fill_value_micro
 from titan_ray.domain.orders import OrderStatus, RejectReason
+from titan_ray.ledger.money import commission_micro, fill_value_micro
 
 PRICES = [100.0, 101.0, 102.0, 103.0, 104.0]
 

@@ -8,9 +8,9 @@ from gymnasium.utils.env_checker import check_env
 
 from titan_ray.config import DataConfig, LedgerConfig, RiskConfig
 from titan_ray.data.synthetic import SyntheticProvider
+from titan_ray.domain.decisions import Decisions
 from titan_ray.features.pipeline import FeatureEngine
 from titan_ray.ledger.engine import Ledger
-from titan_ray.domain.decisions import Decisions
 from titan_ray.ml.env import AGENT, ActionMap, EnvSettings, MarketWindow, TradingEnv, observation
 
 FEATURES = ("ret_1", "ret_5", "vol_20")

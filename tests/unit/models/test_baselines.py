@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from titan_ray.config import DataConfig
-from titan_ray.domain.bars import BarBatch
 from titan_ray.data.synthetic import SyntheticProvider
+from titan_ray.domain.bars import BarBatch
 from titan_ray.models.kinds import BASELINE_KINDS, build_model
 
 

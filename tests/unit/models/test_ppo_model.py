@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from titan_ray.config import DataConfig
-from titan_ray.domain.bars import BarBatch
 from titan_ray.data.synthetic import SyntheticProvider
+from titan_ray.domain.bars import BarBatch
 from titan_ray.features.pipeline import FeatureEngine
-from titan_ray.registry import ModelRegistry
 from titan_ray.ml.env import EnvSettings, MarketWindow, TradingEnv
+from titan_ray.registry import ModelRegistry
 
 FEATURES = ("ret_1", "ret_5", "rsi_14")
 START = 300  # first traded bar
@@ -84,8 +84,8 @@ def test_decisions_do_not_depend_on_the_chunk_size_and_survive_pickling(register
 
 
 def test_it_acts_as_the_env_would(registered, market):
-    from titan_ray.models.ppo import Policy, load_module
     from titan_ray.ml.env import ActionMap
+    from titan_ray.models.ppo import Policy, load_module
 
     bars, calendar = market
     _, version, window, settings = registered
