@@ -32,7 +32,7 @@ import pandas as pd
 
 from titan_ray.arena import results as out
 from titan_ray.arena.publish import json_safe
-from titan_ray.domain.decisions import Explanation
+from titan_ray.domain.decisions import DecisionId, Explanation
 from titan_ray.domain.orders import Fill
 from titan_ray.ledger.engine import ModelResults
 
@@ -307,35 +307,18 @@ def fill_payload(f: Fill) -> dict[str, Any]:
 
 
 def _explanation_from_results(results: Mapping[str, ModelResults], decision_id: str) -> Explanation | None:
-    model, sep, rest = decision_id.partition(":")
-    symbol, sep2, bar_text = rest.rpartition(":")
-    r = results.get(model)
-    if r is None or not sep or not sep2 or not bar_text.isdigit() or symbol not in r.symbols:
+    did = DecisionId.parse(decision_id)
+    r = results.get(did.model) if did is not None else None
+    if r is None or did.symbol not in r.symbols:
         return None
-    bar, s = int(bar_text), r.symbols.index(symbol)
+    s = r.symbols.index(did.symbol)
     for batch in r.explanations:
-        if len(batch) == 0 or bar < batch.bar[0] or bar > batch.bar[-1]:
+        if len(batch) == 0 or did.bar < batch.bar[0] or did.bar > batch.bar[-1]:
             continue
-        hits = np.flatnonzero((batch.bar == bar) & (batch.symbol == s))
+        hits = np.flatnonzero((batch.bar == did.bar) & (batch.symbol == s))
         if len(hits):
-            i = int(hits[0])
-            return _one_record(batch, i, r.symbols)
+            return batch.record(int(hits[0]), r.symbols)
     return None
-
-
-def _one_record(batch: Any, i: int, symbols: tuple[str, ...]) -> Explanation:
-    """Row ``i`` of an ExplanationBatch as an Explanation (renders one sentence, not the whole batch)."""
-    from dataclasses import replace
-
-    one = replace(
-        batch,
-        bar=batch.bar[i:i + 1], symbol=batch.symbol[i:i + 1], timestamp=batch.timestamp[i:i + 1],
-        old_weight=batch.old_weight[i:i + 1], new_weight=batch.new_weight[i:i + 1], price=batch.price[i:i + 1],
-        base_value=batch.base_value[i:i + 1], values=batch.values[i:i + 1], attributions=batch.attributions[i:i + 1],
-        sentences=None if batch.sentences is None else (batch.sentences[i],),
-        gap=None if getattr(batch, "gap", None) is None else batch.gap[i:i + 1],
-    )
-    return one.records(symbols)[0]
 
 
 def _check_model(run: RunData, model: str) -> None:

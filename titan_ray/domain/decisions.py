@@ -2,13 +2,13 @@
 
 Models output target weights, not orders: for each timestamp and symbol the fraction of equity to
 hold (-1..1; long-only models 0..1). Every cell where a weight changes has one explanation
-whose ``decision_id`` the ledger puts on the orders and fills it causes, so that each trade can
+whose ``DecisionId`` the ledger puts on the orders and fills it causes, so that each trade can
 answer "why?".
 
 Explanations travel columnar (``ExplanationBatch``: one row per changed weight, the features as
 a matrix), because a busy model changes thousands of weights a second and one object per change
-would cost more than the decision itself. ``records()`` renders them as ``Explanation`` objects
-with the model's sentence, when someone reads them.
+would cost more than the decision itself. The model writes each row's sentence when it decides,
+so ``record``/``records`` turn rows into ``Explanation`` objects without any model's code.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class ExplanationBatch:
     """The explanations of one chunk, one row per changed weight."""
 
     model: str
-    kind: str  # the model kind, whose ``render`` writes the sentence
+    kind: str  # the model kind that decided
     method: str
     bar: np.ndarray  # (n,) int64 global bar index
     symbol: np.ndarray  # (n,) int64 index into the symbols
@@ -108,7 +108,9 @@ class ExplanationBatch:
     feature_names: tuple[str, ...]
     values: np.ndarray  # (n, k)
     attributions: np.ndarray  # (n, k)
-    sentences: tuple[str, ...] | None = None  # models that write their own sentences set this
+    # (n,) the sentence a trader reads, written by the model when it decided (reading a run never
+    # needs the model's code); None only for a batch built by hand: the action alone is then shown
+    sentences: tuple[str, ...] | None = None
     # (n,) |attributions summed + base - model output| per row, where the method is additive
     # (SHAP additivity, Integrated Gradients' completeness); None = not defined (NaN)
     gap: np.ndarray | None = None
@@ -142,24 +144,21 @@ class ExplanationBatch:
         return ExplanationBatch(**out)
 
     def records(self, symbols: tuple[str, ...]) -> list[Explanation]:
-        from titan_ray.models.kinds import MODEL_KINDS
+        return [self.record(i, symbols) for i in range(len(self))]
 
-        render = MODEL_KINDS[self.kind].render
-        out = []
-        for i in range(len(self)):
-            sym = symbols[int(self.symbol[i])]
-            features = tuple(
-                Feature(n, float(v), float(a))
-                for n, v, a in zip(self.feature_names, self.values[i], self.attributions[i], strict=True)
-            )
-            old, new = float(self.old_weight[i]), float(self.new_weight[i])
-            sentence = self.sentences[i] if self.sentences is not None else render(sym, old, new, features)
-            bar = int(self.bar[i])
-            gap = math.nan if self.gap is None else float(self.gap[i])
-            out.append(Explanation(DecisionId(self.model, sym, bar), self.model, int(self.timestamp[i]), bar,
-                                   sym, old, new, float(self.price[i]), self.method, float(self.base_value[i]),
-                                   features, sentence, gap))
-        return out
+    def record(self, i: int, symbols: tuple[str, ...]) -> Explanation:
+        """Row ``i`` as an ``Explanation``."""
+        sym = symbols[int(self.symbol[i])]
+        features = tuple(
+            Feature(n, float(v), float(a))
+            for n, v, a in zip(self.feature_names, self.values[i], self.attributions[i], strict=True)
+        )
+        old, new = float(self.old_weight[i]), float(self.new_weight[i])
+        sentence = self.sentences[i] if self.sentences is not None else action_phrase(sym, old, new)
+        bar = int(self.bar[i])
+        gap = math.nan if self.gap is None else float(self.gap[i])
+        return Explanation(DecisionId(self.model, sym, bar), self.model, int(self.timestamp[i]), bar, sym, old, new,
+                           float(self.price[i]), self.method, float(self.base_value[i]), features, sentence, gap)
 
 
 @dataclass(frozen=True, slots=True)

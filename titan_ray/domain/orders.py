@@ -9,7 +9,9 @@ enough to create tens of thousands of times a second on the ledger's hot path.
 from __future__ import annotations
 
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
+
+from titan_ray.domain.decisions import DecisionId
 
 
 class Side(str, Enum):
@@ -40,10 +42,41 @@ class HaltReason(str, Enum):
     KILL_SWITCH = "KILL_SWITCH"
 
 
+class ForcedBy(str, Enum):
+    """The risk rule that made the ledger flatten a position on its own (no model asked).
+
+    Its value is the text that stands where a decision id would on the orders and fills it causes.
+    """
+
+    KILL_SWITCH = "risk:kill_switch"
+    CIRCUIT_BREAKER = "risk:circuit_breaker"
+    DAILY_LOSS_LIMIT = "risk:daily_loss_limit"
+
+    @property
+    def reject_reason(self) -> RejectReason:
+        """What a model's order on the same bar is rejected with: it gives way to this flattening."""
+        return RejectReason[self.name]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Why an order exists: a model's decision, or a risk rule that forced it. Both are ``str`` (their
+# text is what results files and the API show), and neither is ever parsed back to tell them apart.
+Cause: TypeAlias = DecisionId | ForcedBy
+
+
+class PendingTarget(NamedTuple):
+    """A target weight staged for the next fill bar, with what caused it."""
+
+    weight: float
+    cause: Cause
+
+
 class Fill(NamedTuple):
     model: str
     order_id: int
-    decision_id: str
+    decision_id: Cause
     symbol: str
     timestamp: int  # ns UTC of the bar it filled on
     bar: int  # global bar index
@@ -58,7 +91,7 @@ class Fill(NamedTuple):
 class OrderRecord(NamedTuple):
     model: str
     order_id: int
-    decision_id: str
+    decision_id: Cause
     symbol: str
     timestamp: int  # bar the order was created on (its first fill attempt)
     bar: int

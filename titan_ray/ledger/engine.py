@@ -30,7 +30,18 @@ from titan_ray.config import FixedQuantitySizing, LedgerConfig, RiskConfig
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.calendar import Calendar, session_days
 from titan_ray.domain.decisions import DecisionId, Decisions, Explanation, ExplanationBatch
-from titan_ray.domain.orders import Fill, OrderRecord, OrderStatus, RejectReason, RoundTrip, Side
+from titan_ray.domain.orders import (
+    Cause,
+    Fill,
+    ForcedBy,
+    HaltReason,
+    OrderRecord,
+    OrderStatus,
+    PendingTarget,
+    RejectReason,
+    RoundTrip,
+    Side,
+)
 from titan_ray.ledger.money import Commission, fill_value_micro, to_micro
 from titan_ray.ledger.portfolio import Portfolio
 from titan_ray.ledger.slippage import base_fraction, slipped_price
@@ -42,7 +53,7 @@ _FRACTION_STEP = 1e-6  # fractional quantities are truncated to a millionth of a
 @dataclass(slots=True)
 class _Working:
     order_id: int
-    decision_id: str
+    decision_id: Cause
     s: int
     requested: float  # signed
     remaining: float  # signed
@@ -62,7 +73,7 @@ class Book:
     last_equity: float
     seq: int = -1  # last chunk sequence number applied
     next_order_id: int = 0
-    pending: dict[int, tuple[float, str]] = field(default_factory=dict)  # symbol index -> (weight, id)
+    pending: dict[int, PendingTarget] = field(default_factory=dict)  # by symbol index
     working: dict[int, _Working] = field(default_factory=dict)
     orders: list[OrderRecord] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
@@ -183,13 +194,11 @@ class Ledger:
 
     def kill_switch(self, model: str, on: bool = True) -> None:
         """Flatten ``model`` at the next fill bar and reject every order that adds risk (or lift it)."""
-        from titan_ray.domain.orders import HaltReason
-
         book = self.books[model]
         if on:
             book.risk.halted = HaltReason.KILL_SWITCH
             for s in np.flatnonzero(book.portfolio.position):
-                book.pending[int(s)] = (0.0, "risk:kill_switch")
+                book.pending[int(s)] = PendingTarget(0.0, ForcedBy.KILL_SWITCH)
         elif book.risk.halted is HaltReason.KILL_SWITCH:
             book.risk.halted = None
 
@@ -290,7 +299,7 @@ class Ledger:
                 flatten = risk.on_close(risk_cfg, equity)
                 if flatten is not None:
                     for s in np.flatnonzero(pos):
-                        book.pending[int(s)] = (0.0, flatten)
+                        book.pending[int(s)] = PendingTarget(0.0, flatten)
                 book.last_equity = equity
             if stage_now and next_open:
                 self._stage(book, weights[t], changed[t], bars.start + t, int(bars.timestamps[t]))
@@ -330,13 +339,13 @@ class Ledger:
             s = int(s)
             did = DecisionId(book.model, self.symbols[s], bar)
             staged = book.pending.get(s)
-            if staged is not None and staged[1].startswith("risk:"):
+            if staged is not None and isinstance(staged.cause, ForcedBy):
                 # A risk flattening order outranks the model's own wish on the same bar.
-                reason = RejectReason(staged[1].removeprefix("risk:").upper())
+                reason = staged.cause.reject_reason
                 self._reject_new(book, s, did, ts, bar, 0.0, reason,
                                  f"{reason.value}: the model's order gave way to a risk flattening order")
                 continue
-            book.pending[s] = (float(w_row[s]), did)
+            book.pending[s] = PendingTarget(float(w_row[s]), did)
 
     def _order_id(self, book: Book) -> int:
         book.next_order_id += 1
@@ -422,7 +431,7 @@ class Ledger:
             if wk.remaining == 0:
                 self._finish(book, working.pop(s), OrderStatus.FILLED, None, "")
 
-    def _reject_new(self, book: Book, s: int, did: str, ts: int, bar: int, qty: float,
+    def _reject_new(self, book: Book, s: int, did: Cause, ts: int, bar: int, qty: float,
                     reason: RejectReason, detail: str) -> None:
         book.orders.append(OrderRecord(book.model, self._order_id(book), did, self.symbols[s], ts, bar,
                                        Side.BUY if qty >= 0 else Side.SELL, abs(qty), 0.0,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from titan_ray.config import RiskConfig
-from titan_ray.domain.orders import HaltReason, RejectReason
+from titan_ray.domain.orders import ForcedBy, HaltReason, RejectReason
 
 # Position and exposure limits are compared with a relative slack of 1e-12, so that an order
 # sized to exactly the limit is not rejected for the last bit of a float division.
@@ -88,7 +88,7 @@ class RiskState:
             self.day_start_equity = last_equity
             self.day_halted = False
 
-    def on_close(self, risk: RiskConfig, equity: float) -> str | None:
+    def on_close(self, risk: RiskConfig, equity: float) -> ForcedBy | None:
         """Update the limits with a bar's close equity; a reason to flatten, or None."""
         self.peak = max(self.peak, equity)
         if (
@@ -97,12 +97,12 @@ class RiskState:
             and equity < self.peak * (1 - risk.max_drawdown_pct)
         ):
             self.halted = HaltReason.CIRCUIT_BREAKER
-            return "risk:circuit_breaker"
+            return ForcedBy.CIRCUIT_BREAKER
         if (
             risk.daily_loss_limit_pct is not None
             and not self.day_halted
             and equity < self.day_start_equity * (1 - risk.daily_loss_limit_pct)
         ):
             self.day_halted = True
-            return "risk:daily_loss_limit"
+            return ForcedBy.DAILY_LOSS_LIMIT
         return None

@@ -144,7 +144,7 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
     return table(columns, newestFirst(list), "No fills yet.", { class: "fills" });
   }
 
-  const modelOf = (f) => f.model || String(f.decision_id || "").split(":")[0];
+  const modelOf = (f) => f.model;
 
   function newestFirst(list) {
     return list.map((x, i) => ({ x, i, t: (fmt.toDate(x.timestamp || x.exit_time) || new Date(0)).getTime() }))
