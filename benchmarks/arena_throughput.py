@@ -57,9 +57,11 @@ import numpy as np
 import pandas as pd
 import ray
 
-from titan_ray.arena.runner import Progress, run_arena
+from titan_ray.arena.pipeline import Progress
+from titan_ray.arena.runner import run_arena
 from titan_ray.config import ArenaConfig, DataConfig, parse_config
-from titan_ray.data.providers import MarketData, make_provider
+from titan_ray.data.market import MarketData
+from titan_ray.data.providers import make_provider
 
 FREQUENCY = "15min"
 SMA_FAST = 10

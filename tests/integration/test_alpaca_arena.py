@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from fakes.alpaca_server import FakeAlpaca, random_walk_bars
 
+from titan_ray.arena.cluster import RemoteMarket
 from titan_ray.arena.live import LiveStop, live_chunks
 from titan_ray.arena.runner import run_arena
 from titan_ray.config import LiveConfig, parse_config
@@ -171,9 +172,10 @@ def test_live_chunks_stop_at_the_time_limit_and_when_the_feed_ends(ray_session):
         return now[0]
 
     stop = LiveStop()
-    assert list(live_chunks(Quiet.remote(), 0, LiveConfig(max_seconds=10), clock, stop, poll_s=0.01)) == [0, 1, 2]
+    quiet = RemoteMarket(Quiet.remote())
+    assert list(live_chunks(quiet, 0, LiveConfig(max_seconds=10), clock, stop, poll_s=0.01)) == [0, 1, 2]
     assert stop.reason == "time limit (10 s)"  # chunk 3 never came
     ended = LiveStop()
-    market = Quiet.remote()
+    market = RemoteMarket(Quiet.remote())
     assert list(live_chunks(market, 4, LiveConfig(), clock, ended, poll_s=0.01)) == []
     assert ended.reason == "feed ended (session closed)"

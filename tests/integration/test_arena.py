@@ -13,7 +13,7 @@ import titan_ray
 from titan_ray.arena.runner import run_arena
 from titan_ray.cli import main
 from titan_ray.config import parse_config
-from titan_ray.data.providers import DataError
+from titan_ray.data.market import DataError
 
 LEADERBOARD_FIELDS = {
     "model", "final_equity", "total_return", "cagr", "sharpe", "sortino", "calmar", "max_drawdown",

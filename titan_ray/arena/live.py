@@ -1,27 +1,35 @@
-"""Live mode for the runner: which chunk comes next, when to stop, and the paper cross-check.
+"""Live mode for the runner: which chunk comes next and when to stop.
 
-``live_chunks`` yields chunk numbers as the market-data actor's live feed produces them (one per
-bar), polling ``wait_chunk`` in short slices so that the time limit and Ctrl-C are noticed while
-the market is quiet. It stops at ``live.max_bars`` live bars, after ``live.max_seconds``, or when
-the feed ends (``stop_at_close``); ``LiveStop.reason`` records which. The runner books each bar at
-once (no pipelining) and refreshes the leaderboard after every bar.
+``LiveSource`` is the pipeline's chunk source for a live run (``arena/pipeline.py``): one bar per
+chunk, each booked at once (no pipelining) and the leaderboard refreshed after every bar, with no
+total unless ``live.max_bars`` sets one. Its chunk numbers come from ``live_chunks``, which asks
+the market-data actor's live feed (through a ``LiveFeed``, ``arena/cluster.py``'s
+``RemoteMarket`` on Ray) whether the next chunk exists, in short slices of ``poll_s`` so that the
+time limit and Ctrl-C are noticed while the market is quiet. It stops at ``live.max_bars`` live
+bars, after ``live.max_seconds``, when the feed ends (``stop_at_close``), or at Ctrl-C;
+``LiveStop.reason`` records which, for run.json.
 
-``PaperCheck`` is the driver's side of paper cross-validation: it starts the broker actor, passes
-it each chunk with the chosen model's decisions and ledger equity, and at the end collects the
-report that the runner writes (``paper_divergence.parquet``, ``paper_fills.parquet``, and
-``paper_check`` in run.json).
+``alpaca_environ`` collects the Alpaca keys that the runner hands to the actors that need them;
+``write_paper_report`` writes the paper cross-check's tables beside the results.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import ray
+from titan_ray.config import LiveConfig
 
-from titan_ray.config import ArenaConfig, LiveConfig
+
+class LiveFeed(Protocol):
+    def wait_chunk(self, index: int, timeout: float) -> bool | None:
+        """Whether chunk ``index`` exists after waiting up to ``timeout`` s: yes, not yet, or never (None)."""
+
+    def ended(self) -> str | None:
+        """Why the feed ended, once it has."""
 
 
 @dataclass
@@ -29,7 +37,7 @@ class LiveStop:
     reason: str | None = None
 
 
-def live_chunks(market: Any, first: int, live: LiveConfig, clock: Callable[[], float], stop: LiveStop,
+def live_chunks(feed: LiveFeed, first: int, live: LiveConfig, clock: Callable[[], float], stop: LiveStop,
                 *, poll_s: float = 0.5) -> Iterator[int]:
     start = clock()
     k = first
@@ -41,14 +49,34 @@ def live_chunks(market: Any, first: int, live: LiveConfig, clock: Callable[[], f
             if live.max_seconds is not None and clock() - start >= live.max_seconds:
                 stop.reason = f"time limit ({live.max_seconds:g} s)"
                 return
-            ready = ray.get(market.wait_chunk.remote(k, poll_s))
+            ready = feed.wait_chunk(k, poll_s)
             if ready:
                 break
             if ready is None:
-                stop.reason = f"feed ended ({ray.get(market.info.remote()).get('ended')})"
+                stop.reason = f"feed ended ({feed.ended()})"
                 return
         yield k
         k += 1
+
+
+class LiveSource:
+    """The live stream as the pipeline's ``ChunkSource``: one bar a chunk, booked and shown at once."""
+
+    chunk_size = 1
+    depth = 0
+    snapshot_every = 0.0
+
+    def __init__(self, feed: LiveFeed, live: LiveConfig, clock: Callable[[], float]) -> None:
+        self._feed, self._live, self._clock = feed, live, clock
+        self.total = live.max_bars or 0  # 0: unbounded
+        self.stop = LiveStop()
+
+    def indices(self, first: int) -> Iterator[int]:
+        return live_chunks(self._feed, first, self._live, self._clock, self.stop)
+
+    def interrupted(self) -> bool:
+        self.stop.reason = "interrupted (Ctrl-C)"  # what is in flight is still booked, then results are written
+        return True
 
 
 def alpaca_environ() -> dict[str, str]:
@@ -58,40 +86,7 @@ def alpaca_environ() -> dict[str, str]:
     before the keys were exported), so the driver passes them as actor arguments: never through
     ``runtime_env``, which Ray shows on its dashboard, and never into the config or results.
     """
-    import os
-
     return {k: v for k, v in os.environ.items() if k.startswith("APCA_")}
-
-
-class PaperCheck:
-    def __init__(self, config: ArenaConfig, symbols: tuple[str, ...], bar_ns: int, run_id: str,
-                 environ: dict[str, str]) -> None:
-        from titan_ray.broker.actor import PaperBrokerActor
-
-        assert config.live is not None and config.live.paper is not None
-        self.cfg = config.live.paper
-        self.model = self.cfg.model
-        self.actor = PaperBrokerActor.options(num_cpus=0).remote(
-            self.model, symbols, config.data.alpaca, environ, config.ledger.fractional, bar_ns, run_id)
-        self.account = ray.get(self.actor.start.remote())  # fails here, before trading, on refused keys
-        self._calls: list[Any] = []
-
-    def on_chunk(self, bars: Any, decisions: Any, snapshot: list[dict[str, Any]] | None) -> None:
-        equity = next((r["equity"] for r in snapshot or [] if r["model"] == self.model), None)
-        if equity is None or decisions is None:
-            return
-        self._calls.append(self.actor.on_chunk.remote(bars, decisions, equity))
-
-    def finish(self, ledger_fills: list[Any]) -> dict[str, Any]:
-        errors = []
-        for ref in self._calls:  # every order was sent (a chunk the model failed on sent none)
-            try:
-                ray.get(ref)
-            except Exception as err:  # noqa: BLE001 - recorded; the report is still written
-                errors.append(f"{type(err).__name__}: {err}"[:300])
-        report = ray.get(self.actor.finish.remote(ledger_fills, self.cfg.fill_wait_s, self.cfg.cancel_open_orders))
-        report["summary"]["errors"] = errors + report["summary"]["errors"]
-        return report
 
 
 def write_paper_report(out_dir: Path, report: dict[str, Any]) -> None:

@@ -1,44 +1,37 @@
 """The driver's side of the watchdog: heartbeats in, verdicts carried out.
 
-A background thread asks every model actor (and the ledger) for a heartbeat every
-``watchdog.interval_s``, never more than one outstanding per actor, and forwards each to the ``WatchdogActor`` with the actor's incarnation
-(a restart shows as a new one; restarts closer together than the interval count as one). The
-watchdog decides; this loop acts on its verdicts:
+``arena/cluster.py`` creates the ``WatchdogActor`` with the actors it watches and hands all of them
+to a ``HeartbeatMonitor``: a background thread that asks every model actor (and the ledger) for a
+heartbeat every ``watchdog.interval_s``, never more than one outstanding per actor, and forwards
+each to the watchdog with the actor's incarnation (a restart shows as a new one; restarts closer
+together than the interval count as one). The watchdog decides; this loop acts on its verdicts:
 
 - STALLED (no heartbeat for ``stall_after_s``): the actor is killed so that Ray restarts it, and
   the restarted model rebuilds its state from the market's history;
 - CRASH_LOOP (more than ``max_restarts`` restarts in ``window_s``): the model is taken out of
   the arena: it gets no more chunks and its kill switch flattens it.
 
-Alerts go to the webhook named by ``watchdog.webhook_env`` (from the environment: webhook URLs
-are secrets). The ledger is watched and reported on, never taken out.
+The ledger is watched and reported on, never taken out.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
 import ray
 
-from titan_ray.arena.watchdog import WatchdogActor
-from titan_ray.config import WatchdogConfig
-
 log = logging.getLogger("titan_ray.watchdog")
 
 
 class HeartbeatMonitor:
-    def __init__(self, cfg: WatchdogConfig, models: dict[str, Any], ledger: Any):
-        webhook = os.environ.get(cfg.webhook_env) or None
-        self.watchdog = WatchdogActor.options(num_cpus=0).remote(
-            stall_after=cfg.stall_after_s, max_restarts=cfg.max_restarts, window=cfg.window_s, webhook_url=webhook
-        )
+    def __init__(self, watchdog: Any, models: dict[str, Any], ledger: Any, *, interval_s: float) -> None:
+        self.watchdog = watchdog  # a WatchdogActor handle
         self._targets = {**models, "ledger": ledger}
         self._models = set(models)
         self._ledger = ledger
-        self._interval = cfg.interval_s
+        self._interval = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="titan-ray-watchdog", daemon=True)
         self._outstanding: dict[str, Any] = {}

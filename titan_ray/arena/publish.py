@@ -1,6 +1,7 @@
 """Redis fan-out: the arena's bars, fills and leaderboard published for outside consumers.
 
-``RedisPublisher`` sends one JSON message per call to Redis pub/sub, on three channels per run:
+``RedisPublisher`` (an ``EventSink``, ``titan_ray.domain.events``) sends one JSON message per call
+to Redis pub/sub, on three channels per run:
 
     titan-ray:{run_id}:bars          one message per replayed chunk
     titan-ray:{run_id}:fills         one message per list of fills (an empty list sends nothing)
@@ -13,6 +14,11 @@ once ``retry_after`` seconds (on the injected clock) have passed; the first mess
 through again logs that fan-out resumed. ``published`` and ``dropped`` count messages. Pub/sub
 keeps nothing for a late subscriber: a consumer that must not miss a message should read the run's
 files, not this feed.
+
+The runner builds one publisher and hands it to the market-data and ledger actors as their sink. It
+pickles without its Redis client: each actor's copy builds its own, which connects on its first
+publish, in the actor's process, and counts its own ``seq`` from 0 (the market sends the bars, the
+ledger the fills and the leaderboard, so each channel has one sender).
 
 Message schema (version 1). Every message is one JSON object, strict JSON (no NaN or Infinity):
 
@@ -85,7 +91,7 @@ log = logging.getLogger("titan_ray.publish")
 class RedisPublisher:
     """Publishes the arena's bars, fills and leaderboard to Redis; never raises for Redis trouble.
 
-    Not thread-safe: one publisher belongs to one loop (the driver's replay loop).
+    Not thread-safe: one publisher (one copy of it) belongs to one actor's loop.
     """
 
     def __init__(
@@ -100,17 +106,11 @@ class RedisPublisher:
             raise ValueError("RedisPublisher run_id must be a non-empty string (it names the channels)")
         if not retry_after > 0:
             raise ValueError(f"RedisPublisher retry_after must be > 0 seconds, got {retry_after}")
+        self._url = url
         self._endpoint = _endpoint(url)
         self._password = urlsplit(url).password  # kept only to scrub it from error text we log
-        # One attempt per publish and no backoff sleeps inside redis-py: the retry policy is ours
-        # (pause for ``retry_after``), and the replay loop must not sleep in a library's retries.
         # from_url raises ValueError for a malformed URL: a config error, left to surface here.
-        self._client = redis.Redis.from_url(
-            url,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=_SOCKET_TIMEOUT,
-            socket_timeout=_SOCKET_TIMEOUT,
-        )
+        self._client = _client(url)
         self._run_id = run_id
         self._channels = {kind: f"titan-ray:{run_id}:{kind}" for kind in KINDS}
         self._clock = clock
@@ -120,6 +120,16 @@ class RedisPublisher:
         self._closed = False
         self.published = 0
         self.dropped = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A client holds sockets and locks, which do not cross processes: the copy builds its own.
+        state = self.__dict__.copy()
+        del state["_client"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._client = _client(self._url)
 
     @property
     def channels(self) -> dict[str, str]:
@@ -201,6 +211,20 @@ class RedisPublisher:
             # Still down at the retry: the one warning of this outage has been given already.
             log.debug("Redis at %s still unreachable; retrying in %g s (%s)", self._endpoint,
                       self._retry_after, reason)
+
+
+def _client(url: str) -> redis.Redis:
+    """A client that connects on its first command, with one attempt per publish.
+
+    No backoff sleeps inside redis-py: the retry policy is the publisher's (pause for
+    ``retry_after``), and the replay loop must not sleep in a library's retries.
+    """
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(NoBackoff(), 0),
+        socket_connect_timeout=_SOCKET_TIMEOUT,
+        socket_timeout=_SOCKET_TIMEOUT,
+    )
 
 
 def _endpoint(url: str) -> str:

@@ -10,7 +10,7 @@ import math
 import sys
 from typing import Any, TextIO
 
-from titan_ray.arena.runner import Progress
+from titan_ray.arena.pipeline import Progress
 
 
 def _fmt(value: Any, kind: str) -> str:

@@ -10,7 +10,10 @@ With ``replay.pace`` set it releases a chunk only when its last bar is due on th
 
 With ``live`` set (live mode) the actor drives a ``LiveFeed`` instead: warm-up history, then one
 chunk per bar from the provider's stream, unbounded; ``wait_chunk`` tells the driver whether a
-chunk exists yet, so it can keep its own time limit and Ctrl-C while the market is quiet.
+chunk exists yet, so it can keep its own time limit and Ctrl-C while the market is quiet. The
+live feed's module (Alpaca's client behind it) is loaded by name, only by an actor that streams.
+
+Each traded chunk (not the warm-up) also goes to the ``sink`` the driver handed in, if any.
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ from typing import Any
 import ray
 
 from titan_ray.config import DataConfig, LiveConfig, ReplayConfig
-from titan_ray.data.providers import DataError, MarketData, make_provider
+from titan_ray.data.market import DataError, MarketData
+from titan_ray.data.providers import make_provider
 from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.events import EventSink
+from titan_ray.lazy import load
+
+_LIVE_FEED = "titan_ray.data.live:alpaca_live_feed"
 
 
 class MarketFeed:
@@ -92,21 +100,15 @@ class MarketFeed:
 @ray.remote
 class MarketDataActor:
     def __init__(
-        self, data: DataConfig, seed: int, replay: ReplayConfig, redis_url: str | None = None, run_id: str = "",
+        self, data: DataConfig, seed: int, replay: ReplayConfig, sink: EventSink | None = None,
         live: LiveConfig | None = None, environ: dict[str, str] | None = None,
     ) -> None:
         self._error: str | None = None
         self._live = live is not None
-        self._publisher = None
-        if redis_url is not None:
-            from titan_ray.arena.publish import RedisPublisher
-
-            self._publisher = RedisPublisher(redis_url, run_id)
+        self._sink = sink
         try:
             if live is not None:
-                from titan_ray.data.live import alpaca_live_feed
-
-                self._feed = alpaca_live_feed(data, replay, live, environ=environ)
+                self._feed = load(_LIVE_FEED)(data, replay, live, environ=environ)
             else:
                 self._feed = MarketFeed(make_provider(data, seed, environ=environ).load(), replay)
         except DataError as err:
@@ -149,8 +151,8 @@ class MarketDataActor:
     def next_chunk(self, index: int | None = None) -> BarBatch | None:
         chunk = self._feed.next_chunk(index)
         trade_start = self._feed.warmup_bars if self._live else self._feed._trade_start
-        if chunk is not None and self._publisher is not None and chunk.start >= trade_start:
-            self._publisher.bars(chunk)
+        if chunk is not None and self._sink is not None and chunk.start >= trade_start:
+            self._sink.bars(chunk)
         return chunk
 
     def seek(self, chunk: int) -> None:

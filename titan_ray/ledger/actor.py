@@ -9,6 +9,9 @@ recognised by its sequence number and applied once.
 Chunks are booked strictly in sequence even when Ray retries calls out of order (``apply`` waits
 for its turn). Model decisions arrive as references inside a dict, resolved here one by one: a model that died or
 raised leaves ``None`` for its chunk (the skip is recorded), and the other models trade on.
+
+After each booked chunk its new fills and a light leaderboard go to the ``sink`` the driver handed
+in, if any (a side channel: the journal, not the sink, is what a restart reads).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import ray
 from titan_ray.config import LedgerConfig, RiskConfig
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Decisions
+from titan_ray.domain.events import EventSink
 from titan_ray.domain.orders import OrderStatus
 from titan_ray.ledger.engine import Ledger, ModelResults
 from titan_ray.ledger.journal import Journal, decode, encode, open_journal
@@ -46,8 +50,7 @@ class LedgerActor:
         models: dict[str, bool],
         periods_per_year: float,
         journal: dict[str, Any] | None = None,
-        redis_url: str | None = None,
-        run_id: str = "",
+        sink: EventSink | None = None,
     ) -> None:
         self._ledger = Ledger(ledger=ledger, risk=risk, symbols=symbols, calendar=calendar, models=models)
         self._periods = periods_per_year
@@ -62,11 +65,7 @@ class LedgerActor:
             for _key, payload in self._journal.entries():
                 self._replay(decode(payload))
                 self.replayed += 1
-        self._publisher = None
-        if redis_url is not None:
-            from titan_ray.arena.publish import RedisPublisher
-
-            self._publisher = RedisPublisher(redis_url, run_id)
+        self._sink = sink
 
     def _replay(self, entry: tuple) -> None:
         if entry[0] == "chunk":
@@ -109,11 +108,11 @@ class LedgerActor:
         if self._journal is not None:
             self._journal.append(f"chunk:{seq}", encode(("chunk", seq, bars, resolved)))
         self._busy += time.perf_counter() - start
-        if self._publisher is not None:
+        if self._sink is not None:
             fills = [f for n, b in self._ledger.books.items() for f in b.fills[before[n]:]]
             if fills:
-                self._publisher.fills(fills)
-            self._publisher.leaderboard(self.snapshot())
+                self._sink.fills(fills)
+            self._sink.leaderboard(self.snapshot())
         return {**ack, "skipped": skipped}
 
     def kill_switch(self, model: str, on: bool = True) -> None:
@@ -166,10 +165,10 @@ class LedgerActor:
         return self._ledger.results()
 
     def close(self) -> None:
-        """End of run: close the journal (SQLite folds its write-ahead log in) and the publisher."""
+        """End of run: close the journal (SQLite folds its write-ahead log in) and the sink."""
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        if self._publisher is not None:
-            self._publisher.close()
-            self._publisher = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None

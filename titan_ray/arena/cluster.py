@@ -1,0 +1,266 @@
+"""The arena on Ray: its actors, where they run, and every Ray call the runner and the pipeline make.
+
+``arena_cluster`` joins Ray (or starts a private one) and yields an ``ArenaCluster``, whose
+construction creates the actors in this order: one ``MarketDataActor``, one ``ModelActor`` per
+competitor, one ``LedgerActor``, and, when configured, the ``WatchdogActor`` (driven by a
+``HeartbeatMonitor`` thread, ``arena/monitor.py``) and an Alpaca ``PaperBrokerActor``. On the way
+out every actor is killed, the monitor stopped and the Ray it started shut down, however the run
+ended.
+
+``ArenaCluster`` is the pipeline's ``ReplayPort`` (``arena/pipeline.py``): a chunk is one object
+in Ray's object store, its reference fanned out to every model and handed to the ledger with the
+models' decision references; the driver never holds bars. ``RemoteMarket`` is the live feed of
+``arena/live.py`` on the market actor, ``PaperCheck`` the pipeline's ``PaperHook`` on the broker
+actor. ``finish`` collects what the actors have to say at the end (``ClusterFinish``).
+
+Fault tolerance: every actor restarts on its own (``max_restarts``, with retried calls): the
+ledger from its journal, a model from the market's history. A live feed cannot be rebuilt (the
+stream has moved on), so a live market actor is not restarted: it fails loudly instead.
+
+Placement: model actors spread across the nodes (``SPREAD``), and nothing is written to a local
+path that another node must read: an actor that touches the driver's files (the market reading
+``data.path`` or the bar cache, the ledger journaling to ``journal.sqlite`` in the results folder)
+is pinned to the driver's node; a Redis journal leaves the ledger free to go anywhere. Where each
+actor started is kept in ``placement`` (run.json).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from titan_ray.arena.live import alpaca_environ
+from titan_ray.arena.monitor import HeartbeatMonitor
+from titan_ray.arena.pipeline import Snapshot
+from titan_ray.arena.report import Placement
+from titan_ray.arena.watchdog import WatchdogActor
+from titan_ray.broker.actor import PaperBrokerActor
+from titan_ray.config import ArenaConfig, PaperCheckConfig
+from titan_ray.data.actor import MarketDataActor
+from titan_ray.data.market import DataError
+from titan_ray.domain.calendar import periods_per_year
+from titan_ray.domain.events import EventSink
+from titan_ray.ledger.actor import LedgerActor
+from titan_ray.ledger.engine import ModelResults
+from titan_ray.models.actor import ModelActor
+from titan_ray.ray_session import ensure_ray
+from titan_ray.registry import registered_models
+
+Ref = ray.ObjectRef
+
+
+@contextmanager
+def arena_cluster(
+    config: ArenaConfig, *, address: str | None, run_id: str, journal: dict[str, Any] | None,
+    sink: EventSink | None,
+) -> Iterator[ArenaCluster]:
+    """The arena's actors on Ray (``address``, or a private local Ray that ends with the block)."""
+    started = ensure_ray(address)
+    try:
+        with ExitStack() as cleanup:
+            yield ArenaCluster(config, run_id=run_id, journal=journal, sink=sink, cleanup=cleanup)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@dataclass(frozen=True)
+class ClusterFinish:
+    results: dict[str, ModelResults]
+    busy: dict[str, float]  # seconds each actor spent working: the ledger, then each model
+    failures: dict[str, list[str]]  # the model errors the ledger recorded
+    info: dict[str, Any]  # the market's info; a live run's refreshed at the end (the bars that arrived)
+    paper_report: dict[str, Any] | None
+    alerts: list[dict[str, Any]]  # the watchdog's
+
+
+class ArenaCluster:
+    """The run's actors, created in the constructor (each registered with ``cleanup`` to be killed)."""
+
+    def __init__(
+        self, config: ArenaConfig, *, run_id: str, journal: dict[str, Any] | None, sink: EventSink | None,
+        cleanup: ExitStack,
+    ) -> None:
+        self._live = config.live is not None
+        self._timeout = config.replay.decision_timeout_s
+        self._cleanup = cleanup
+        data = config.data
+        environ = alpaca_environ() if data.provider == "alpaca" else None
+        restarts = 0 if self._live else -1
+        self.market = self._spawn(MarketDataActor.options(
+            num_cpus=0, max_restarts=restarts, max_task_retries=restarts,
+            scheduling_strategy=_on_driver_node() if data.path is not None or data.provider == "alpaca" else "DEFAULT",
+        ).remote(data, config.seed, config.replay, sink, config.live, environ))
+        info = ray.get(self.market.info.remote())
+        if "error" in info:
+            raise DataError(info["error"])
+        self.info: dict[str, Any] = info
+        self.symbols: tuple[str, ...] = tuple(info["symbols"])
+        self.periods = periods_per_year(info["frequency"], info["calendar"])
+        trained = registered_models(config, self.symbols)  # models given as `artifact:`, loaded on the driver
+        self.models = {
+            spec.name: self._spawn(ModelActor.options(
+                num_cpus=spec.num_cpus, max_restarts=-1, max_task_retries=-1, scheduling_strategy="SPREAD",
+            ).remote(spec, self.symbols, config.seed, self.market, info["warmup_bars"],
+                     prototype=trained.get(spec.name)))
+            for spec in config.models
+        }
+        model_info = dict(zip(self.models, ray.get([m.info.remote() for m in self.models.values()]), strict=True))
+        self.ledger = self._spawn(LedgerActor.options(
+            num_cpus=0, max_restarts=-1, max_task_retries=-1,
+            # a SQLite journal is a file in the driver's results folder: the ledger (and any restart of
+            # it) must run where that file is, and --resume reads it there
+            scheduling_strategy=_on_driver_node() if journal and journal["backend"] == "sqlite" else "DEFAULT",
+        ).remote(
+            config.ledger, config.risk, self.symbols, info["calendar"],
+            {name: mi["long_only"] for name, mi in model_info.items()}, self.periods, journal, sink,
+        ))
+        self.placement = Placement(
+            driver=ray.get_runtime_context().get_node_id(),
+            market=info["node_id"],
+            ledger=ray.get(self.ledger.node_id.remote()),
+            models={name: mi["node_id"] for name, mi in model_info.items()},
+        )
+        self._monitor: HeartbeatMonitor | None = None
+        if config.watchdog.enabled:
+            w = config.watchdog
+            watchdog = self._spawn(WatchdogActor.options(num_cpus=0).remote(
+                stall_after=w.stall_after_s, max_restarts=w.max_restarts, window=w.window_s,
+                webhook_url=os.environ.get(w.webhook_env) or None,  # webhook URLs are secrets: never in a file
+            ))
+            self._monitor = HeartbeatMonitor(watchdog, self.models, self.ledger, interval_s=w.interval_s)
+            self._monitor.start()
+            cleanup.callback(self._stop_monitor)
+        self.paper: PaperCheck | None = None
+        if config.live is not None and config.live.paper is not None:
+            paper = config.live.paper
+            broker = self._spawn(PaperBrokerActor.options(num_cpus=0).remote(
+                paper.model, self.symbols, data.alpaca, environ or {}, config.ledger.fractional,
+                int(info["frequency"].value), run_id,
+            ))
+            self.paper = PaperCheck(broker, paper)
+        self.feed = RemoteMarket(self.market)
+
+    def handles(self) -> dict[str, Any]:
+        """The actor handles, for operations tooling and chaos tests (``run_arena``'s ``on_actors``)."""
+        return {"market": self.market, "ledger": self.ledger, "models": dict(self.models),
+                "watchdog": self._monitor.watchdog if self._monitor else None}
+
+    def last_seq(self) -> int:
+        """The last chunk the ledger holds (-1: none): where a resumed run picks up."""
+        return ray.get(self.ledger.last_seq.remote())
+
+    # --- the pipeline's port --------------------------------------------------------------------
+
+    def next_chunk(self, index: int) -> Ref:
+        return self.market.next_chunk.remote(index)
+
+    def observe(self, bars: Ref) -> None:
+        for m in self.models.values():
+            m.observe.remote(bars)
+
+    def decide(self, bars: Ref) -> dict[str, Ref | None]:
+        removed = self._monitor.removed if self._monitor else set()
+        return {n: (None if n in removed else m.decide.remote(bars)) for n, m in self.models.items()}
+
+    def wait_for_bars(self, bars: Ref) -> None:
+        ray.wait([bars], fetch_local=False)
+
+    def wait_for_decisions(self, decisions: list[Ref], timeout: float) -> set[Ref]:
+        ready, _ = ray.wait(decisions, num_returns=len(decisions), timeout=timeout, fetch_local=False)
+        return set(ready)
+
+    def apply(self, seq: int, bars: Ref, decisions: dict[str, Ref | None]) -> Ref:
+        return self.ledger.apply.remote(seq, bars, decisions)
+
+    def acknowledgement(self, ack: Ref) -> dict[str, Any]:
+        return ray.get(ack)
+
+    def snapshot(self) -> Snapshot:
+        return ray.get(self.ledger.snapshot.remote())
+
+    # --- the end --------------------------------------------------------------------------------
+
+    def finish(self) -> ClusterFinish:
+        """The results and the actors' accounts; the ledger (journal, sink) and a live feed closed."""
+        busy = {"ledger": ray.get(self.ledger.busy_seconds.remote())}
+        busy.update(zip(self.models, ray.get([m.busy_seconds.remote() for m in self.models.values()]), strict=True))
+        failures = ray.get(self.ledger.failures.remote())
+        results: dict[str, ModelResults] = ray.get(self.ledger.results.remote())
+        ray.get(self.ledger.close.remote())
+        info = self.info
+        if self._live:
+            ray.get(self.market.close.remote())
+            info = {**info, **ray.get(self.market.info.remote())}
+        paper_report = self.paper.finish(results[self.paper.model].fills) if self.paper is not None else None
+        alerts = self._stop_monitor()
+        return ClusterFinish(results, busy, failures, info, paper_report, alerts)
+
+    def _spawn(self, actor: Any) -> Any:
+        self._cleanup.callback(ray.kill, actor)
+        return actor
+
+    def _stop_monitor(self) -> list[dict[str, Any]]:
+        """Stop the heartbeats (once); the watchdog's alerts."""
+        monitor, self._monitor = self._monitor, None
+        return monitor.stop() if monitor is not None else []
+
+
+def _on_driver_node() -> NodeAffinitySchedulingStrategy:
+    """Pins an actor to the driver's node: for actors that read or write the driver's local files."""
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+
+
+class RemoteMarket:
+    """The market-data actor's live feed, as ``arena/live.py`` asks for it (``LiveFeed``)."""
+
+    def __init__(self, market: Any) -> None:
+        self._market = market
+
+    def wait_chunk(self, index: int, timeout: float) -> bool | None:
+        return ray.get(self._market.wait_chunk.remote(index, timeout))
+
+    def ended(self) -> str | None:
+        return ray.get(self._market.info.remote()).get("ended")
+
+
+class PaperCheck:
+    """The driver's side of paper cross-validation, as the pipeline's ``PaperHook``.
+
+    It hands the broker actor each chunk with the mirrored model's decisions and ledger equity, and
+    at the end collects the report that the runner writes (``paper_divergence.parquet``,
+    ``paper_fills.parquet``, and ``paper_check`` in run.json).
+    """
+
+    def __init__(self, broker: Any, cfg: PaperCheckConfig) -> None:
+        self._broker, self._cfg = broker, cfg
+        ray.get(broker.start.remote())  # fails here, before trading, on refused keys
+        self._calls: list[Ref] = []
+
+    @property
+    def model(self) -> str:
+        return self._cfg.model
+
+    def on_chunk(self, bars: Ref, decisions: Ref | None, snapshot: Snapshot | None) -> None:
+        equity = next((r["equity"] for r in snapshot or [] if r["model"] == self.model), None)
+        if equity is None or decisions is None:
+            return
+        self._calls.append(self._broker.on_chunk.remote(bars, decisions, equity))
+
+    def finish(self, ledger_fills: list[Any]) -> dict[str, Any]:
+        errors = []
+        for ref in self._calls:  # every order was sent (a chunk the model failed on sent none)
+            try:
+                ray.get(ref)
+            except Exception as err:  # noqa: BLE001 - recorded; the report is still written
+                errors.append(f"{type(err).__name__}: {err}"[:300])
+        cfg = self._cfg
+        report = ray.get(self._broker.finish.remote(ledger_fills, cfg.fill_wait_s, cfg.cancel_open_orders))
+        report["summary"]["errors"] = errors + report["summary"]["errors"]
+        return report
