@@ -8,14 +8,25 @@ Defaults are sized for a laptop with 2 cores.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from titan_ray.domain.calendar import Calendar, parse_frequency
+from titan_ray.lazy import load
+
+if TYPE_CHECKING:
+    from titan_ray.models.params import ModelParams
+
+
+def _model_params() -> Mapping[str, type[ModelParams]]:
+    """Model kind → its parameter class: ``titan_ray.models.params`` (pydantic only, never torch), loaded
+    by name because the models sit above the config in the layers."""
+    return load("titan_ray.models.params:MODEL_PARAMS")
 
 
 class ConfigError(ValueError):
@@ -335,16 +346,15 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _kind_and_params(self) -> ModelSpec:
-        from titan_ray.models.kinds import MODEL_KINDS
-
-        if self.kind not in MODEL_KINDS:
-            hint = difflib.get_close_matches(self.kind, MODEL_KINDS, n=1)
+        kinds = _model_params()
+        if self.kind not in kinds:
+            hint = difflib.get_close_matches(self.kind, kinds, n=1)
             maybe = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ValueError(f"unknown model kind {self.kind!r}{maybe} Known kinds: {sorted(MODEL_KINDS)}")
+            raise ValueError(f"unknown model kind {self.kind!r}{maybe} Known kinds: {sorted(kinds)}")
         try:
-            MODEL_KINDS[self.kind].Params.model_validate(self.params)
+            kinds[self.kind].model_validate(self.params)
         except ValidationError as err:
-            allowed = ", ".join(MODEL_KINDS[self.kind].Params.model_fields)
+            allowed = ", ".join(kinds[self.kind].model_fields)
 
             def text(e: Any) -> str:
                 where = "params" + "".join(f".{part}" for part in e["loc"])
@@ -442,14 +452,13 @@ class ArenaConfig(_Strict):
 
     @model_validator(mode="after")
     def _warmup_for_learned(self) -> ArenaConfig:
-        from titan_ray.models.kinds import MODEL_KINDS
-
+        kinds = _model_params()
         for i, m in enumerate(self.models):
-            need = getattr(MODEL_KINDS[m.kind], "min_history", None)
-            if need is not None and m.artifact is None and self.replay.warmup_bars < need(m.params):
+            need = kinds[m.kind].model_validate(m.params).min_history()
+            if m.artifact is None and self.replay.warmup_bars < need:
                 raise ValueError(
                     f"models[{i}] ({m.name}, {m.kind}) fits on the warm-up bars and needs at least "
-                    f"{need(m.params)}; replay.warmup_bars is {self.replay.warmup_bars}: raise replay.warmup_bars "
+                    f"{need}; replay.warmup_bars is {self.replay.warmup_bars}: raise replay.warmup_bars "
                     f"or load a trained model with `artifact: NAME`"
                 )
         return self

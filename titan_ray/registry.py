@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from titan_ray.config import ArenaConfig, ConfigError
 from titan_ray.domain.bars import BarBatch
-from titan_ray.models.base import TradingModel
+from titan_ray.models.base import Persistent, TradingModel
+from titan_ray.models.kinds import MODEL_KINDS
 from titan_ray.provenance import code_version
 
 ENV_VAR = "TITAN_RAY_REGISTRY"
@@ -140,15 +142,14 @@ class ModelRegistry:
 
     def register_model(self, model: TradingModel, history: BarBatch, *, name: str | None = None,
                        extra: dict[str, Any] | None = None) -> ModelVersion:
-        """Register a fitted ``LearnedModel`` trained on ``history`` under ``name`` (default its own)."""
-        save = getattr(model, "save_artifacts", None)
-        if save is None:
+        """Register a fitted ``Persistent`` model trained on ``history`` under ``name`` (default its own)."""
+        if not isinstance(model, Persistent):
             raise TypeError(f"{type(model).__name__} has no save_artifacts; register it with register(...)")
-        features = getattr(getattr(model, "features", None), "names", ())
         return self.register(
-            name or model.name, model.kind, model.params.model_dump(mode="json"), save=save,
-            features=features, training_window=dict(getattr(model, "training_window", {})),
-            metrics=dict(getattr(model, "metrics", {})), data_fingerprint=fingerprint(history), extra=extra,
+            name or model.name, model.kind, model.params.model_dump(mode="json"), save=model.save_artifacts,
+            features=model.features.names if model.features is not None else (),
+            training_window=dict(model.training_window), metrics=dict(model.metrics),
+            data_fingerprint=fingerprint(history), extra=extra,
         )
 
     def _next_version(self, name: str) -> int:
@@ -198,16 +199,13 @@ class ModelRegistry:
     def load_model(self, ref: ModelVersion, *, name: str, symbols: Sequence[str], seed: int,
                    params: dict[str, Any] | None = None) -> TradingModel:
         """A ready-to-trade model from a registered version: built with its registered params (updated
-        by ``params``), its artefacts loaded, so it trades without fitting."""
-        from titan_ray.models.kinds import MODEL_KINDS
-
+        by ``params``), its artefacts loaded (a ``Persistent`` kind), so it trades without fitting."""
         if ref.kind not in MODEL_KINDS:
             raise RegistryError(f"{ref.ref} is of kind {ref.kind!r}, which this version of titan-ray does not know")
         merged = {**ref.meta.get("params", {}), **(params or {})}
         model = MODEL_KINDS[ref.kind](name, merged, tuple(symbols), seed=seed)
-        load = getattr(model, "load_artifacts", None)
-        if load is not None:
-            load(ref.path)
+        if isinstance(model, Persistent):
+            model.load_artifacts(ref.path)
         return model
 
     def _read(self, name: str, folder: Path) -> ModelVersion:
@@ -231,14 +229,12 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"{type(x).__name__} is not JSON serialisable")
 
 
-def registered_models(config: Any, symbols: Sequence[str]) -> dict[str, TradingModel]:
+def registered_models(config: ArenaConfig, symbols: Sequence[str]) -> dict[str, TradingModel]:
     """The arena's models that come from the registry (ModelSpec ``artifact``), loaded and ready.
 
     Errors name the field: ``models[i].artifact`` for a missing model or version, a kind that
     differs from the registered one.
     """
-    from titan_ray.config import ConfigError
-
     out: dict[str, TradingModel] = {}
     wanted = [(i, m) for i, m in enumerate(config.models) if m.artifact is not None]
     if not wanted:

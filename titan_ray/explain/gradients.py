@@ -26,7 +26,7 @@ import torch
 from captum.attr import IntegratedGradients
 from torch import nn
 
-from titan_ray.models.nets.training import torch_threads
+from titan_ray.explain.threads import torch_threads
 
 
 @dataclass(frozen=True)

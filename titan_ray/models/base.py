@@ -1,36 +1,127 @@
-"""The ``TradingModel`` interface: what every competitor of the arena implements.
+"""The model contract: what every competitor of the arena implements, and what its callers may use.
 
 A model sees bars chunk by chunk, in time order, and never a bar from the future (the
-market-data actor is the only clock). For each chunk it returns target weights for every
-timestamp and symbol, and one ``Explanation`` for each cell where its weight changed.
+market-data actor is the only clock). Its public lifecycle, in the manner of qlib's
+``fit``/``predict``, with freqtrade's optional hooks and their safe defaults:
 
-Subclasses implement two small hooks, in the manner of qlib's ``fit``/``predict``:
+- ``min_history(params)``: the fewest warm-up bars before the first decision, answered by the
+  parameters alone (``titan_ray.models.params``), so a config is checked without the model's code;
+- ``fit(history)``: train on a window of past bars (walk-forward); rule models need nothing;
+- ``observe(bars)``: warm-up bars, seen but not traded;
+- ``decide(bars)``: the template every model runs on a chunk: target weights for every timestamp
+  and symbol, and for each cell whose weight changed an explanation row with its sentence
+  (rendered here, so reading a run's explanations never needs the model's code);
+- ``explain(bars)``: Serve's entry point: the decision at the last bar of a window, from a fresh
+  trading state, and why, for every symbol (``explain_rows``: from one feature row per symbol,
+  for models whose ``inputs()`` allow it). The model itself is left as it was.
+
+Behind them, subclasses implement small hooks:
 
 - ``_weights(bars)`` → (weights (T, S), named indicator arrays (T, S)); it carries its own state
   across chunks so that results do not depend on the chunk size;
-- ``_explain(...)`` → for the cells whose weight changed (vectorised), the features that drove
-  each change, with values and attributions; ``render`` turns one such row into a sentence a
-  trader can read, when the explanation is read.
+- ``_explain(rows, cols, old, new, info, bars)`` → ``Reasons`` for the given cells (vectorised):
+  the features that drove each, with values and attributions;
+- ``render(symbol, old, new, features)`` → the sentence a trader reads for one decision;
+- optional: ``_pieces(bars)`` (the parts of a chunk to decide in turn, and what must happen before
+  each: a learned model fits before its first decision), ``_sentence`` (a sentence that names the
+  model's score), ``_fresh(symbols)`` (a fresh copy that keeps what was trained).
 
-``fit(history)`` is an optional hook with a safe default (rule-based models need no training).
+Persistence is declared apart, as the ``Persistent`` protocol the registry stores and loads.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, final, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Decisions, ExplanationBatch, Feature
+from titan_ray.features.pipeline import FeatureEngine
+from titan_ray.models.params import ModelParams
 
 
-class ModelParams(BaseModel):
-    """Base of every model's parameters: strict, unknown keys rejected."""
+@dataclass(frozen=True)
+class Reasons:
+    """Why some cells' weights are what they are: one row per cell, k named inputs each."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    names: Sequence[str]
+    values: np.ndarray  # (n, k) the inputs' values (what a trader sees)
+    attributions: np.ndarray  # (n, k) each input's contribution, in the method's units
+    base: np.ndarray | float  # (n,) or one value: the output with no input's contribution
+    # (n,) |attributions summed + base - model output|, where the method is additive; None = not defined
+    gap: np.ndarray | None = None
+    # (n,) the model's signal behind each cell, for models whose sentences name it; None = the
+    # attributions summed (a rule model's distance past its threshold)
+    scores: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one decision reads, for callers that feed a model outside the arena (Serve).
+
+    The defaults describe a model that reads bars only. A model that reads engineered features
+    names them, with the bars they need before their first defined row (``lookback``) and the
+    feature rows one decision reads (``context``).
+    """
+
+    features: tuple[str, ...] = ()
+    lookback: int = 0
+    context: int = 1
+
+    @property
+    def accepts_rows(self) -> bool:
+        """Whether one feature row per symbol is enough to decide (``explain_rows``)."""
+        return bool(self.features) and self.context == 1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's decision at the last of some bars, for every symbol, and why (what Serve answers)."""
+
+    symbols: tuple[str, ...]
+    weights: np.ndarray  # (T, S) target weights over the bars from a fresh state; the decision: the last row
+    feature_names: tuple[str, ...]
+    values: np.ndarray  # (S, k)
+    attributions: np.ndarray  # (S, k)
+    base_value: np.ndarray  # (S,)
+    score: np.ndarray  # (S,) the model's signal at the last bar
+    sentences: tuple[str | None, ...]  # (S,) why the weight changed at the last bar; None where it did not
+
+    @property
+    def target(self) -> np.ndarray:
+        return self.weights[-1]
+
+    @property
+    def previous(self) -> np.ndarray:
+        """The weights before the last bar (flat before the first)."""
+        return self.weights[-2] if len(self.weights) > 1 else np.zeros(len(self.symbols))
+
+    def features(self, s: int) -> tuple[Feature, ...]:
+        return _features(self.feature_names, self.values[s], self.attributions[s])
+
+
+@runtime_checkable
+class Persistent(Protocol):
+    """A model whose trained state the registry stores and loads back (learned models, PPO policies).
+
+    ``save_artifacts(folder)`` writes everything a fresh instance needs to trade without fitting,
+    ``load_artifacts(folder)`` reads it back; the names of ``features`` (the engine the model
+    reads, None before it has one), ``training_window`` and ``metrics`` go into the metadata.
+    """
+
+    features: FeatureEngine | None
+    training_window: dict[str, Any]
+    metrics: dict[str, float]
+
+    def save_artifacts(self, folder: Path) -> None: ...
+
+    def load_artifacts(self, folder: Path) -> None: ...
 
 
 class TradingModel(ABC):
@@ -46,9 +137,18 @@ class TradingModel(ABC):
         self.seed = seed
         self._sent = np.zeros(len(self.symbols))  # last weights sent to the ledger
 
+    @classmethod
+    def min_history(cls, params: dict[str, Any]) -> int:
+        """Fewest warm-up bars before the first decision with ``params`` (0 unless the model fits on them)."""
+        return cls.Params.model_validate(params).min_history()
+
     def default_weight(self) -> float:
         """Weight of one long position when the model does not set one: an equal share."""
         return 1.0 / len(self.symbols)
+
+    def inputs(self) -> Inputs:
+        """What one decision reads: bars only, unless the model says otherwise."""
+        return Inputs()
 
     def fit(self, history: BarBatch) -> None:
         """Train on a window of past bars (walk-forward). Rule-based models need nothing."""
@@ -57,7 +157,40 @@ class TradingModel(ABC):
         """Warm-up: update state on bars that are not traded."""
         self._weights(bars)
 
+    @final
     def decide(self, bars: BarBatch) -> Decisions:
+        """Target weights for every bar and symbol of the chunk, and why each changed weight changed."""
+        decided = [self._decide_piece(piece) for piece in self._pieces(bars)]
+        if len(decided) == 1:
+            return decided[0]
+        return Decisions(model=self.name, start=bars.start, weights=np.vstack([d.weights for d in decided]),
+                         explanations=ExplanationBatch.concat([d.explanations for d in decided]))
+
+    def explain(self, bars: BarBatch) -> Prediction:
+        """The decision at the last of ``bars`` (any symbols) from a fresh trading state, and why, for
+        every symbol: what the arena would have decided had the model started on these bars."""
+        model = self._fresh(bars.symbols)
+        weights, info = model._weights(bars)
+        weights = np.asarray(weights, dtype=np.float64)
+        n_t, n_s = weights.shape
+        old = weights[-2] if n_t > 1 else np.zeros(n_s)
+        reasons = model._explain(np.full(n_s, n_t - 1), np.arange(n_s), old, weights[-1], info, bars)
+        return model._prediction(bars.symbols, weights, reasons)
+
+    def explain_rows(self, symbols: tuple[str, ...], rows: np.ndarray) -> Prediction:
+        """The decision from flat on one feature row per symbol (S, F), in ``inputs().features``
+        order, and why; only for models whose ``inputs().accepts_rows``."""
+        raise TypeError(f"model {self.name!r} ({self.kind}) decides from bars, not from feature rows")
+
+    # --- the template's parts -------------------------------------------------------------------
+
+    def _pieces(self, bars: BarBatch) -> Iterator[BarBatch]:
+        """Hook: the parts of a chunk to decide one after the other, each yielded once whatever must
+        come before it is done (a learned model fits before its first decision and refits at its
+        refit points). Default: the chunk in one piece."""
+        yield bars
+
+    def _decide_piece(self, bars: BarBatch) -> Decisions:
         weights, info = self._weights(bars)
         weights = np.ascontiguousarray(weights, dtype=np.float64)
         prev = np.vstack([self._sent[None, :], weights[:-1]])
@@ -66,7 +199,15 @@ class TradingModel(ABC):
         if not len(rows):
             return Decisions(model=self.name, start=bars.start, weights=weights)
         old, new = prev[rows, cols], weights[rows, cols]
-        names, values, attributions, base = self._explain(rows, cols, old, new, info, bars)
+        reasons = self._explain(rows, cols, old, new, info, bars)
+        names = tuple(reasons.names)
+        values = np.asarray(reasons.values, dtype=np.float64).reshape(len(rows), len(names))
+        attributions = np.asarray(reasons.attributions, dtype=np.float64).reshape(len(rows), len(names))
+        scores = np.full(len(rows), math.nan) if reasons.scores is None else reasons.scores
+        sentences = tuple(
+            self._sentence(self.symbols[int(c)], float(o), float(n), _features(names, v, a), float(sc))
+            for c, o, n, v, a, sc in zip(cols, old, new, values, attributions, scores, strict=True)
+        )
         batch = ExplanationBatch(
             model=self.name,
             kind=self.kind,
@@ -77,12 +218,46 @@ class TradingModel(ABC):
             old_weight=old,
             new_weight=new,
             price=bars.close[rows, cols],
-            base_value=np.broadcast_to(np.asarray(base, dtype=np.float64), rows.shape).copy(),
-            feature_names=tuple(names),
-            values=np.asarray(values, dtype=np.float64).reshape(len(rows), len(names)),
-            attributions=np.asarray(attributions, dtype=np.float64).reshape(len(rows), len(names)),
+            base_value=np.broadcast_to(np.asarray(reasons.base, dtype=np.float64), rows.shape).copy(),
+            feature_names=names,
+            values=values,
+            attributions=attributions,
+            sentences=sentences,
+            gap=reasons.gap,
         )
         return Decisions(model=self.name, start=bars.start, weights=weights, explanations=batch)
+
+    def _fresh(self, symbols: Sequence[str]) -> TradingModel:
+        """Hook: a model like this one (name, params, seed, what it was trained on) in a fresh
+        trading state, for ``symbols``. Default: built again from its params."""
+        return type(self)(self.name, self.params.model_dump(), tuple(symbols), seed=self.seed)
+
+    def _prediction(self, symbols: tuple[str, ...], weights: np.ndarray, reasons: Reasons) -> Prediction:
+        """A ``Prediction`` of the last row of ``weights`` (T, S), from the reasons of its S cells."""
+        n_s, names = len(symbols), tuple(reasons.names)
+        values = np.asarray(reasons.values, dtype=np.float64).reshape(n_s, len(names))
+        attributions = np.asarray(reasons.attributions, dtype=np.float64).reshape(n_s, len(names))
+        base = np.broadcast_to(np.asarray(reasons.base, dtype=np.float64), (n_s,))
+        if reasons.scores is None:
+            scores = np.nansum(attributions, axis=1) + np.where(np.isfinite(base), base, 0.0)
+        else:
+            scores = np.asarray(reasons.scores, dtype=np.float64)
+        old = weights[-2] if len(weights) > 1 else np.zeros(n_s)
+        rows = zip(symbols, old, weights[-1], values, attributions, scores, strict=True)
+        sentences = tuple(
+            self._sentence(sym, float(o), float(n), _features(names, v, a), float(sc)) if float(o) != float(n)
+            else None
+            for sym, o, n, v, a, sc in rows
+        )
+        return Prediction(symbols=tuple(symbols), weights=weights, feature_names=names, values=values,
+                          attributions=attributions, base_value=base, score=scores, sentences=sentences)
+
+    def _sentence(self, symbol: str, old: float, new: float, features: tuple[Feature, ...],
+                  score: float) -> str:
+        """Hook: the sentence of one decision; ``score`` is the model's signal (NaN for rule models)."""
+        return self.render(symbol, old, new, features)
+
+    # --- what every model implements ----------------------------------------------------------------
 
     @abstractmethod
     def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -97,13 +272,18 @@ class TradingModel(ABC):
         new: np.ndarray,
         info: dict[str, np.ndarray],
         bars: BarBatch,
-    ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | float]:
-        """For the changed cells (rows, cols): feature names, values (n, k), attributions (n, k), base."""
+    ) -> Reasons:
+        """Why the cells (rows, cols) of the chunk went from ``old`` to ``new``."""
 
     @classmethod
     @abstractmethod
     def render(cls, symbol: str, old: float, new: float, features: tuple[Feature, ...]) -> str:
         """The sentence a trader reads for one decision."""
+
+
+def _features(names: Sequence[str], values: np.ndarray, attributions: np.ndarray) -> tuple[Feature, ...]:
+    """One row's inputs as ``Feature``s."""
+    return tuple(Feature(n, float(v), float(a)) for n, v, a in zip(names, values, attributions, strict=True))
 
 
 def hold_forward(events: np.ndarray, start: np.ndarray) -> np.ndarray:

@@ -11,11 +11,11 @@ import zlib
 from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import action_phrase
-from titan_ray.models.base import ModelParams, TradingModel, hold_forward
+from titan_ray.models.base import Reasons, TradingModel, hold_forward
+from titan_ray.models.params import HoldParams, RandomParams, RsiParams, SmaParams
 
 
 def rolling_mean(history: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
@@ -30,18 +30,6 @@ def rolling_mean(history: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     for k in range(n):
         acc += x[k : k + t]
     return acc / n
-
-
-class SmaParams(ModelParams):
-    fast: int = Field(10, ge=1, description="bars in the fast average")
-    slow: int = Field(30, ge=2, description="bars in the slow average")
-    weight: float | None = Field(None, gt=0, le=1, description="weight of a long position; default 1/S")
-
-    @model_validator(mode="after")
-    def _order(self) -> SmaParams:
-        if self.fast >= self.slow:
-            raise ValueError(f"fast ({self.fast}) must be shorter than slow ({self.slow})")
-        return self
 
 
 class SmaCrossover(TradingModel):
@@ -81,7 +69,8 @@ class SmaCrossover(TradingModel):
             gap = (fast / slow - 1) * 100
         zeros = np.zeros_like(gap)
         names = [f"sma_{p.fast}", f"sma_{p.slow}", "gap_pct"]
-        return names, np.column_stack([fast, slow, gap]), np.column_stack([zeros, zeros, gap]), np.nan
+        return Reasons(names, np.column_stack([fast, slow, gap]), np.column_stack([zeros, zeros, gap]),
+                       np.nan)
 
     @classmethod
     def render(cls, symbol, old, new, features):
@@ -91,19 +80,6 @@ class SmaCrossover(TradingModel):
             f"{action_phrase(symbol, old, new)}: SMA({fast.name[4:]}) {fast.value:.2f} crossed {direction} "
             f"SMA({slow.name[4:]}) {slow.value:.2f}, gap {gap.value:+.2f}%."
         )
-
-
-class RsiParams(ModelParams):
-    period: int = Field(14, ge=2, description="bars in Wilder's RSI")
-    low: float = Field(30, gt=0, lt=100, description="go long when RSI falls below this (oversold)")
-    high: float = Field(70, gt=0, lt=100, description="go flat when RSI rises above this (overbought)")
-    weight: float | None = Field(None, gt=0, le=1, description="weight of a long position; default 1/S")
-
-    @model_validator(mode="after")
-    def _order(self) -> RsiParams:
-        if self.low >= self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        return self
 
 
 class RsiReversion(TradingModel):
@@ -191,7 +167,8 @@ class RsiReversion(TradingModel):
         attribution = np.where(new > old, rsi - p.low, rsi - p.high)
         n = len(rows)
         values = np.column_stack([rsi, np.full(n, p.low), np.full(n, p.high)])
-        return [f"rsi_{p.period}", "low", "high"], values, np.column_stack([attribution, np.zeros((n, 2))]), np.nan
+        attributions = np.column_stack([attribution, np.zeros((n, 2))])
+        return Reasons([f"rsi_{p.period}", "low", "high"], values, attributions, np.nan)
 
     @classmethod
     def render(cls, symbol, old, new, features):
@@ -202,10 +179,6 @@ class RsiReversion(TradingModel):
         else:
             why = f"RSI({period}) {rsi.value:.1f} rose above {high.value:g} (overbought)"
         return f"{action_phrase(symbol, old, new)}: {why}."
-
-
-class HoldParams(ModelParams):
-    weight: float | None = Field(None, gt=0, le=1, description="weight of each symbol; default 1/S")
 
 
 class BuyAndHold(TradingModel):
@@ -230,7 +203,7 @@ class BuyAndHold(TradingModel):
 
     def _explain(self, rows, cols, old, new, info, bars):
         price = bars.close[rows, cols]
-        return ["close"], price[:, None], np.zeros((len(rows), 1)), np.nan
+        return Reasons(["close"], price[:, None], np.zeros((len(rows), 1)), np.nan)
 
     @classmethod
     def render(cls, symbol, old, new, features):
@@ -238,13 +211,6 @@ class BuyAndHold(TradingModel):
             f"{action_phrase(symbol, old, new)}: the benchmark buys an equal share of every symbol on its "
             f"first bar ({features[0].value:.2f}) and holds it."
         )
-
-
-class RandomParams(ModelParams):
-    every: int = Field(26, ge=1, description="bars between fresh random draws")
-    p_long: float = Field(0.5, ge=0, le=1, description="chance of holding each symbol after a draw")
-    allow_short: bool = Field(False, description="draw short positions too (with the same chance)")
-    weight: float | None = Field(None, gt=0, le=1, description="weight of a position; default 1/S")
 
 
 class RandomModel(TradingModel):
@@ -279,7 +245,8 @@ class RandomModel(TradingModel):
     def _explain(self, rows, cols, old, new, info, bars):
         bar = (bars.start + rows).astype(np.float64)
         n = len(rows)
-        return ["draw_bar", "seed"], np.column_stack([bar, np.full(n, float(self.seed))]), np.zeros((n, 2)), np.nan
+        values = np.column_stack([bar, np.full(n, float(self.seed))])
+        return Reasons(["draw_bar", "seed"], values, np.zeros((n, 2)), np.nan)
 
     @classmethod
     def render(cls, symbol, old, new, features):

@@ -4,13 +4,18 @@ Lifecycle, walk-forward with no look-ahead:
 
 1. Warm-up (``observe``): each chunk goes through the causal ``FeatureStream``; the feature rows
    and closes are buffered.
-2. First ``decide``: the model fits on the buffer (the ``replay.warmup_bars`` bars before trading;
-   labels need ``horizon`` bars after their row, so the last ``horizon`` rows have none and are not
-   trained on). A model loaded from the registry (``load_artifacts``) skips this fit.
+2. First ``decide`` (in ``_pieces``, before its first piece): the model fits on the buffer (the
+   ``replay.warmup_bars`` bars before trading; labels need ``horizon`` bars after their row, so the
+   last ``horizon`` rows have none and are not trained on). A model loaded from the registry
+   (``load_artifacts``) skips this fit.
 3. Trading: each chunk's feature rows are scored, scores become target weights, and each changed
    weight is explained (``_attribute``). With ``refit_every`` the model refits every that many
    bars on the bars before the refit point (the last ``train_window`` of them, or all); the chunk
-   is split at refit points, so the result does not depend on the chunk size.
+   is decided in pieces split at refit points, so the result does not depend on the chunk size.
+
+Serve (``explain``, ``explain_rows``): the fitted model scores a window's features in bulk (or
+one feature row per symbol) and runs the same score-to-weight rule from flat, leaving its own
+trading state as it was; one fitted model answers for any symbols.
 
 Scores to weights: a score is standardised with the centre and scale of the model's own scores
 on its training rows (z = (score - centre) / scale). A flat symbol goes long when z > ``entry``
@@ -18,7 +23,7 @@ on its training rows (z = (score - centre) / scale). A flat symbol goes long whe
 so a score hovering at a threshold does not churn), each position ``weight`` of equity (default
 1/S). ``decide_every`` re-evaluates positions only on bars whose global index is a multiple of it.
 
-Subclasses implement five hooks (signatures in ``/work/coord/ml_api.md`` and below):
+Subclasses implement five hooks (signatures below):
 ``_fit(X, y) -> metrics``, ``_predict(X) -> scores``, ``_attribute(X, rows, cols) -> Attribution``,
 ``_save(folder)``, ``_load(folder)``; and set ``kind``, ``method``, ``Params`` (a subclass of
 ``LearnedParams``), ``score_name`` and, for sequence models, ``context``.
@@ -30,50 +35,21 @@ import itertools
 import json
 import math
 from abc import abstractmethod
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from titan_ray.domain.bars import BarBatch
-from titan_ray.domain.decisions import Decisions, ExplanationBatch, Feature, action_phrase
+from titan_ray.domain.decisions import Feature, action_phrase
 from titan_ray.features.pipeline import FeatureEngine
 from titan_ray.ml.labels import forward_returns, triple_barrier
-from titan_ray.models.base import ModelParams, TradingModel
+from titan_ray.models.base import Inputs, Prediction, Reasons, TradingModel
+from titan_ray.models.params import LearnedParams, ModelParams
 
 ARTIFACT_FILE = "learned.json"
-
-
-class LearnedParams(ModelParams):
-    """Parameters every learned model has (subclasses add their own)."""
-
-    features: list[str] | None = Field(None, description="feature names (titan_ray.features); default all")
-    label: Literal["forward_return", "triple_barrier"] = Field(
-        "forward_return", description="training target: forward log return or triple-barrier label")
-    horizon: int = Field(5, ge=1, le=500, description="bars ahead the label looks")
-    barrier_width: float = Field(1.0, gt=0, description="triple_barrier: barrier at width x sigma x sqrt(horizon)")
-    demean: bool = Field(True, description="forward_return: subtract the cross-sectional mean of each row")
-    refit_every: int | None = Field(None, ge=1, description="bars between rolling refits while trading; "
-                                    "null = fit once on the warm-up bars")
-    train_window: int | None = Field(None, ge=50, description="bars a (re)fit trains on: the last N; "
-                                     "null = every bar seen")
-    entry: float = Field(1.0, ge=0, description="go long when the standardised score exceeds this")
-    exit: float = Field(0.0, description="leave a long when the standardised score falls below this")
-    allow_short: bool = Field(False, description="go short when the standardised score is below -entry")
-    weight: float | None = Field(None, gt=0, le=1, description="weight of a position; default 1/S")
-    decide_every: int = Field(1, ge=1, description="re-evaluate positions every N bars (global index)")
-
-    @model_validator(mode="after")
-    def _check(self) -> LearnedParams:
-        lookback = FeatureEngine(self.features).lookback  # names an unknown feature
-        if self.train_window is not None and self.train_window < lookback + self.horizon + 100:
-            raise ValueError(f"train_window ({self.train_window}) must be at least "
-                             f"{lookback + self.horizon + 100} bars (features' lookback + horizon + 100)")
-        if self.exit > self.entry:
-            raise ValueError(f"exit ({self.exit}) must not be above entry ({self.entry})")
-        return self
 
 
 @dataclass(frozen=True)
@@ -146,8 +122,6 @@ class LearnedModel(TradingModel):
         self.metrics: dict[str, float] = {}
         self.training_window: dict[str, Any] = {}
         self._first_bar: int | None = None  # global bar of the first decision
-        self._attr: Attribution | None = None
-        self._scores_of_batch = np.zeros(0)
 
     # --- subclass hooks -----------------------------------------------------------------------
 
@@ -175,12 +149,6 @@ class LearnedModel(TradingModel):
 
     # --- training -----------------------------------------------------------------------------
 
-    @classmethod
-    def min_history(cls, params: dict[str, Any]) -> int:
-        """Fewest warm-up bars the first fit needs: features' lookback, the label horizon, 100 rows."""
-        p = cls.Params.model_validate(params)
-        return FeatureEngine(p.features).lookback + p.horizon + 100
-
     def labels(self, close: np.ndarray) -> np.ndarray:
         p: LearnedParams = self.params  # type: ignore[assignment]
         if p.label == "triple_barrier":
@@ -195,7 +163,7 @@ class LearnedModel(TradingModel):
     def _fit_arrays(self, X: np.ndarray, close: np.ndarray, start: int, stop: int) -> None:
         y = self.labels(close)
         usable = int((np.isfinite(X).all(axis=2) & np.isfinite(y)).sum())
-        need = self.min_history(self.params.model_dump())
+        need = self.params.min_history()
         if len(X) < need or usable < 50:
             raise ValueError(
                 f"model {self.name!r}: {len(X)} bars ({usable} labelled feature rows) in [{start}, {stop}) are "
@@ -228,49 +196,33 @@ class LearnedModel(TradingModel):
             self._ctx = np.full((self.context - 1, len(self.symbols), len(self.features.names)), np.nan)
         return self._ctx
 
-    def decide(self, bars: BarBatch) -> Decisions:
+    def _pieces(self, bars: BarBatch) -> Iterator[BarBatch]:
+        """Fit before the first decision; with ``refit_every``, refit at each refit point of the chunk
+        and decide the piece after it on the refitted model."""
         p: LearnedParams = self.params  # type: ignore[assignment]
         if self._first_bar is None:
             self._first_bar = bars.start
         if not self.fitted:
             self._refit(bars.start)
         if p.refit_every is None:
-            return self._decide_piece(bars)
+            yield bars
+            return
         first, every = self._first_bar, p.refit_every
         cuts = [i for i in range(len(bars)) if bars.start + i > first and (bars.start + i - first) % every == 0]
         edges = sorted({0, *cuts, len(bars)})
-        pieces = []
         for lo, hi in itertools.pairwise(edges):
             if lo in cuts:
                 self._refit(bars.start + lo)
-            pieces.append(self._decide_piece(bars.slice(lo, hi)))
-        if len(pieces) == 1:
-            return pieces[0]
-        return Decisions(model=self.name, start=bars.start, weights=np.vstack([d.weights for d in pieces]),
-                         explanations=ExplanationBatch.concat([d.explanations for d in pieces]))
+            yield bars.slice(lo, hi)
 
     def _refit(self, bar: int) -> None:
         if self._buffer.rows == 0:
             raise ValueError(f"model {self.name!r} has no bars to fit on before bar {bar}; set replay.warmup_bars "
-                             f"(at least {self.min_history(self.params.model_dump())})")
+                             f"(at least {self.params.min_history()})")
         X, close = self._buffer.arrays()
         self._fit_arrays(X, close, bar - len(X), bar)
         if self.params.refit_every is None:  # type: ignore[attr-defined]
             self._buffer = _Buffer([], [])
-
-    def _decide_piece(self, bars: BarBatch) -> Decisions:
-        self._attr = None
-        decisions = super().decide(bars)
-        batch = decisions.explanations
-        if batch is None or self._attr is None:
-            return decisions
-        sentences = tuple(
-            self.sentence(self.symbols[int(c)], float(o), float(n), float(sc), feats)
-            for c, o, n, sc, feats in zip(batch.symbol, batch.old_weight, batch.new_weight, self._scores_of_batch,
-                                          _features(batch), strict=True)
-        )
-        batch = replace(batch, gap=self._attr.gaps(), sentences=sentences)
-        return replace(decisions, explanations=batch)
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """Scores of feature rows X (n, S, F): (n - context + 1, S)."""
@@ -288,43 +240,58 @@ class LearnedModel(TradingModel):
         return weights, {"X": X, "score": scores, "z": z}
 
     def _hysteresis(self, z: np.ndarray, start: int) -> np.ndarray:
-        """Positions (-1, 0, 1 times the size) after each row of standardised scores ``z`` (T, S),
-        from ``self._position``: rows whose global index is not a multiple of ``decide_every``, and
-        non-finite scores, keep the position. A scalar loop per symbol: T x S is small and the
-        rule branches."""
-        p: LearnedParams = self.params  # type: ignore[assignment]
-        n_rows, n_symbols = z.shape
-        decide = ((start + np.arange(n_rows)) % p.decide_every == 0)[:, None] & np.isfinite(z)
-        up, down = (z > p.entry).T.tolist(), ((z < -p.entry) & p.allow_short).T.tolist()
-        leave_long, leave_short = (z < p.exit).T.tolist(), (z > -p.exit).T.tolist()
-        out = np.empty((n_symbols, n_rows))
-        position = self._position.tolist()
-        for s, (dec, u, d, ll, ls) in enumerate(zip(decide.T.tolist(), up, down, leave_long, leave_short, strict=True)):
-            q = position[s]
-            row = [0.0] * n_rows
-            for i in range(n_rows):
-                if dec[i]:
-                    if q > 0:
-                        q = 0.0 if ll[i] else 1.0
-                    elif q < 0:
-                        q = 0.0 if ls[i] else -1.0
-                    elif d[i]:
-                        q = -1.0
-                    elif u[i]:
-                        q = 1.0
-                row[i] = q
-            out[s] = row
-            position[s] = q
-        self._position = np.asarray(position, dtype=np.float64)
-        return out.T * self._size
+        """Weights after each row of standardised scores ``z`` (T, S) from ``self._position``, which
+        moves to the last row's positions (``positions`` has the rule)."""
+        out, self._position = positions(z, start, self._position, self.params)  # type: ignore[arg-type]
+        return out * self._size
 
     def _explain(self, rows, cols, old, new, info, bars):
         attr = self._attribute(info["X"], rows, cols)
-        self._attr = attr
-        self._scores_of_batch = info["score"][rows, cols]
-        return list(attr.names), attr.values, attr.attributions, attr.base
+        return Reasons(attr.names, attr.values, attr.attributions, attr.base, gap=attr.gaps(),
+                       scores=info["score"][rows, cols])
+
+    # --- Serve: decisions from flat, the model's own state untouched ------------------------------
+
+    def inputs(self) -> Inputs:
+        return Inputs(self.features.names, self.features.lookback, self.context)
+
+    def explain(self, bars: BarBatch) -> Prediction:
+        """Features of the window in bulk, their scores, the score-to-weight rule from flat (the first
+        ``context - 1`` bars have no score and stay flat), and the last bar explained."""
+        X = self.features.transform(bars)
+        if len(X) < self.context:
+            raise ValueError(f"model {self.name!r} looks at {self.context} feature rows; "
+                             f"{len(X)} bars are too few")
+        scores = self.score(X)
+        weights = np.vstack([np.zeros((self.context - 1, len(bars.symbols))), self._from_flat(scores)])
+        last = len(scores) - 1
+        return self._scored(bars.symbols, weights, X, np.full(len(bars.symbols), last), scores[last])
+
+    def explain_rows(self, symbols: tuple[str, ...], rows: np.ndarray) -> Prediction:
+        if not self.inputs().accepts_rows:
+            return super().explain_rows(symbols, rows)
+        X = np.asarray(rows, dtype=np.float64)[None, :, :]
+        scores = self.score(X)
+        first = np.zeros(len(symbols), dtype=np.int64)
+        return self._scored(symbols, self._from_flat(scores), X, first, scores[-1])
+
+    def _from_flat(self, scores: np.ndarray) -> np.ndarray:
+        """Weights (n, S) of the score-to-weight rule over ``scores`` from flat, sized for their S symbols."""
+        p: LearnedParams = self.params  # type: ignore[assignment]
+        out, _ = positions((scores - self.center) / self.scale, 0, np.zeros(scores.shape[1]), p)
+        return out * (p.weight or 1.0 / scores.shape[1])
+
+    def _scored(self, symbols: tuple[str, ...], weights: np.ndarray, X: np.ndarray, rows: np.ndarray,
+                scores: np.ndarray) -> Prediction:
+        attr = self._attribute(X, rows, np.arange(len(symbols)))
+        reasons = Reasons(attr.names, attr.values, attr.attributions, attr.base, scores=scores)
+        return self._prediction(symbols, weights, reasons)
 
     # --- sentences ----------------------------------------------------------------------------
+
+    def _sentence(self, symbol: str, old: float, new: float, features: tuple[Feature, ...],
+                  score: float) -> str:
+        return self.sentence(symbol, old, new, score, features)
 
     def sentence(self, symbol: str, old: float, new: float, score: float, features: tuple[Feature, ...]) -> str:
         """'Went long BBB (weight 0 → 0.0833): 5-bar return −2.1σ and RSI 24 pushed the LightGBM
@@ -374,11 +341,36 @@ class LearnedModel(TradingModel):
         self.fitted = True
 
 
-def _features(batch: ExplanationBatch) -> list[tuple[Feature, ...]]:
-    return [
-        tuple(Feature(n, float(v), float(a)) for n, v, a in zip(batch.feature_names, vals, atts, strict=True))
-        for vals, atts in zip(batch.values, batch.attributions, strict=True)
-    ]
+def positions(z: np.ndarray, start: int, position: np.ndarray, p: LearnedParams
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (-1, 0, 1) after each row of standardised scores ``z`` (T, S), from ``position``
+    (S,), and the positions after the last row: rows whose global index (``start`` + row) is not a
+    multiple of ``decide_every``, and non-finite scores, keep the position. A scalar loop per
+    symbol: T x S is small and the rule branches."""
+    n_rows, n_symbols = z.shape
+    decide = ((start + np.arange(n_rows)) % p.decide_every == 0)[:, None] & np.isfinite(z)
+    up, down = (z > p.entry).T.tolist(), ((z < -p.entry) & p.allow_short).T.tolist()
+    leave_long, leave_short = (z < p.exit).T.tolist(), (z > -p.exit).T.tolist()
+    out = np.empty((n_symbols, n_rows))
+    last = position.tolist()
+    columns = zip(decide.T.tolist(), up, down, leave_long, leave_short, strict=True)
+    for s, (dec, u, d, ll, ls) in enumerate(columns):
+        q = last[s]
+        row = [0.0] * n_rows
+        for i in range(n_rows):
+            if dec[i]:
+                if q > 0:
+                    q = 0.0 if ll[i] else 1.0
+                elif q < 0:
+                    q = 0.0 if ls[i] else -1.0
+                elif d[i]:
+                    q = -1.0
+                elif u[i]:
+                    q = 1.0
+            row[i] = q
+        out[s] = row
+        last[s] = q
+    return out.T, np.asarray(last, dtype=np.float64)
 
 
 _PHRASES = {

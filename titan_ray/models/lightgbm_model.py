@@ -20,31 +20,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import lightgbm as lgb
 import numpy as np
-from pydantic import Field
 
 from titan_ray.ml.validation import purged_kfold, spearman
-from titan_ray.models.learned import Attribution, LearnedModel, LearnedParams
-
-
-class LightGBMParams(LearnedParams):
-    objective: Literal["regression", "binary"] = Field(
-        "regression", description="regression: predict the label; binary: probability it is positive")
-    n_estimators: int = Field(200, ge=1, description="most boosting rounds (early stopping may use fewer)")
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(15, ge=2)
-    min_child_samples: int = Field(50, ge=1, description="fewest training rows in a leaf")
-    feature_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_fraction: float = Field(0.8, gt=0, le=1)
-    lambda_l2: float = Field(1.0, ge=0)
-    cv_folds: int = Field(3, ge=0, description="purged K-fold splits for choosing the rounds; 0 or 1 = none")
-    embargo: float = Field(0.01, ge=0, description="bars (or, below 1, share of the window) embargoed after "
-                           "each test fold")
-    early_stopping: int = Field(20, ge=1, description="rounds without improvement before a fold stops")
-    num_threads: int = Field(1, ge=1, description="LightGBM threads (1 keeps arenas of many models fair)")
+from titan_ray.models.learned import Attribution, LearnedModel
+from titan_ray.models.params import LightGBMParams
 
 
 class LightGBMModel(LearnedModel):

@@ -16,30 +16,21 @@ Explanation of each decision that traded, method ``captum.IntegratedGradients``:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
 
 from titan_ray.domain.decisions import action_phrase
 from titan_ray.explain.gradients import double_copy, integrated_gradients
 from titan_ray.models.learned import Attribution
+from titan_ray.models.params import LstmAttentionParams
 from titan_ray.models.sequence import (
     SequenceModel,
-    SequenceParams,
     attention_phrase,
     lead_phrase,
     render_sequence,
     split_columns,
 )
-
-
-class LstmAttentionParams(SequenceParams):
-    layers: int = Field(1, ge=1, le=4, description="stacked LSTM layers")
-    attention: Literal["additive", "dot"] = Field(
-        "additive", description="attention scorer: additive (Bahdanau) or scaled dot product (Luong)")
-    ig_steps: int = Field(32, ge=2, le=512, description="Integrated Gradients steps (Gauss-Legendre) per decision")
-    ig_block: int = Field(8, ge=1, le=256, description="decisions attributed per pass (fixed, padded)")
 
 
 class LstmAttentionModel(SequenceModel):

@@ -29,26 +29,21 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from titan_ray.domain.bars import BarBatch
-from titan_ray.domain.decisions import Decisions, Feature, action_phrase
-from titan_ray.models.base import ModelParams, TradingModel
+from titan_ray.domain.decisions import Feature, action_phrase
+from titan_ray.explain.threads import torch_threads
+from titan_ray.features.pipeline import FeatureEngine
+from titan_ray.ml.env import ActionMap, EnvSettings, FeatureScaler, observation
+from titan_ray.models.base import Reasons, TradingModel
+from titan_ray.models.params import PpoParams
 
 POLICY_FILE = "policy.json"
 MODULE_DIR = "rl_module"
-
-
-class PpoParams(ModelParams):
-    deterministic: bool = Field(True, description="take the most likely action; false = sample it (seeded)")
-    ig_steps: int = Field(64, ge=2, le=512, description="Integrated Gradients steps per explanation")
-    threads: int = Field(1, ge=1, le=64, description="torch threads while deciding (1 keeps arenas of many "
-                         "models fair)")
 
 
 def _pack(folder: Path) -> bytes:
@@ -131,6 +126,9 @@ class PpoModel(TradingModel):
         self._blob: bytes | None = None  # the rl_module folder, packed
         self._meta: dict[str, Any] | None = None
         self._policy: Policy | None = None
+        # what the registry records beside a saved policy; the training driver registers its own
+        self.training_window: dict[str, Any] = {}
+        self.metrics: dict[str, float] = {}
         self._setup_state()
 
     # --- artefacts ------------------------------------------------------------------------------
@@ -141,11 +139,13 @@ class PpoModel(TradingModel):
         if not meta_path.exists() or not module_dir.is_dir():
             raise FileNotFoundError(f"{folder} is not a saved ppo policy ({POLICY_FILE} and {MODULE_DIR}/ expected); "
                                     "train one with `titan-ray train-ppo`")
-        meta = json.loads(meta_path.read_text())
+        self._adopt(json.loads(meta_path.read_text()), _pack(module_dir), f"the policy in {folder}")
+
+    def _adopt(self, meta: dict[str, Any], blob: bytes, where: str) -> None:
         if tuple(meta["symbols"]) != self.symbols:
-            raise ValueError(f"the policy in {folder} trades {meta['symbols']}, but the arena's symbols are "
+            raise ValueError(f"{where} trades {meta['symbols']}, but the arena's symbols are "
                              f"{list(self.symbols)}; a PPO policy needs the symbols it was trained on, in order")
-        self._meta, self._blob = meta, _pack(module_dir)
+        self._meta, self._blob = meta, blob
         self._setup_state()
 
     def save_artifacts(self, folder: Path) -> None:
@@ -159,9 +159,6 @@ class PpoModel(TradingModel):
 
     def _setup_state(self) -> None:
         """Per-run state: the feature stream, the held fractions, the sampling generator."""
-        from titan_ray.features.pipeline import FeatureEngine
-        from titan_ray.ml.env import ActionMap, EnvSettings, FeatureScaler
-
         n = len(self.symbols)
         self._fractions = np.zeros(n)
         self._rng = np.random.default_rng(self.seed)
@@ -205,9 +202,18 @@ class PpoModel(TradingModel):
             _ = self.policy  # raises the "no trained policy" error
         self._stream.update(bars)
 
-    def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        from titan_ray.ml.env import observation
+    def _fresh(self, symbols: Sequence[str]) -> PpoModel:
+        fresh = PpoModel(self.name, self.params.model_dump(), tuple(symbols), seed=self.seed)
+        if self._meta is not None and self._blob is not None:
+            fresh._adopt(self._meta, self._blob, f"the policy of model {self.name!r}")
+            fresh._policy = self.policy  # the RLModule only reads while deciding: load it once, share it
+        return fresh
 
+    def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        with torch_threads(self.params.threads):
+            return self._act(bars)
+
+    def _act(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         policy = self.policy
         feats = self._stream.update(bars)
         norm = self.scaler.transform(feats, self.settings.clip_obs)
@@ -225,31 +231,24 @@ class PpoModel(TradingModel):
             weights[t] = self._fractions * self.actions.budget
         return weights, {"obs": obs_rows, "action": actions, "raw": feats, "held": held}
 
-    def decide(self, bars: BarBatch) -> Decisions:
-        from titan_ray.models.nets.training import torch_threads
-
-        self._gap: np.ndarray | None = None
-        with torch_threads(self.params.threads):
-            decisions = super().decide(bars)
-        if decisions.explanations is None or self._gap is None:
-            return decisions
-        return replace(decisions, explanations=replace(decisions.explanations, gap=self._gap))
-
     def _explain(self, rows, cols, old, new, info, bars):
+        with torch_threads(self.params.threads):
+            return self._attribute(rows, cols, info)
+
+    def _attribute(self, rows: np.ndarray, cols: np.ndarray, info: dict[str, np.ndarray]) -> Reasons:
         names = [*self.scaler.names, "held_weight", "other_symbols"]
         n_f = len(self.scaler.names)
         held = info["held"][rows, cols] * self.actions.budget
         values = np.column_stack([info["raw"][rows, cols], held, np.full(len(rows), np.nan)])
         if self.settings.actions != "discrete":
             # A Gaussian policy's mean has no "chosen class" to attribute; show inputs only.
-            return names, values, np.full(values.shape, np.nan), np.nan
+            return Reasons(names, values, np.full(values.shape, np.nan), np.nan)
         attr, base, gap = self._integrated_gradients(info["obs"][rows], cols, info["action"][rows, cols])
         n_s = len(self.symbols)
         own = np.take_along_axis(attr, cols[:, None] * n_f + np.arange(n_f)[None, :], axis=1)  # the symbol's block
         weight_attr = attr[np.arange(len(rows)), n_s * n_f + cols]  # its held fraction, after the feature blocks
         other = attr.sum(axis=1) - own.sum(axis=1) - weight_attr
-        self._gap = gap
-        return names, values, np.column_stack([own, weight_attr, other]), base
+        return Reasons(names, values, np.column_stack([own, weight_attr, other]), base, gap=gap)
 
     def _integrated_gradients(self, obs: np.ndarray, cols: np.ndarray, chosen: np.ndarray
                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -33,11 +33,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
-from pydantic import Field, model_validator
 
 from titan_ray.domain.decisions import Feature, action_phrase
 from titan_ray.ml.validation import spearman
-from titan_ray.models.learned import LearnedModel, LearnedParams, describe
+from titan_ray.models.learned import LearnedModel, describe
 from titan_ray.models.nets import build_net
 from titan_ray.models.nets.training import (
     Prediction,
@@ -48,6 +47,7 @@ from titan_ray.models.nets.training import (
     split_tail,
     train,
 )
+from titan_ray.models.params import SequenceParams
 
 log = logging.getLogger(__name__)
 
@@ -56,39 +56,6 @@ NET_META = "net.json"
 ATTENTION_PREFIX = "attention@t-"
 _PIECE = 8192  # windows standardised and scored at once (bounds memory on long replays)
 _LABEL_CLIP = 5.0
-
-
-class SequenceParams(LearnedParams):
-    window: int = Field(16, ge=2, le=256, description="bars of features one prediction reads (the input window)")
-    hidden: int = Field(32, ge=2, le=512, description="width of the net's hidden layers")
-    dropout: float = Field(0.1, ge=0, lt=1, description="dropout while training")
-    quantiles: list[float] | None = Field(
-        None, description="train a quantile head (pinball loss) on these levels, e.g. [0.1, 0.5, 0.9]; the "
-        "score is the 0.5 quantile, which must be listed; null = one point forecast (squared loss)")
-    epochs: int = Field(12, ge=1, le=1000, description="most passes over the training windows")
-    batch_size: int = Field(256, ge=8, description="windows per gradient step")
-    lr: float = Field(2e-3, gt=0, le=1, description="AdamW learning rate")
-    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
-    patience: int = Field(3, ge=1, description="epochs without a better validation loss before stopping")
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="time-ordered tail of the training bars used for "
-                                "early stopping (0 = none: train all epochs)")
-    max_train_windows: int | None = Field(
-        40_000, ge=100, description="train on at most about this many windows, thinned evenly over the "
-        "training bars (every k-th bar); null = all")
-    threads: int = Field(1, ge=1, le=64, description="torch threads (1 keeps arenas of many models fair and "
-                         "results repeatable)")
-    block: int = Field(64, ge=1, le=4096, description="windows per forward pass when scoring (fixed, padded: "
-                       "scores never depend on the chunk size)")
-
-    @model_validator(mode="after")
-    def _check_quantiles(self) -> SequenceParams:
-        q = self.quantiles
-        if q is not None:
-            if not q or any(not 0 < x < 1 for x in q) or sorted(set(q)) != list(q):
-                raise ValueError(f"quantiles must be increasing levels strictly between 0 and 1, got {q}")
-            if 0.5 not in q:
-                raise ValueError(f"quantiles must include 0.5 (the score is the median), got {q}")
-        return self
 
 
 class SequenceModel(LearnedModel):

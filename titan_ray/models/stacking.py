@@ -22,40 +22,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import lightgbm as lgb
 import numpy as np
-from pydantic import Field, model_validator
 
 from titan_ray.domain.decisions import Feature, action_phrase
 from titan_ray.ml.validation import purged_kfold, spearman
-from titan_ray.models.learned import Attribution, LearnedModel, LearnedParams
-
-BaseName = Literal["lightgbm", "ridge", "momentum", "reversion"]
-_RULE_INPUT = {"momentum": "ret_20", "reversion": "rsi_14"}
-
-
-class StackingParams(LearnedParams):
-    bases: list[BaseName] = Field(["lightgbm", "ridge", "momentum", "reversion"], min_length=1,
-                                  description="base signals: lightgbm, ridge, momentum, reversion")
-    cv_folds: int = Field(4, ge=2, description="purged K-fold splits that make the out-of-fold signals")
-    embargo: float = Field(0.01, ge=0, description="bars (or, below 1, share) embargoed after each test fold")
-    meta_l2: float = Field(1.0, ge=0, description="ridge penalty of the meta-model (per row, scaled by n)")
-    ridge_l2: float = Field(10.0, ge=0, description="ridge penalty of the ridge base (per row, scaled by n)")
-    lgb_rounds: int = Field(80, ge=1, description="boosting rounds of the lightgbm base")
-    lgb_leaves: int = Field(7, ge=2, description="leaves per tree of the lightgbm base")
-
-    @model_validator(mode="after")
-    def _bases(self) -> StackingParams:
-        if len(set(self.bases)) != len(self.bases):
-            raise ValueError(f"bases listed twice: {self.bases}")
-        if self.features is not None:
-            missing = [f"{b} needs feature {_RULE_INPUT[b]}" for b in self.bases
-                       if b in _RULE_INPUT and _RULE_INPUT[b] not in self.features]
-            if missing:
-                raise ValueError("; ".join(missing))
-        return self
+from titan_ray.models.learned import Attribution, LearnedModel
+from titan_ray.models.params import StackingParams
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:

@@ -22,35 +22,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from titan_ray.domain.decisions import action_phrase
 from titan_ray.models.learned import Attribution
+from titan_ray.models.params import TftParams
 from titan_ray.models.sequence import (
     SequenceModel,
-    SequenceParams,
     attention_phrase,
     render_sequence,
     split_columns,
 )
-
-
-class TftParams(SequenceParams):
-    # a TFT runs a small network per input variable and bar: smaller defaults than the LSTM's keep
-    # a fit on the default arena (12 symbols, thousands of warm-up bars) within seconds on 2 cores
-    window: int = Field(12, ge=2, le=256, description="bars of features one prediction reads (the input window)")
-    max_train_windows: int | None = Field(
-        16_000, ge=100, description="train on at most about this many windows, thinned evenly over the "
-        "training bars (every k-th bar); null = all")
-    epochs: int = Field(10, ge=1, le=1000, description="most passes over the training windows")
-    hidden: int = Field(16, ge=2, le=512, description="width of the net's hidden layers (a multiple of heads)")
-    heads: int = Field(2, ge=1, le=16, description="attention heads (they share one value projection)")
-
-    @model_validator(mode="after")
-    def _check_heads(self) -> TftParams:
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        return self
 
 
 class TftModel(SequenceModel):

@@ -40,6 +40,7 @@ from ray import serve
 from titan_ray.observability import ReplicaMetrics
 from titan_ray.serve.experiments import ExperimentState
 from titan_ray.serve.http import prefixed_app
+from titan_ray.serve.loading import load_predictor
 from titan_ray.serve.predictor import example_request
 from titan_ray.serve.settings import (
     ARENA_NAMESPACE,
@@ -77,8 +78,6 @@ def _json(status: int, body: bytes) -> Response:
 @serve.ingress(model_api)
 class ModelServer:
     def __init__(self, settings: dict[str, Any]) -> None:
-        from titan_ray.serve.loading import load_predictor
-
         self._spec = ModelAppSettings.model_validate(settings)
         self._predictor = load_predictor(self._spec, registry_root=self._spec.registry, seed=self._spec.seed)
         self._example = example_request(self._predictor, seed=self._spec.seed)

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import fcntl
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+from titan_ray.config import DataConfig
+from titan_ray.data.providers import make_provider
+from titan_ray.models.base import TradingModel
+from titan_ray.models.kinds import MODEL_KINDS, build_model
+from titan_ray.registry import ModelRegistry, ModelVersion, parse_ref
 from titan_ray.serve.predictor import ModelInfo, Predictor
 from titan_ray.serve.settings import ServedModel, TrainSpec
 
@@ -21,21 +26,16 @@ log = logging.getLogger("titan_ray.serve")
 
 
 def load_predictor(spec: ServedModel, *, registry_root: str | None, seed: int = 7) -> Predictor:
-    from titan_ray.models.kinds import MODEL_KINDS, build_model
-
     if spec.kind is not None:
-        cls = MODEL_KINDS[spec.kind]
-        params = dict(spec.params)
-        info = ModelInfo(name=spec.name, kind=spec.kind, method=cls.method, version=None, artifact=None,
+        kind, cls, params = spec.kind, MODEL_KINDS[spec.kind], dict(spec.params)
+        info = ModelInfo(name=spec.name, kind=kind, method=cls.method, version=None, artifact=None,
                          params=cls.Params.model_validate(params).model_dump(mode="json"), features=None,
                          accepts=("bars",))
 
-        def factory(symbols: tuple[str, ...]):
-            return build_model(spec.name, spec.kind, params, symbols, seed=seed)
+        def factory(symbols: tuple[str, ...]) -> TradingModel:
+            return build_model(spec.name, kind, params, symbols, seed=seed)
 
         return Predictor(info, factory)
-
-    from titan_ray.registry import ModelRegistry, parse_ref
 
     registry = ModelRegistry(registry_root)
     name, version = parse_ref(spec.artifact)
@@ -47,24 +47,20 @@ def load_predictor(spec: ServedModel, *, registry_root: str | None, seed: int = 
     ref = registry.get(name, version)
     symbols = tuple(ref.meta.get("extra", {}).get("symbols") or ("AAA",))
     template = registry.load_model(ref, name=spec.name, symbols=symbols, seed=seed, params=spec.params or None)
-    features = list(getattr(getattr(template, "features", None), "names", ()) or ()) or None
-    context = getattr(template, "context", 1)
+    inputs = template.inputs()
     info = ModelInfo(name=spec.name, kind=ref.kind, method=type(template).method, version=ref.version,
-                     artifact=ref.ref, params=dict(template.params.model_dump(mode="json")), features=features,
-                     accepts=("bars", "features") if features and context == 1 else ("bars",))
+                     artifact=ref.ref, params=dict(template.params.model_dump(mode="json")),
+                     features=list(inputs.features) or None,
+                     accepts=("bars", "features") if inputs.accepts_rows else ("bars",))
 
-    def load(symbols: tuple[str, ...]):
+    def load(symbols: tuple[str, ...]) -> TradingModel:
         return registry.load_model(ref, name=spec.name, symbols=symbols, seed=seed, params=spec.params or None)
 
     return Predictor(info, load)
 
 
-def train_and_register(registry: Any, name: str, train: TrainSpec) -> Any:
+def train_and_register(registry: ModelRegistry, name: str, train: TrainSpec) -> ModelVersion:
     """Fit ``train.kind`` on ``train.data``'s bars and register it as ``name``; the new ModelVersion."""
-    from titan_ray.config import DataConfig
-    from titan_ray.data.providers import make_provider
-    from titan_ray.models.kinds import build_model
-
     data = DataConfig.model_validate(train.data)
     history = make_provider(data, train.seed).load().bars
     log.warning("the registry %s holds no %r: training a %s model on %d bars of %s data first",
@@ -78,7 +74,7 @@ def train_and_register(registry: Any, name: str, train: TrainSpec) -> Any:
 
 
 @contextmanager
-def _locked(root: Path):
+def _locked(root: Path) -> Iterator[None]:
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".train.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -19,13 +19,16 @@ the arena would have run it over those bars, and the answer is its decision at t
 ``score`` is the model's signal at that bar: a learned model's raw score; for a rule model the
 sum of its features' attributions (the SMA gap in %, the RSI's distance past its threshold).
 
+The model's own public entry points do the work (``TradingModel.explain`` for bars,
+``explain_rows`` for feature rows, ``inputs()`` for what it reads); this module validates the
+request against them and writes the answer.
+
 A request the model cannot answer (a window too short for its features, feature rows sent to a
 model that decides from bars) raises ``PredictError``: the HTTP layer answers 422 with its message.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from collections.abc import Callable
@@ -36,9 +39,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from titan_ray.config import DataConfig
+from titan_ray.data.synthetic import SyntheticProvider
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Feature
-from titan_ray.models.base import TradingModel
+from titan_ray.models.base import Prediction, TradingModel
 
 MAX_BARS = 5000
 MAX_SYMBOLS = 500
@@ -154,16 +159,13 @@ class ModelInfo:
 
 
 class Predictor:
-    """Answers requests for one model version. ``factory(symbols)`` builds the model afresh."""
+    """Answers requests for one model version. ``factory(symbols)`` builds the model; one instance
+    answers every request (its ``explain`` starts from a fresh trading state each time)."""
 
     def __init__(self, info: ModelInfo, factory: Callable[[tuple[str, ...]], TradingModel]) -> None:
-        from titan_ray.models.learned import LearnedModel
-
         self.info = info
-        self._factory = factory
-        template = factory(("AAA",))
-        self._learned: LearnedModel | None = template if isinstance(template, LearnedModel) else None
-        self._cls = type(template)
+        self._model = factory(("AAA",))
+        self._inputs = self._model.inputs()
         self._head = {"model": info.name, "kind": info.kind, "version": info.version, "method": info.method}
 
     def answer_json(self, raw: bytes, extra: dict[str, Any] | None = None) -> tuple[int, bytes]:
@@ -186,66 +188,27 @@ class Predictor:
 
     def predict(self, request: PredictRequest) -> dict[str, Any]:
         if request.features is not None:
-            return self._predict_row(request.features)
+            return self._predict_rows(request.features)
         bars = request.bars.batch()  # type: ignore[union-attr]
-        if self._learned is not None:
-            return self._predict_learned(bars)
-        return self._predict_rule(bars)
+        inputs = self._inputs
+        if inputs.features and len(bars) < inputs.context:
+            raise PredictError(f"bars: {len(bars)} rows; model {self.info.name!r} looks at {inputs.context} "
+                               f"feature rows, and its features need {inputs.lookback} bars before the "
+                               f"first: send at least {inputs.lookback + inputs.context} rows")
+        prediction = self._model.explain(bars)
+        lookback = inputs.lookback + inputs.context if inputs.features else None
+        self._check_defined(bars, prediction, lookback)
+        return self._answer(prediction, bars)
 
-    # --- rule models: run a fresh model over the window ---------------------------------------
-
-    def _predict_rule(self, bars: BarBatch) -> dict[str, Any]:
-        model = self._factory(bars.symbols)
-        weights, info = model._weights(bars)
-        weights = np.asarray(weights, dtype=np.float64)
-        n_t, n_s = weights.shape
-        new = weights[-1]
-        old = weights[-2] if n_t > 1 else np.zeros(n_s)
-        rows, cols = np.full(n_s, n_t - 1), np.arange(n_s)
-        names, values, attributions, base = model._explain(rows, cols, old, new, info, bars)
-        values = np.asarray(values, dtype=np.float64).reshape(n_s, len(names))
-        attributions = np.asarray(attributions, dtype=np.float64).reshape(n_s, len(names))
-        base = np.broadcast_to(np.asarray(base, dtype=np.float64), (n_s,))
-        self._check_defined(bars, names, values)
-        scores = np.nansum(attributions, axis=1) + np.where(np.isfinite(base), base, 0.0)
-        return self._answer(bars, old, new, scores, names, values, attributions, base, self._cls.render)
-
-    # --- learned models: features in bulk, scores, weights from flat, attributions -------------
-
-    def _predict_learned(self, bars: BarBatch) -> dict[str, Any]:
-        m = self._learned
-        X = m.features.transform(bars)
-        if len(X) < m.context:
-            raise PredictError(f"bars: {len(X)} rows; model {self.info.name!r} looks at {m.context} feature rows, "
-                               f"and its features need {m.features.lookback} bars before the first: send at least "
-                               f"{m.features.lookback + m.context} rows")
-        scores = m.score(X)
-        weights = self._weights_from_flat(scores, len(bars.symbols))
-        last = len(scores) - 1
-        n_s = len(bars.symbols)
-        new = weights[-1]
-        old = weights[-2] if len(weights) > 1 else np.zeros(n_s)
-        attr = m._attribute(X, np.full(n_s, last), np.arange(n_s))
-        values = np.asarray(attr.values, dtype=np.float64).reshape(n_s, len(attr.names))
-        self._check_defined(bars, list(attr.names), values, lookback=m.features.lookback + m.context)
-        attributions = np.asarray(attr.attributions, dtype=np.float64).reshape(n_s, len(attr.names))
-        base = np.broadcast_to(np.asarray(attr.base, dtype=np.float64), (n_s,))
-
-        def render(symbol: str, o: float, n: float, feats: tuple[Feature, ...], score: float) -> str:
-            return m.sentence(symbol, o, n, score, feats)
-
-        return self._answer(bars, old, new, scores[last], list(attr.names), values, attributions, base, render,
-                            with_score=True)
-
-    def _predict_row(self, rows: dict[str, dict[str, float]]) -> dict[str, Any]:
-        m = self._learned
-        if m is None or m.context != 1:
-            why = "decides from bars" if m is None else f"looks at {m.context} rows of features"
+    def _predict_rows(self, rows: dict[str, dict[str, float]]) -> dict[str, Any]:
+        inputs = self._inputs
+        if not inputs.accepts_rows:
+            why = f"looks at {inputs.context} rows of features" if inputs.features else "decides from bars"
             raise PredictError(f"model {self.info.name!r} ({self.info.kind}) {why}: send {{\"bars\": ...}} with a "
                                "window of recent bars instead of `features`")
-        names = m.features.names
+        names = inputs.features
         symbols = tuple(rows)
-        X = np.empty((1, len(symbols), len(names)))
+        X = np.empty((len(symbols), len(names)))
         for s, sym in enumerate(symbols):
             row = rows[sym]
             missing = [n for n in names if n not in row]
@@ -253,33 +216,11 @@ class Predictor:
             if missing or extra:
                 raise PredictError(f"features.{sym}: missing {missing}, unknown {extra}; model {self.info.name!r} "
                                    f"takes exactly {list(names)}")
-            X[0, s] = [row[n] for n in names]
-        scores = m.score(X)
-        weights = self._weights_from_flat(scores, len(symbols))
-        attr = m._attribute(X, np.zeros(len(symbols), dtype=np.int64), np.arange(len(symbols)))
-        n_s = len(symbols)
-        values = np.asarray(attr.values, dtype=np.float64).reshape(n_s, len(attr.names))
-        attributions = np.asarray(attr.attributions, dtype=np.float64).reshape(n_s, len(attr.names))
-        base = np.broadcast_to(np.asarray(attr.base, dtype=np.float64), (n_s,))
+            X[s] = [row[n] for n in names]
+        return self._answer(self._model.explain_rows(symbols, X), None)
 
-        def render(symbol: str, o: float, n: float, feats: tuple[Feature, ...], score: float) -> str:
-            return m.sentence(symbol, o, n, score, feats)
-
-        return self._answer(None, np.zeros(n_s), weights[-1], scores[-1], list(attr.names), values, attributions,
-                            base, render, with_score=True, symbols=symbols)
-
-    def _weights_from_flat(self, scores: np.ndarray, n_symbols: int) -> np.ndarray:
-        """The model's hysteresis over the window, from flat, sized for the request's symbols."""
-        m = copy.copy(self._learned)  # shallow: the fitted model is shared, read-only; the state is not
-        m._position = np.zeros(n_symbols)
-        m._size = m.params.weight or 1.0 / n_symbols
-        z = (scores - m.center) / m.scale
-        return m._hysteresis(z, 0)
-
-    # --- shared ---------------------------------------------------------------------------------
-
-    def _check_defined(self, bars: BarBatch, names: list[str], values: np.ndarray, lookback: int | None = None) -> None:
-        bad = ~np.isfinite(values)
+    def _check_defined(self, bars: BarBatch, prediction: Prediction, lookback: int | None) -> None:
+        bad = ~np.isfinite(prediction.values)
         if not bad.any():
             return
         s = int(np.argwhere(bad)[0][0])
@@ -287,29 +228,24 @@ class Predictor:
         if not np.isfinite(bars.close[-1, s]):
             raise PredictError(f"bars.close: {symbol} has no close on the last row; the model decides at the last bar")
         need = f" (at least {lookback} rows)" if lookback else ""
-        undefined = ", ".join(n for n, b in zip(names, bad[s], strict=True) if b)
+        undefined = ", ".join(n for n, b in zip(prediction.feature_names, bad[s], strict=True) if b)
         raise PredictError(f"bars: {len(bars)} rows are too few for model {self.info.name!r}: at the last bar its "
                            f"features {undefined} are not defined yet for {symbol}; send a longer window{need}")
 
-    def _answer(self, bars: BarBatch | None, old: np.ndarray, new: np.ndarray, scores: np.ndarray, names: list[str],
-                values: np.ndarray, attributions: np.ndarray, base: np.ndarray, render: Callable[..., str], *,
-                with_score: bool = False, symbols: tuple[str, ...] | None = None) -> dict[str, Any]:
-        symbols = symbols or bars.symbols  # type: ignore[union-attr]
+    def _answer(self, prediction: Prediction, bars: BarBatch | None) -> dict[str, Any]:
         out = []
-        for s, sym in enumerate(symbols):
-            feats = tuple(Feature(n, float(v), float(a)) for n, v, a in zip(names, values[s], attributions[s],
-                                                                          strict=True))
-            o, n, sc = float(old[s]), float(new[s]), float(scores[s])
-            if o != n:
-                sentence = render(sym, o, n, feats, sc) if with_score else render(sym, o, n, feats)
-            else:
-                sentence = _holding(sym, n, feats)
+        old, new = prediction.previous, prediction.target
+        for s, sym in enumerate(prediction.symbols):
+            feats = prediction.features(s)
+            n = float(new[s])
+            sentence = prediction.sentences[s]
             out.append({
-                "symbol": sym, "target_weight": n, "previous_weight": o, "score": _num(sc),
-                "explanation": {"base_value": _num(base[s]),
+                "symbol": sym, "target_weight": n, "previous_weight": float(old[s]),
+                "score": _num(prediction.score[s]),
+                "explanation": {"base_value": _num(prediction.base_value[s]),
                                 "features": [{"name": f.name, "value": _num(f.value), "attribution": _num(f.attribution)}
                                              for f in feats],
-                                "sentence": sentence},
+                                "sentence": sentence if sentence is not None else _holding(sym, n, feats)},
             })
         as_of = pd.Timestamp(int(bars.timestamps[-1]), unit="ns", tz="UTC").isoformat() if bars is not None else None
         return {**self._head, "as_of": as_of, "predictions": out}
@@ -369,9 +305,6 @@ def _num(x: float) -> float | None:
 
 def example_request(predictor: Predictor, *, seed: int = 7, symbols: int = 2) -> dict[str, Any]:
     """The shortest synthetic window (from 16 rows, doubling) that ``predictor`` answers."""
-    from titan_ray.config import DataConfig
-    from titan_ray.data.synthetic import SyntheticProvider
-
     n = 16
     while n <= MAX_BARS:
         cfg = DataConfig(provider="synthetic", n_symbols=symbols, bars=n, frequency="1min", calendar="continuous",

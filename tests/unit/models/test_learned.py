@@ -145,7 +145,7 @@ def test_hysteresis_is_the_row_by_row_rule(seed):
     allow_short, every = bool(seed % 2), int(rng.integers(1, 4))
     from types import SimpleNamespace
 
-    from titan_ray.models.learned import LearnedParams
+    from titan_ray.models.params import LearnedParams
 
     position = rng.choice([-1.0, 0.0, 1.0], 5) if allow_short else rng.choice([0.0, 1.0], 5)
     m = SimpleNamespace(params=LearnedParams(entry=entry, exit=exit_, allow_short=allow_short, decide_every=every),

@@ -8,9 +8,19 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from titan_ray.config import DataConfig
+from titan_ray.data.synthetic import SyntheticProvider
+from titan_ray.models.base import TradingModel
 from titan_ray.models.kinds import build_model
 from titan_ray.serve.loading import load_predictor
-from titan_ray.serve.predictor import BarsIn, PredictError, PredictRequest, example_request
+from titan_ray.serve.predictor import (
+    BarsIn,
+    ModelInfo,
+    PredictError,
+    Predictor,
+    PredictRequest,
+    example_request,
+)
 from titan_ray.serve.settings import ServedModel
 
 
@@ -146,3 +156,71 @@ def test_learned_model_takes_feature_rows(lgbm):
 def test_learned_window_too_short(lgbm):
     with pytest.raises(PredictError, match="too few|send at least"):
         lgbm.predict(bars([[100.0 + i] for i in range(5)]))
+
+
+# --- Serve sees a model through its public contract only -------------------------------------------
+
+
+class PublicOnly:
+    """A model as Serve may see it: public attributes read, nothing written."""
+
+    def __init__(self, model: TradingModel) -> None:
+        object.__setattr__(self, "_model", model)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(f"Serve reached into the model's private {name}")
+        return getattr(self._model, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"Serve wrote the model's {name}")
+
+
+@pytest.fixture(scope="module")
+def window():
+    return SyntheticProvider(DataConfig(n_symbols=3, bars=700, frequency="15min"), 11).load().bars
+
+
+@pytest.fixture(scope="module")
+def fitted(window):
+    params = {"n_estimators": 20, "cv_folds": 0, "entry": 0.3}
+    model = build_model("lgbm", "lightgbm", params, window.symbols, seed=2)
+    model.fit(window.slice(0, 500))
+    return model
+
+
+def _request(bars) -> PredictRequest:
+    return PredictRequest.model_validate({"bars": {
+        "symbols": list(bars.symbols), "timestamps": (bars.timestamps // 10**9).tolist(),
+        **{f: getattr(bars, f).tolist() for f in ("open", "high", "low", "close", "volume")}}})
+
+
+def test_a_rule_model_explains_what_it_decides(window):
+    bars = window.slice(500, 700)
+    model = build_model("sma", "sma_crossover", {"fast": 3, "slow": 8}, window.symbols, seed=7)
+    prediction = model.explain(bars)
+    decided = build_model("sma", "sma_crossover", {"fast": 3, "slow": 8}, window.symbols, seed=7).decide(bars)
+    assert np.array_equal(prediction.weights, decided.weights)
+
+
+def test_a_learned_model_explains_what_it_decides(window, fitted):
+    bars = window.slice(500, 700)
+    prediction = fitted.explain(bars)  # from flat, leaving the fitted model's trading state alone
+    assert np.array_equal(prediction.weights, fitted.decide(bars).weights)
+    assert prediction.previous.shape == prediction.target.shape == (3,)
+
+
+@pytest.mark.parametrize("kind", ["sma_crossover", "lightgbm"])
+def test_the_predictor_uses_the_public_contract_only(window, fitted, kind):
+    def factory(symbols):
+        if kind == "lightgbm":
+            return fitted
+        return build_model("m", kind, {"fast": 3, "slow": 8}, symbols, seed=7)
+
+    info = ModelInfo("m", kind, "rule", None, None, {}, None, ("bars",))
+    request = _request(window.slice(520, 700))
+    plain = Predictor(info, factory).predict(request)
+    public = Predictor(info, lambda symbols: PublicOnly(factory(symbols)))  # type: ignore[return-value]
+    assert public.predict(request) == plain
+    target = factory(window.symbols).explain(request.bars.batch()).target  # type: ignore[union-attr]
+    assert [p["target_weight"] for p in plain["predictions"]] == target.tolist()

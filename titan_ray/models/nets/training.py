@@ -26,18 +26,8 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
+from titan_ray.explain.threads import torch_threads
 from titan_ray.models.nets.common import NetOutput, point_loss, quantile_loss
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run torch on ``n`` intra-op threads inside the block, and restore the count after."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @contextmanager

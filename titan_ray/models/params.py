@@ -1,0 +1,237 @@
+"""Every model kind's parameters, apart from the code that trades them: pydantic and numbers only.
+
+``MODEL_PARAMS`` maps a model kind (the ``kind`` key of a model in the arena config) to its
+parameter class. Validating a config reads only this module, so it never imports torch, LightGBM
+or RLlib; the implementations (``titan_ray.models.kinds``, loaded by name on first use) point
+their ``Params`` at these classes.
+
+Each class is strict (unknown keys rejected) and frozen. ``min_history()`` is the fewest warm-up
+bars a model with these parameters needs before its first decision: 0 for the rule models and
+for a policy loaded from the registry; a learned model fits on its warm-up bars and needs enough
+for its features' lookback, its label horizon and 100 rows to learn from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from titan_ray.features.pipeline import FeatureEngine
+
+
+class ModelParams(BaseModel):
+    """Base of every model's parameters: strict, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def min_history(self) -> int:
+        """Fewest warm-up bars before the first decision: none unless the model fits on them."""
+        return 0
+
+
+# --- the rule-based baselines -----------------------------------------------------------------
+
+
+class SmaParams(ModelParams):
+    fast: int = Field(10, ge=1, description="bars in the fast average")
+    slow: int = Field(30, ge=2, description="bars in the slow average")
+    weight: float | None = Field(None, gt=0, le=1, description="weight of a long position; default 1/S")
+
+    @model_validator(mode="after")
+    def _order(self) -> SmaParams:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be shorter than slow ({self.slow})")
+        return self
+
+
+class RsiParams(ModelParams):
+    period: int = Field(14, ge=2, description="bars in Wilder's RSI")
+    low: float = Field(30, gt=0, lt=100, description="go long when RSI falls below this (oversold)")
+    high: float = Field(70, gt=0, lt=100, description="go flat when RSI rises above this (overbought)")
+    weight: float | None = Field(None, gt=0, le=1, description="weight of a long position; default 1/S")
+
+    @model_validator(mode="after")
+    def _order(self) -> RsiParams:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class HoldParams(ModelParams):
+    weight: float | None = Field(None, gt=0, le=1, description="weight of each symbol; default 1/S")
+
+
+class RandomParams(ModelParams):
+    every: int = Field(26, ge=1, description="bars between fresh random draws")
+    p_long: float = Field(0.5, ge=0, le=1, description="chance of holding each symbol after a draw")
+    allow_short: bool = Field(False, description="draw short positions too (with the same chance)")
+    weight: float | None = Field(None, gt=0, le=1, description="weight of a position; default 1/S")
+
+
+# --- learned models -----------------------------------------------------------------------------
+
+
+class LearnedParams(ModelParams):
+    """Parameters every learned model has (subclasses add their own)."""
+
+    features: list[str] | None = Field(None, description="feature names (titan_ray.features); default all")
+    label: Literal["forward_return", "triple_barrier"] = Field(
+        "forward_return", description="training target: forward log return or triple-barrier label")
+    horizon: int = Field(5, ge=1, le=500, description="bars ahead the label looks")
+    barrier_width: float = Field(1.0, gt=0,
+                                 description="triple_barrier: barrier at width x sigma x sqrt(horizon)")
+    demean: bool = Field(True, description="forward_return: subtract the cross-sectional mean of each row")
+    refit_every: int | None = Field(None, ge=1, description="bars between rolling refits while trading; "
+                                    "null = fit once on the warm-up bars")
+    train_window: int | None = Field(None, ge=50, description="bars a (re)fit trains on: the last N; "
+                                     "null = every bar seen")
+    entry: float = Field(1.0, ge=0, description="go long when the standardised score exceeds this")
+    exit: float = Field(0.0, description="leave a long when the standardised score falls below this")
+    allow_short: bool = Field(False, description="go short when the standardised score is below -entry")
+    weight: float | None = Field(None, gt=0, le=1, description="weight of a position; default 1/S")
+    decide_every: int = Field(1, ge=1, description="re-evaluate positions every N bars (global index)")
+
+    @model_validator(mode="after")
+    def _check(self) -> LearnedParams:
+        lookback = FeatureEngine(self.features).lookback  # names an unknown feature
+        if self.train_window is not None and self.train_window < lookback + self.horizon + 100:
+            raise ValueError(f"train_window ({self.train_window}) must be at least "
+                             f"{lookback + self.horizon + 100} bars (features' lookback + horizon + 100)")
+        if self.exit > self.entry:
+            raise ValueError(f"exit ({self.exit}) must not be above entry ({self.entry})")
+        return self
+
+    def min_history(self) -> int:
+        """The first fit's need: the features' lookback, the label horizon and 100 rows."""
+        return FeatureEngine(self.features).lookback + self.horizon + 100
+
+
+class LightGBMParams(LearnedParams):
+    objective: Literal["regression", "binary"] = Field(
+        "regression", description="regression: predict the label; binary: probability it is positive")
+    n_estimators: int = Field(200, ge=1, description="most boosting rounds (early stopping may use fewer)")
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(50, ge=1, description="fewest training rows in a leaf")
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    cv_folds: int = Field(3, ge=0, description="purged K-fold splits for choosing the rounds; 0 or 1 = none")
+    embargo: float = Field(0.01, ge=0, description="bars (or, below 1, share of the window) embargoed after "
+                           "each test fold")
+    early_stopping: int = Field(20, ge=1, description="rounds without improvement before a fold stops")
+    num_threads: int = Field(1, ge=1, description="LightGBM threads (1 keeps arenas of many models fair)")
+
+
+StackingBase = Literal["lightgbm", "ridge", "momentum", "reversion"]
+_RULE_INPUT = {"momentum": "ret_20", "reversion": "rsi_14"}  # the feature each rule base reads
+
+
+class StackingParams(LearnedParams):
+    bases: list[StackingBase] = Field(["lightgbm", "ridge", "momentum", "reversion"], min_length=1,
+                                      description="base signals: lightgbm, ridge, momentum, reversion")
+    cv_folds: int = Field(4, ge=2, description="purged K-fold splits that make the out-of-fold signals")
+    embargo: float = Field(0.01, ge=0, description="bars (or, below 1, share) embargoed after each test fold")
+    meta_l2: float = Field(1.0, ge=0, description="ridge penalty of the meta-model (per row, scaled by n)")
+    ridge_l2: float = Field(10.0, ge=0, description="ridge penalty of the ridge base (per row, scaled by n)")
+    lgb_rounds: int = Field(80, ge=1, description="boosting rounds of the lightgbm base")
+    lgb_leaves: int = Field(7, ge=2, description="leaves per tree of the lightgbm base")
+
+    @model_validator(mode="after")
+    def _bases(self) -> StackingParams:
+        if len(set(self.bases)) != len(self.bases):
+            raise ValueError(f"bases listed twice: {self.bases}")
+        if self.features is not None:
+            missing = [f"{b} needs feature {_RULE_INPUT[b]}" for b in self.bases
+                       if b in _RULE_INPUT and _RULE_INPUT[b] not in self.features]
+            if missing:
+                raise ValueError("; ".join(missing))
+        return self
+
+
+class SequenceParams(LearnedParams):
+    window: int = Field(16, ge=2, le=256,
+                        description="bars of features one prediction reads (the input window)")
+    hidden: int = Field(32, ge=2, le=512, description="width of the net's hidden layers")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout while training")
+    quantiles: list[float] | None = Field(
+        None, description="train a quantile head (pinball loss) on these levels, e.g. [0.1, 0.5, 0.9]; the "
+        "score is the 0.5 quantile, which must be listed; null = one point forecast (squared loss)")
+    epochs: int = Field(12, ge=1, le=1000, description="most passes over the training windows")
+    batch_size: int = Field(256, ge=8, description="windows per gradient step")
+    lr: float = Field(2e-3, gt=0, le=1, description="AdamW learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    patience: int = Field(3, ge=1, description="epochs without a better validation loss before stopping")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="time-ordered tail of the training bars used "
+                                "for early stopping (0 = none: train all epochs)")
+    max_train_windows: int | None = Field(
+        40_000, ge=100, description="train on at most about this many windows, thinned evenly over the "
+        "training bars (every k-th bar); null = all")
+    threads: int = Field(1, ge=1, le=64, description="torch threads (1 keeps arenas of many models fair and "
+                         "results repeatable)")
+    block: int = Field(64, ge=1, le=4096, description="windows per forward pass when scoring (fixed, padded: "
+                       "scores never depend on the chunk size)")
+
+    @model_validator(mode="after")
+    def _check_quantiles(self) -> SequenceParams:
+        q = self.quantiles
+        if q is not None:
+            if not q or any(not 0 < x < 1 for x in q) or sorted(set(q)) != list(q):
+                raise ValueError(f"quantiles must be increasing levels strictly between 0 and 1, got {q}")
+            if 0.5 not in q:
+                raise ValueError(f"quantiles must include 0.5 (the score is the median), got {q}")
+        return self
+
+
+class LstmAttentionParams(SequenceParams):
+    layers: int = Field(1, ge=1, le=4, description="stacked LSTM layers")
+    attention: Literal["additive", "dot"] = Field(
+        "additive", description="attention scorer: additive (Bahdanau) or scaled dot product (Luong)")
+    ig_steps: int = Field(32, ge=2, le=512,
+                          description="Integrated Gradients steps (Gauss-Legendre) per decision")
+    ig_block: int = Field(8, ge=1, le=256, description="decisions attributed per pass (fixed, padded)")
+
+
+class TftParams(SequenceParams):
+    # a TFT runs a small network per input variable and bar: smaller defaults than the LSTM's keep
+    # a fit on the default arena (12 symbols, thousands of warm-up bars) within seconds on 2 cores
+    window: int = Field(12, ge=2, le=256,
+                        description="bars of features one prediction reads (the input window)")
+    max_train_windows: int | None = Field(
+        16_000, ge=100, description="train on at most about this many windows, thinned evenly over the "
+        "training bars (every k-th bar); null = all")
+    epochs: int = Field(10, ge=1, le=1000, description="most passes over the training windows")
+    hidden: int = Field(16, ge=2, le=512,
+                        description="width of the net's hidden layers (a multiple of heads)")
+    heads: int = Field(2, ge=1, le=16, description="attention heads (they share one value projection)")
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> TftParams:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        return self
+
+
+# --- a trained RL policy ------------------------------------------------------------------------
+
+
+class PpoParams(ModelParams):
+    deterministic: bool = Field(True, description="take the most likely action; false = sample it (seeded)")
+    ig_steps: int = Field(64, ge=2, le=512, description="Integrated Gradients steps per explanation")
+    threads: int = Field(1, ge=1, le=64, description="torch threads while deciding (1 keeps arenas of many "
+                         "models fair)")
+
+
+MODEL_PARAMS: Mapping[str, type[ModelParams]] = {
+    "sma_crossover": SmaParams,
+    "rsi_reversion": RsiParams,
+    "buy_and_hold": HoldParams,
+    "random": RandomParams,
+    "lightgbm": LightGBMParams,
+    "stacking": StackingParams,
+    "lstm_attention": LstmAttentionParams,
+    "tft": TftParams,
+    "ppo": PpoParams,
+}
