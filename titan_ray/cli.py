@@ -1,37 +1,37 @@
-"""The ``titan-ray`` command line: one subcommand per module of ``titan_ray.commands``."""
+"""The ``titan-ray`` command line: the parser built from ``titan_ray.commands.catalog``.
+
+Every subcommand's options are known up front (``--help`` shows them all without importing a
+command's code); the chosen command's ``run`` is loaded by name (``titan_ray.lazy``) and called.
+A ``ConfigError`` or ``DataError`` is the user's to fix: its message goes to stderr, exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from types import ModuleType
 
-from titan_ray.commands import COMMANDS
+from titan_ray.commands.catalog import COMMANDS
 from titan_ray.config import ConfigError
-from titan_ray.data.providers import DataError
+from titan_ray.data.market import DataError
+from titan_ray.lazy import load
 
 
-def _modules() -> dict[str, ModuleType]:
-    return {name: importlib.import_module(f"titan_ray.commands.{name}") for name in COMMANDS}
-
-
-def _parser(modules: dict[str, ModuleType]) -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="titan-ray", description="TitanRay: an AI trading arena on Ray.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in modules.values():
-        cmd = sub.add_parser(module.NAME.replace("_", "-"), help=module.SUMMARY, description=module.DESCRIPTION,
+    for command in COMMANDS:
+        cmd = sub.add_parser(command.name, help=command.summary, description=command.description,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(cmd)
-        cmd.set_defaults(_run=module.run)
+        command.add_arguments(cmd)
+        cmd.set_defaults(_run=command.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser(_modules()).parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
-        return args._run(args)
+        return load(args._run)(args)
     except (ConfigError, DataError) as err:
         print(f"titan-ray: {err}", file=sys.stderr)
         return 2

@@ -16,7 +16,8 @@ from fakes.alpaca_server import FakeAlpaca, random_walk_bars
 
 from titan_ray.config import DataConfig
 from titan_ray.data.alpaca import AlpacaAuthError, AlpacaError, AlpacaProvider, Credentials, endpoints
-from titan_ray.data.providers import DataError, make_provider
+from titan_ray.data.market import DataError
+from titan_ray.data.providers import make_provider
 
 SYMBOLS = ["AAPL", "MSFT"]
 BARS = random_walk_bars(SYMBOLS, "2024-03-04 14:25", 130, seed=7)  # 5 minutes before the open

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from titan_ray.cli import main
+from titan_ray.data.providers import make_provider
 from titan_ray.registry import ModelRegistry, fingerprint
 from titan_ray.train.space import merge
 from titan_ray.train.sweeps import (
@@ -80,8 +81,6 @@ def test_lightgbm_asha_sweep_registers_the_best_validated_model(ray_session, tmp
     assert (tmp_path / "run" / "trials").is_dir() and (tmp_path / "run" / "best.json").exists()
 
     # The registered model trades bars after the training period without fitting again.
-    from titan_ray.data.providers import make_provider
-
     full = make_provider(cfg.data, cfg.seed).load().bars
     model = registry.load_model(version, name="gbm", symbols=full.symbols, seed=cfg.seed)
     model.observe(full.slice(0, 1500))

@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 
+from titan_ray.broker.alpaca_paper import PaperAccount
 from titan_ray.broker.crossval import OrderMirror, PaperOrder, divergence, fills_frame, summary
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Decisions
@@ -22,8 +23,6 @@ from titan_ray.domain.decisions import Decisions
 class PaperBrokerActor:
     def __init__(self, model: str, symbols: tuple[str, ...], alpaca_cfg: Any, environ: dict[str, str],
                  fractional: bool, bar_ns: int, run_id: str) -> None:
-        from titan_ray.broker.alpaca_paper import PaperAccount
-
         self.model, self.bar_ns = model, bar_ns
         self.mirror = OrderMirror(model, symbols, fractional=fractional)
         self.account = PaperAccount(alpaca_cfg, environ, run_id=run_id)

@@ -1,16 +1,7 @@
-"""The subcommands of ``titan-ray``, one module each.
+"""The subcommands of ``titan-ray``: the catalog the parser is built from, and one module per command.
 
-A command module defines ``NAME``, ``SUMMARY`` (one line for the command list), ``DESCRIPTION``
-(shown by ``--help``, raw text), ``add_arguments(parser)`` and ``run(args) -> int`` (the exit code).
-Modules import their heavy dependencies inside ``run``, so that ``titan-ray --help`` stays fast.
+``catalog`` lists every command (its name, help and options) and names its ``run(args) -> int`` by
+``"module:function"``. A command's module (``arena``, ``data``, ``report``, ``serve``, ``tune``,
+``train_ppo``, ``why``) holds that ``run`` and imports what it needs at its top: ``titan_ray.cli``
+loads it by name only when the command runs, so ``titan-ray --help`` stays fast.
 """
-
-COMMANDS: tuple[str, ...] = (
-    "arena",
-    "data",
-    "report",
-    "serve",
-    "tune",
-    "train_ppo",
-    "why",
-)

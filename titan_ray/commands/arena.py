@@ -7,51 +7,9 @@ import json
 import time
 from pathlib import Path
 
-from titan_ray.config import ConfigError, default_config_path, load_config, parse_config
-
-NAME = "arena"
-SUMMARY = "run an arena of trading models"
-DESCRIPTION = """\
-Replay a market through several trading models at once, each a Ray actor with its own virtual
-portfolio in one ledger, and rank them on a live leaderboard.
-
-With no --config the default arena runs: a seeded synthetic market of 12 correlated symbols
-(15-minute bars, volatility regimes, fat tails) through the baseline models sma_crossover,
-rsi_reversion, buy_and_hold (the benchmark) and random (the null hypothesis), and the learned
-models lightgbm, lstm_attention, tft and stacking, which fit on the first 1000 bars (warm-up)
-and then trade; a few minutes on 2 cores. titan_ray/configs/baselines.yaml runs the baselines
-alone (seconds), titan_ray/configs/full.yaml a larger market with rolling refits.
-Every trade can answer "why?": titan-ray why DECISION_ID --run DIR.
-
-The results folder holds leaderboard.json, equity.parquet, trades.parquet, orders.parquet,
-decisions.parquet, run.json and equity.png.
-
-examples:
-  titan-ray arena
-  titan-ray arena --config my_arena.yaml --out runs/today
-  titan-ray arena --address auto            # on the Ray cluster this machine belongs to
-  titan-ray arena --config titan_ray/configs/alpaca.yaml   # Alpaca bars; keys from APCA_API_KEY_ID
-                                             # and APCA_API_SECRET_KEY; `live:` in it trades the stream
-                                             # bar by bar until a limit or Ctrl-C
-"""
-
-
-
-def add_arguments(arena: argparse.ArgumentParser) -> None:
-    arena.add_argument("--config", type=Path, metavar="FILE",
-                       help=f"arena YAML config (default: the packaged {default_config_path().name})")
-    arena.add_argument("--out", type=Path, metavar="DIR",
-                       help="results folder (default: runs/arena-YYYYMMDD-HHMMSS in the current directory)")
-    arena.add_argument("--address", metavar="ADDR",
-                       help="join a running Ray cluster ('auto' for the local one) instead of starting a "
-                            "private Ray for this run")
-    arena.add_argument("--seed", type=int, help="override the config's seed")
-    arena.add_argument("--chunk-size", type=int, metavar="N",
-                       help="override replay.chunk_size (timestamps per message; 1 = live-like)")
-    arena.add_argument("--resume", type=Path, metavar="DIR",
-                       help="continue an interrupted run in DIR from its journal (the config is DIR/config.json; "
-                            "--config and the overrides do not apply)")
-    arena.add_argument("--quiet", action="store_true", help="no progress or tables, only the results path")
+from titan_ray.arena.runner import run_arena
+from titan_ray.arena.terminal import LiveView
+from titan_ray.config import ConfigError, load_config, parse_config
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -64,9 +22,6 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from titan_ray.arena.runner import run_arena
-    from titan_ray.arena.terminal import LiveView
-
     resume, run_id = args.resume is not None, None
     if resume:
         out_dir = args.resume
@@ -93,5 +48,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(out_dir)
     return 0
-
-

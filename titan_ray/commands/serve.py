@@ -10,59 +10,20 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import ray
+import yaml
+from pydantic import ValidationError
+from ray import serve
+from ray.exceptions import AuthenticationError
+from ray.serve._private.api import serve_start
+from ray.serve.schema import ServeDeploySchema
+
 from titan_ray.config import ConfigError
-
-NAME = "serve"
-SUMMARY = "serve models, A/B experiments and the live arena over HTTP (Ray Serve)"
-DESCRIPTION = """\
-Deploy a Ray Serve config (default serve_configs/arena.yaml) and keep it running until Ctrl-C,
-like `serve run`, with the same file `serve deploy` and KubeRay's RayService accept.
-
-The shipped arena.yaml serves a LightGBM model (trained and registered at start-up when the model
-registry holds none yet), the baselines, an A/B experiment with a shadow arm, and a live arena of
-the same models on a synthetic feed at a live-like pace, so every route has data on a fresh clone.
-The dashboard is at http://HOST:PORT/, the API under /v1 (OpenAPI at /openapi.json).
-
-Each served model and each experiment is an application of its own (model-NAME at
-/v1/predict/NAME, experiment-NAME at /v1/experiments/NAME/predict), so a prediction takes one hop.
-The private Ray starts in Serve's throughput-optimized mode: HAProxy (bundled with ray[serve]) takes
-HTTP and hands each request to the replica's own HTTP server (--proxy python: Serve's Python proxy).
-
-Mutating routes (PUT /v1/experiments/NAME/weights, POST /v1/models/NAME/kill-switch) need
-`Authorization: Bearer TOKEN`, TOKEN being the value of TITAN_RAY_API_TOKEN (export it before
-starting: the private Ray and its replicas inherit it). Without it they answer 403.
-
-examples:
-  titan-ray serve
-  titan-ray serve --port 8080
-  titan-ray serve --config serve_configs/production.yaml --address auto   # on a running Ray cluster
-  titan-ray serve --address auto --detach                                 # deploy and return
-"""
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=Path("serve_configs/arena.yaml"), metavar="FILE",
-                   help="Serve config YAML (default: serve_configs/arena.yaml)")
-    p.add_argument("--address", metavar="ADDR",
-                   help="join a running Ray cluster ('auto' for the local one) instead of starting a private Ray")
-    p.add_argument("--host", help="override http_options.host of the config (default there: 0.0.0.0)")
-    p.add_argument("--port", type=int, help="override http_options.port of the config (default there: 8000)")
-    p.add_argument("--detach", action="store_true",
-                   help="deploy and return, leaving the app running on the cluster (needs --address)")
-    p.add_argument("--proxy", choices=["haproxy", "python"], default="haproxy",
-                   help="what takes HTTP on a private Ray: haproxy (default: Serve's throughput-optimized mode, "
-                        "about 2x the requests/s of python here, benchmarks/serve_latency.py) or python (Serve's "
-                        "Python proxy). On a cluster (--address) the nodes' environment decides: see docs/serve.md")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S",
-                   help="seconds to wait for the app to be RUNNING (start-up training included; default 600)")
+from titan_ray.serve.settings import check_deploy_config, private_serve_environ
 
 
 def load_serve_config(path: Path) -> dict:
     """Read and validate a Serve config against Ray's own schema; errors name the field."""
-    import yaml
-    from pydantic import ValidationError
-    from ray.serve.schema import ServeDeploySchema
-
     if not path.is_file():
         raise ConfigError(f"Serve config {path} does not exist; pass --config FILE (the repository ships "
                           "serve_configs/arena.yaml and serve_configs/production.yaml)")
@@ -75,8 +36,6 @@ def load_serve_config(path: Path) -> dict:
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"{path} is not a valid Serve config: {problems}") from None
-    from titan_ray.serve.settings import check_deploy_config
-
     check_deploy_config(raw, source=str(path))  # the apps' own args and how they fit, before anything starts
     return raw
 
@@ -93,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
     raw["http_options"] = http
     with ExitStack() as stack:
         if args.address is None:
-            from titan_ray.serve.settings import private_serve_environ
-
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray needs no token
             if args.proxy == "haproxy":
                 stack.enter_context(private_serve_environ())  # read by every Serve process at start
@@ -104,12 +61,6 @@ def run(args: argparse.Namespace) -> int:
 def _deploy(args: argparse.Namespace, raw: dict) -> int:
     """Join or start Ray, deploy ``raw``, wait until it runs; then return (--detach) or hold it
     until Ctrl-C or SIGTERM and shut Serve (and a private Ray) down."""
-    import ray
-    from ray import serve
-    from ray.exceptions import AuthenticationError
-    from ray.serve._private.api import serve_start
-    from ray.serve.schema import ServeDeploySchema
-
     host, port = raw["http_options"].get("host", "127.0.0.1"), raw["http_options"].get("port", 8000)
     if args.address is None:
         mode = f"a private Ray, {args.proxy} proxy"
@@ -154,8 +105,6 @@ def _deploy(args: argparse.Namespace, raw: dict) -> int:
 
 def _unreachable(address: str | None, exc: BaseException) -> str:
     """What to do when ``ray.init`` could not join the cluster: a missing token named as such."""
-    from ray.exceptions import AuthenticationError
-
     chain = [exc]
     while chain[-1].__cause__ is not None and len(chain) < 10:
         chain.append(chain[-1].__cause__)
@@ -175,8 +124,6 @@ def _stop(signum: int, frame: object) -> None:
 def wait_running(names: list[str], timeout: float) -> None:
     """Until every application in ``names`` is RUNNING, printing each change of their states;
     ``ConfigError`` when one fails to deploy or ``timeout`` seconds pass."""
-    from ray import serve
-
     deadline = time.monotonic() + timeout
     last = ""
     while True:

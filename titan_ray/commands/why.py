@@ -7,41 +7,16 @@ import difflib
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
-NAME = "why"
-SUMMARY = "explain one decision of a finished run"
-DESCRIPTION = """\
-Print why a model made one decision: the sentence a trader reads, what the order did, the
-explanation method (SHAP TreeExplainer, Integrated Gradients, attention, stacking contributions,
-rule), the base value, and each input with its value and attribution as a text bar chart, the
-strongest first.
+import pandas as pd
 
-Decision ids look like MODEL:SYMBOL:BAR (the `decision_id` column of trades.parquet, orders.parquet
-and decisions.parquet in the run folder). For additive methods the check line shows
-|sum of attributions + base - model output| (SHAP additivity, IG completeness).
-
-examples:
-  titan-ray why lgbm:BBB:1234 --run runs/arena-20250101-120000
-  titan-ray why lgbm:BBB:1234 --run runs/today --top 5
-  titan-ray why lgbm:BBB:1234 --run runs/today --json
-"""
+from titan_ray.arena.views import decision_features
 
 BAR_WIDTH = 24
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("decision_id", metavar="DECISION_ID", help="MODEL:SYMBOL:BAR")
-    parser.add_argument("--run", type=Path, required=True, metavar="DIR",
-                        help="results folder of `titan-ray arena --out DIR` (holds decisions.parquet)")
-    parser.add_argument("--top", type=int, default=10, metavar="N", help="inputs to show, strongest first (default 10)")
-    parser.add_argument("--json", action="store_true", help="print the explanation as JSON instead")
-
-
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     path = args.run / "decisions.parquet"
     if not path.is_file():
         print(f"titan-ray why: {path} does not exist; give --run the --out folder of a finished "
@@ -81,8 +56,6 @@ def _text(x: Any) -> str | None:
 
 
 def _record(r: Any) -> dict[str, Any]:
-    from titan_ray.arena.views import decision_features
-
     keys = ("decision_id", "model", "symbol", "method", "sentence", "order_status", "reject_reason")
     rec: dict[str, Any] = {k: _text(r.get(k)) for k in keys}
     rec["timestamp"] = str(r["timestamp"])

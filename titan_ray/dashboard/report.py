@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from titan_ray.arena import views
 from titan_ray.dashboard import INDEX, STATIC_DIR
 
 DATA_ID = "titan-ray-data"
@@ -33,8 +34,6 @@ _STYLESHEET = '<link rel="stylesheet" href="static/app.css">'
 def collect(run_dir: Path, *, trades_limit: int = 500, points: int = 2000,
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every payload the page asks for, from a finished run folder, keyed as the page reads them."""
-    from titan_ray.arena import views
-
     say = progress or (lambda _msg: None)
     run = views.load_run(run_dir)
     say(f"read {run_dir}: {len(run.models)} models, {run.bars_done:,} bars")

@@ -41,7 +41,9 @@ import pandas as pd
 
 from titan_ray.config import AlpacaConfig, DataConfig
 from titan_ray.data.cache import BarCache, default_cache_root
-from titan_ray.data.providers import BadBarRule, DataError, MarketData, RejectedBar
+from titan_ray.data.files import FileProvider, time_bounds
+from titan_ray.data.market import BadBarRule, DataError, MarketData, RejectedBar
+from titan_ray.data.market_calendar import UsEquityCalendar, filter_session
 from titan_ray.domain.bars import FIELDS, BarBatch
 from titan_ray.domain.calendar import Calendar, format_frequency, parse_frequency
 
@@ -299,6 +301,11 @@ def source_key(cfg: AlpacaConfig, bar: pd.Timedelta) -> str:
     return f"alpaca-{cfg.asset_class}-{cfg.feed_name}-{adjustment}-{timeframe(bar).value}"
 
 
+def alpaca_provider(config: DataConfig, seed: int, environ: Mapping[str, str] | None) -> AlpacaProvider:
+    """``data.provider: alpaca`` (``titan_ray.data.providers``): the keys and endpoints from ``environ``; no seed."""
+    return AlpacaProvider(config, environ=environ)
+
+
 class AlpacaProvider:
     """Historical bars from Alpaca, through the cache, with ``data.fallback`` when Alpaca is out of reach."""
 
@@ -334,8 +341,6 @@ class AlpacaProvider:
         return historical_client(self.cfg, creds, backoff=backoff, environ=self._env)
 
     def window(self) -> tuple[int, int]:
-        from titan_ray.data.files import time_bounds
-
         start, end = time_bounds(self.config)
         if start is None:
             raise DataError("data.start is not set; provider alpaca needs the first day to fetch, e.g. "
@@ -400,8 +405,6 @@ class AlpacaProvider:
             source = f"cache {self.cache.folder} (FALLBACK: {why})"
             log.warning("using the bar cache %s instead of Alpaca: %s", self.cache.folder, why)
             return frames, source
-        from titan_ray.data.files import FileProvider
-
         cfg = self.config.model_copy(update={"provider": fb.provider, "path": fb.path})
         market = FileProvider(cfg).load()
         log.warning("using %s files at %s instead of Alpaca: %s", fb.provider, fb.path, why)
@@ -452,8 +455,6 @@ def assemble(frames: dict[str, pd.DataFrame], symbols: list[str], bar: pd.Timede
 
 
 def with_session_rule(market: MarketData, config: DataConfig) -> MarketData:
-    from titan_ray.data.market_calendar import UsEquityCalendar, filter_session
-
     return filter_session(market, config.session_rule, UsEquityCalendar(config.session.extra_holidays))
 
 

@@ -28,7 +28,7 @@ import csv
 import gzip
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 
@@ -37,7 +37,7 @@ import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
 from titan_ray.config import DataConfig
-from titan_ray.data.providers import DataError, MarketData, RejectedBar
+from titan_ray.data.market import DataError, MarketData, RejectedBar
 from titan_ray.data.validation import FIX, check_order, check_rows, empty
 from titan_ray.data.validation import NAT as _NAT
 from titan_ray.domain.bars import FIELDS, BarBatch
@@ -94,6 +94,11 @@ def _bound(name: str, text: str | None, tz: str) -> int | None:
         ts = ts.tz_localize(tz, nonexistent="shift_forward", ambiguous=False)
     ns = ts.tz_convert("UTC").as_unit("ns").value
     return ns - 1 if whole_day else ns
+
+
+def file_provider(config: DataConfig, seed: int, environ: Mapping[str, str] | None) -> FileProvider:
+    """``data.provider: csv`` or ``parquet`` (``titan_ray.data.providers``): files need no seed or environment."""
+    return FileProvider(config)
 
 
 class FileProvider:

@@ -33,7 +33,10 @@ import numpy as np
 import pandas as pd
 
 from titan_ray.config import DataConfig, LiveConfig, ReplayConfig
-from titan_ray.data.providers import BadBarRule, DataError, MarketData, RejectedBar
+from titan_ray.data.alpaca import AlpacaLiveSource, AlpacaProvider, assemble, with_session_rule
+from titan_ray.data.files import time_bounds
+from titan_ray.data.market import BadBarRule, DataError, MarketData, RejectedBar
+from titan_ray.data.market_calendar import UsEquityCalendar
 from titan_ray.domain.bars import FIELDS, BarBatch
 from titan_ray.domain.calendar import Calendar
 
@@ -148,10 +151,8 @@ class LiveFeed:
                             "5min, 15min, ...)")
         self.assembler = BarAssembler(list(self.symbols), bar_ns, live.bar_grace_s)
         self._rule = data.session_rule
-        self._session = None
+        self._session: UsEquityCalendar | None = None
         if self.calendar is Calendar.EQUITIES:
-            from titan_ray.data.market_calendar import UsEquityCalendar
-
             self._session = UsEquityCalendar(data.session.extra_holidays)
         h = history.bars
         warm = min(replay.warmup_bars, len(h))
@@ -342,8 +343,6 @@ class LiveFeed:
 def alpaca_live_feed(data: DataConfig, replay: ReplayConfig, live: LiveConfig, *,
                      environ: Mapping[str, str] | None = None, now_ns: Callable[[], int] = time.time_ns) -> LiveFeed:
     """A ``LiveFeed`` on Alpaca: warm-up history over REST, then the bar stream."""
-    from titan_ray.data.alpaca import AlpacaLiveSource, AlpacaProvider, assemble, with_session_rule
-
     if data.frequency is None:
         data = data.model_copy(update={"frequency": "1min"})
     provider = AlpacaProvider(data, environ=environ, now_ns=now_ns)
@@ -351,8 +350,6 @@ def alpaca_live_feed(data: DataConfig, replay: ReplayConfig, live: LiveConfig, *
     symbols = list(data.symbols or [])
     now = now_ns()
     if replay.warmup_bars > 0:
-        from titan_ray.data.files import time_bounds
-
         start = time_bounds(data)[0]
         if start is None:
             start = now - live.history_days * 86_400 * 1_000_000_000

@@ -33,6 +33,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from titan_ray.data.market import BadBarRule, DataError, MarketData, RejectedBar
+from titan_ray.domain.bars import FIELDS, BarBatch
+from titan_ray.domain.calendar import Calendar
+
 EXCHANGE_TZ = ZoneInfo("America/New_York")
 OPEN = dt.time(9, 30)
 CLOSE = dt.time(16, 0)
@@ -188,16 +192,12 @@ def _ns(moment: dt.datetime) -> int:
     return pd.Timestamp(moment).tz_convert("UTC").as_unit("ns").value
 
 
-def filter_session(market, outside: str, calendar: UsEquityCalendar | None = None):
+def filter_session(market: MarketData, outside: str, calendar: UsEquityCalendar | None = None) -> MarketData:
     """Apply ``data.session.outside`` to equities ``MarketData``: keep, drop or reject off-session bars.
 
     ``drop`` removes the timestamps quietly (counted in ``source``); ``reject`` removes them and
     records each bar as a ``RejectedBar`` with rule ``OUTSIDE_SESSION``, like any bad bar.
     """
-    from titan_ray.data.providers import BadBarRule, DataError, RejectedBar
-    from titan_ray.domain.bars import FIELDS, BarBatch
-    from titan_ray.domain.calendar import Calendar
-
     if outside == "keep" or market.calendar is not Calendar.EQUITIES:
         return market
     cal = calendar or UsEquityCalendar()

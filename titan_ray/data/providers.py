@@ -1,87 +1,39 @@
-"""Data providers: where the arena's bars come from, behind one interface.
+"""Which provider serves ``data.provider``: a registry by name, each provider loaded on first use.
 
-A provider's ``load()`` returns ``MarketData``: the whole history as one aligned ``BarBatch``
-(T timestamps x S symbols, NaN where a symbol has no bar), the bar frequency, and every bar that
-ingestion rejected with its reason. The market-data actor slices it into chunks for replay.
-
-Rejected bars never stop a run while clean data remains: each is recorded (file, row, symbol,
-rule, detail), counted in ``run.json`` and skipped. ``DataError`` is raised only when nothing
-usable is left, or the input cannot be read at all, with a message that says how to fix it.
+``PROVIDERS`` maps every ``data.provider`` value to the ``"module:function"`` that builds its
+provider from the data config, the run's seed and the environment (Alpaca's APCA_* variables);
+``make_provider`` looks the name up and builds it. The registry names its providers instead of
+importing them (``titan_ray.lazy``): the providers import this package's types
+(``titan_ray.data.market``), never this registry, and the Alpaca provider is loaded only for
+``provider: alpaca``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Protocol
 
-import pandas as pd
-
 from titan_ray.config import DataConfig
-from titan_ray.domain.bars import BarBatch
-from titan_ray.domain.calendar import Calendar
+from titan_ray.data.market import DataError, DataProvider
+from titan_ray.lazy import LazyMapping
 
 
-class DataError(ValueError):
-    """Market data that cannot be used; the message names the source and the fix."""
+class ProviderFactory(Protocol):
+    """A provider built from the data config, the seed, and the environment (None: this process's)."""
+
+    def __call__(self, config: DataConfig, seed: int, environ: Mapping[str, str] | None) -> DataProvider: ...
 
 
-class BadBarRule(str, Enum):
-    UNPARSEABLE_TIMESTAMP = "UNPARSEABLE_TIMESTAMP"
-    MISSING_VALUE = "MISSING_VALUE"  # NaN / empty / non-numeric price or volume
-    NON_POSITIVE_PRICE = "NON_POSITIVE_PRICE"
-    HIGH_BELOW_LOW = "HIGH_BELOW_LOW"
-    OPEN_CLOSE_OUTSIDE_RANGE = "OPEN_CLOSE_OUTSIDE_RANGE"  # open or close not within [low, high]
-    NEGATIVE_VOLUME = "NEGATIVE_VOLUME"
-    DUPLICATE_TIMESTAMP = "DUPLICATE_TIMESTAMP"
-    OUT_OF_ORDER_TIMESTAMP = "OUT_OF_ORDER_TIMESTAMP"
-    OUTSIDE_SESSION = "OUTSIDE_SESSION"  # data.session.outside: reject, bar outside the regular session
-
-
-@dataclass(frozen=True, slots=True)
-class RejectedBar:
-    source: str  # file path, or "synthetic"
-    row: int  # 1-based data row in the source (header not counted)
-    symbol: str
-    rule: BadBarRule
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.source} row {self.row} ({self.symbol}): {self.rule.value}: {self.detail}"
-
-
-@dataclass(frozen=True)
-class MarketData:
-    bars: BarBatch
-    frequency: pd.Timedelta
-    calendar: Calendar
-    source: str  # human-readable description of where the bars came from
-    rejected: tuple[RejectedBar, ...] = field(default=())
-
-    def rejected_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self.rejected:
-            counts[r.rule.value] = counts.get(r.rule.value, 0) + 1
-        return counts
-
-
-class DataProvider(Protocol):
-    def load(self) -> MarketData: ...
+PROVIDERS: LazyMapping[ProviderFactory] = LazyMapping({
+    "synthetic": "titan_ray.data.synthetic:synthetic_provider",
+    "csv": "titan_ray.data.files:file_provider",
+    "parquet": "titan_ray.data.files:file_provider",
+    "alpaca": "titan_ray.data.alpaca:alpaca_provider",
+})
 
 
 def make_provider(config: DataConfig, seed: int, *, environ: Mapping[str, str] | None = None) -> DataProvider:
     """The provider named by ``config.provider``; ``environ`` holds Alpaca's APCA_* variables (default: ours)."""
-    if config.provider == "synthetic":
-        from titan_ray.data.synthetic import SyntheticProvider
-
-        return SyntheticProvider(config, seed)
-    if config.provider in ("csv", "parquet"):
-        from titan_ray.data.files import FileProvider
-
-        return FileProvider(config)
-    if config.provider == "alpaca":
-        from titan_ray.data.alpaca import AlpacaProvider
-
-        return AlpacaProvider(config, environ=environ)
-    raise DataError(f"data.provider {config.provider!r} is not available; use synthetic, csv, parquet or alpaca")
+    if config.provider not in PROVIDERS:
+        raise DataError(f"data.provider {config.provider!r} is not available; use synthetic, csv, parquet or alpaca")
+    return PROVIDERS[config.provider](config, seed, environ)

@@ -28,13 +28,14 @@ from __future__ import annotations
 import itertools
 import math
 import string
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from titan_ray.config import DataConfig, SyntheticConfig
 from titan_ray.data.files import naive_timezone, time_bounds
-from titan_ray.data.providers import DataError, MarketData
+from titan_ray.data.market import DataError, MarketData
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.calendar import (
     EXCHANGE_TZ,
@@ -154,6 +155,11 @@ def _intraday_profile(slots: np.ndarray | None, per_day: int) -> np.ndarray:
     x = 2.0 * np.arange(per_day) / (per_day - 1) - 1.0  # -1 at the open, +1 at the last bar
     shape = 1.0 + _U_DEPTH * x**2
     return (shape / shape.mean())[slots]
+
+
+def synthetic_provider(config: DataConfig, seed: int, environ: Mapping[str, str] | None) -> SyntheticProvider:
+    """``data.provider: synthetic`` (``titan_ray.data.providers``): the seed draws the market; no environment."""
+    return SyntheticProvider(config, seed)
 
 
 class SyntheticProvider:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from titan_ray.data.providers import BadBarRule, DataError
+from titan_ray.data.market import BadBarRule, DataError
 from titan_ray.domain.bars import FIELDS
 
 NAT = np.iinfo(np.int64).min  # what pandas stores for NaT

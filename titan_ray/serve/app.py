@@ -44,13 +44,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
+from titan_ray.arena import views
 from titan_ray.dashboard import mount as mount_dashboard
 from titan_ray.observability import CONTENT_TYPE, ReplicaMetrics
+from titan_ray.registry import default_root
+from titan_ray.serve.arena_service import attach_or_start
 from titan_ray.serve.deployments import ExperimentRouter, ModelServer, app_handle, model_handle
 from titan_ray.serve.http import install
 from titan_ray.serve.predictor import PredictRequest
@@ -98,8 +102,6 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json"
 
 def _openapi() -> dict[str, Any]:
     if app.openapi_schema is None:
-        from fastapi.openapi.utils import get_openapi
-
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         schema.setdefault("components", {}).setdefault("schemas", {}).update({**_DEFS, "PredictRequest": _SCHEMA})
         app.openapi_schema = schema
@@ -135,8 +137,6 @@ async def _reach(call: Any, app_name: str, timeout_s: float = 30.0) -> Any:
 @serve.ingress(app)
 class Ingress:
     def __init__(self, settings: dict[str, Any]) -> None:
-        from titan_ray.serve.arena_service import attach_or_start
-
         self._settings = AppSettings.model_validate(settings)
         self._models = {name: model_handle(name) for name in self._settings.models}
         self._experiments = {name: app_handle(experiment_app(name)) for name in self._settings.experiments}
@@ -274,8 +274,6 @@ class Ingress:
 
     async def _view(self, what: str, **kw: Any) -> dict[str, Any]:
         if self._arena is None:
-            from titan_ray.arena import views
-
             try:
                 return getattr(views, what)(views.idle_run(), **kw)
             except views.NotFound as err:
@@ -344,8 +342,6 @@ class Ingress:
 
 
 def _registry_root(registry: str | None) -> str:
-    from titan_ray.registry import default_root
-
     return str(Path(default_root(registry)).expanduser().resolve())
 
 

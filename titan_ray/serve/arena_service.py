@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,12 @@ import numpy as np
 import ray
 
 from titan_ray.arena import views
+from titan_ray.arena.leaderboard import build_leaderboard
+from titan_ray.arena.runner import run_arena
+from titan_ray.config import ArenaConfig, load_config, parse_config
+from titan_ray.domain.calendar import periods_per_year
+from titan_ray.metrics.performance import returns_from_equity
+from titan_ray.serve.experiments import compare_arms
 from titan_ray.serve.settings import ARENA_NAMESPACE, ArenaSettings
 
 log = logging.getLogger("titan_ray.serve.arena")
@@ -38,9 +45,7 @@ log = logging.getLogger("titan_ray.serve.arena")
 LIVE_OVERRIDES = {"replay": {"chunk_size": 1, "pace": {"speed": 900}}}
 
 
-def arena_config(settings: ArenaSettings):
-    from titan_ray.config import load_config, parse_config
-
+def arena_config(settings: ArenaSettings) -> ArenaConfig:
     if settings.config is not None:
         return parse_config(settings.config, source="arena.config")
     return load_config(None, LIVE_OVERRIDES)
@@ -73,8 +78,6 @@ class ArenaState:
 
     def rebuild(self, results: dict[str, Any], *, finished: bool = False) -> views.RunData:
         """RunData from the ledger's results; the leaderboard only when it is due (or at the end)."""
-        from titan_ray.arena.leaderboard import build_leaderboard
-
         now = self.clock()
         if finished or now - self.board_at >= self.leaderboard_refresh_s or not self.board:
             self.board = build_leaderboard(self.config, results, self.periods) if results else []
@@ -138,10 +141,6 @@ class ArenaService:
     # --- the run (background thread) ----------------------------------------------------------
 
     def _run(self) -> None:
-        import uuid
-
-        from titan_ray.arena.runner import run_arena
-
         st = self._state
         st.run_id = uuid.uuid4().hex[:12]
         try:
@@ -158,8 +157,6 @@ class ArenaService:
             st.handles = {}
 
     def _on_actors(self, handles: dict[str, Any]) -> None:
-        from titan_ray.domain.calendar import periods_per_year
-
         info = ray.get(handles["market"].info.remote())
         self._state.periods = periods_per_year(info["frequency"], info["calendar"])
         self._state.bars_total = info["n_timestamps"] - info["warmup_bars"]
@@ -234,9 +231,6 @@ class ArenaService:
 
     def compare(self, arms: dict[str, str], control: str, n_resamples: int = 1000) -> dict[str, Any]:
         """The arms' trading records in this arena (arm -> the arena model it trades as)."""
-        from titan_ray.metrics.performance import returns_from_equity
-        from titan_ray.serve.experiments import compare_arms
-
         run = self._view()
         rows = {r["model"]: r for r in run.leaderboard}
         missing = {arm: m for arm, m in arms.items() if m not in run.models}

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from titan_ray.metrics.significance import sharpe_difference_test
 from titan_ray.serve.settings import ExperimentSpec, normalised
 
 LATENCY_WINDOW = 10_000  # latencies kept per arm for the percentiles
@@ -149,8 +150,6 @@ def compare_arms(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Each arm's Sharpe ratio against the control arm's, on the same bars (paired bootstrap)."""
-    from titan_ray.metrics.significance import sharpe_difference_test
-
     tests = []
     base = returns.get(control)
     for arm, r in returns.items():

@@ -34,7 +34,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from titan_ray.config import ConfigError, format_validation_error
+from titan_ray.config import ConfigError, format_validation_error, parse_config
+from titan_ray.models.params import MODEL_PARAMS
+from titan_ray.net import free_port
 
 NAME = r"^[A-Za-z0-9_\-]{1,40}$"
 DEFAULT_ARENA_ACTOR = "titan-ray-arena"
@@ -70,11 +72,9 @@ class ServedModel(_Strict):
         if (self.kind is None) == (self.artifact is None):
             raise ValueError("give exactly one of `kind` (a rule model) or `artifact` (a registered model)")
         if self.kind is not None:
-            from titan_ray.models.kinds import MODEL_KINDS
-
-            if self.kind not in MODEL_KINDS:
-                raise ValueError(f"unknown model kind {self.kind!r}; known kinds: {sorted(MODEL_KINDS)}")
-            MODEL_KINDS[self.kind].Params.model_validate(self.params)
+            if self.kind not in MODEL_PARAMS:
+                raise ValueError(f"unknown model kind {self.kind!r}; known kinds: {sorted(MODEL_PARAMS)}")
+            MODEL_PARAMS[self.kind].model_validate(self.params)
         if self.artifact is not None and not re.match(r"^[A-Za-z0-9_.\-]{1,80}(@[1-9][0-9]*)?$", self.artifact):
             raise ValueError(f"artifact {self.artifact!r}: write NAME or NAME@VERSION")
         if self.train is not None and self.artifact is None:
@@ -140,8 +140,6 @@ class ArenaSettings(_Strict):
     @classmethod
     def _config(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None:
-            from titan_ray.config import parse_config
-
             try:
                 parse_config(v, source="arena.config")
             except ConfigError as err:
@@ -314,8 +312,6 @@ def private_serve_env(files: Path) -> dict[str, str]:
     sockets, state and logs go under ``files`` (Ray adds the node id) instead of /tmp/haproxy-serve,
     where every run would leave them. Ingress replicas stop after 1 s instead of waiting 30 s for a
     load balancer to let go."""
-    from titan_ray.net import free_port
-
     return {
         **FAST_SERVE_ENV,
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),

@@ -28,11 +28,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import Field, model_validator
 
 from titan_ray.config import ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig
+from titan_ray.data.providers import make_provider
 from titan_ray.domain.bars import BarBatch
-from titan_ray.ml.env import EnvSettings, MarketWindow, TradingEnv
+from titan_ray.domain.calendar import periods_per_year
+from titan_ray.features.pipeline import FeatureEngine
+from titan_ray.metrics.performance import returns_from_equity, sharpe
+from titan_ray.ml.env import ActionMap, EnvSettings, MarketWindow, TradingEnv
+from titan_ray.models.ppo import Policy, load_module, write_policy
+from titan_ray.registry import ModelRegistry, fingerprint
 from titan_ray.train.space import (
     Domain,
     Strict,
@@ -111,8 +118,6 @@ class PpoConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> PpoConfig:
-        from titan_ray.features.pipeline import FeatureEngine
-
         if self.features is not None:
             try:
                 FeatureEngine(self.features)
@@ -159,10 +164,6 @@ class Windows:
 
 
 def build_windows(cfg: PpoConfig) -> Windows:
-    from titan_ray.data.providers import make_provider
-    from titan_ray.domain.calendar import periods_per_year
-    from titan_ray.features.pipeline import FeatureEngine
-
     market = make_provider(cfg.data, cfg.seed).load()
     if cfg.train_bars > len(market.bars):
         raise ConfigError(f"train_bars: {cfg.train_bars} but the data has only {len(market.bars)} bars; lower "
@@ -210,8 +211,6 @@ def _episode(window: MarketWindow, cfg: PpoConfig, start: int, steps: int,
 
 
 def _scores(equity: np.ndarray, initial: float, periods: float) -> dict[str, float]:
-    from titan_ray.metrics.performance import returns_from_equity, sharpe
-
     s = sharpe(returns_from_equity(equity, initial), periods)
     return {"return": float(equity[-1] / initial - 1.0), "sharpe": float(s) if np.isfinite(s) else 0.0}
 
@@ -276,10 +275,6 @@ def train_ppo(cfg: PpoConfig, run_dir: Path, *, progress: bool = True, print_fn:
     import ray
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
-
-    from titan_ray.ml.env import ActionMap
-    from titan_ray.models.ppo import Policy, load_module, write_policy
-    from titan_ray.registry import ModelRegistry, fingerprint
 
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -395,8 +390,6 @@ def summary_table(rows: list[dict[str, Any]], params: list[str], hold: dict[str,
 
 
 def _save(run_dir: Path, rows: list[dict[str, Any]], table: str, ref: str, best: dict[str, Any]) -> None:
-    import pandas as pd
-
     pd.DataFrame([{k: v for k, v in r.items() if k != "config"} | r["config"] for r in rows]).to_csv(
         run_dir / "summary.csv", index=False)
     (run_dir / "summary.txt").write_text(table + "\n")

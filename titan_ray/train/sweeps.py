@@ -31,10 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pydantic import Field, model_validator
 
 from titan_ray.config import ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig
+from titan_ray.data.providers import make_provider
 from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.calendar import periods_per_year
+from titan_ray.ledger.engine import Ledger
+from titan_ray.metrics.performance import returns_from_equity, sharpe
+from titan_ray.ml.validation import walk_forward_splits
+from titan_ray.models.kinds import MODEL_KINDS, build_model
+from titan_ray.models.learned import LearnedModel
+from titan_ray.registry import ModelRegistry, fingerprint
 from titan_ray.train.space import (
     Domain,
     Strict,
@@ -78,9 +87,6 @@ class SweepConfig(Strict):
 
     @model_validator(mode="after")
     def _model(self) -> SweepConfig:
-        from titan_ray.models.kinds import MODEL_KINDS
-        from titan_ray.models.learned import LearnedModel
-
         if self.kind not in MODEL_KINDS:
             hint = difflib.get_close_matches(self.kind, MODEL_KINDS, n=1)
             raise ValueError(f"kind: unknown model kind {self.kind!r}"
@@ -159,8 +165,6 @@ class Backtest:
 
 def folds(n_bars: int, v: ValidationSettings, *, min_train: int, horizon: int = 0) -> list[Fold]:
     """The walk-forward test blocks of a training period of ``n_bars`` bars."""
-    from titan_ray.ml.validation import walk_forward_splits
-
     try:
         splits = walk_forward_splits(n_bars, n_splits=v.n_splits, test_size=v.test_bars, horizon=horizon,
                                      min_train=min_train)
@@ -173,10 +177,6 @@ def folds(n_bars: int, v: ValidationSettings, *, min_train: int, horizon: int = 
 
 def score_fold(bars: BarBatch, fold: Fold, params: dict[str, Any], bt: Backtest) -> FoldScore:
     """Fit on every bar before the block (walk-forward), trade the block, book it in a Ledger."""
-    from titan_ray.ledger.engine import Ledger
-    from titan_ray.metrics.performance import returns_from_equity, sharpe
-    from titan_ray.models.kinds import build_model
-
     model = build_model("candidate", bt.kind, params, bars.symbols, seed=bt.seed)
     history = bars.slice(0, fold.start)
     model.observe(history)
@@ -230,9 +230,6 @@ class SweepResult:
 
 def training_period(cfg: SweepConfig | Any) -> tuple[BarBatch, str, float]:
     """The bars of the training period (never more), the calendar and periods per year."""
-    from titan_ray.data.providers import make_provider
-    from titan_ray.domain.calendar import periods_per_year
-
     market = make_provider(cfg.data, cfg.seed).load()
     bars = market.bars
     if cfg.train_bars is not None:
@@ -248,9 +245,6 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, *, progress: bool = True, print_f
     emit = print_fn or echo
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
-
-    from titan_ray.models.kinds import MODEL_KINDS
-    from titan_ray.registry import ModelRegistry, fingerprint
 
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -352,8 +346,6 @@ def summary_table(rows: list[dict[str, Any]], params: list[str], metric: str) ->
 
 
 def _save_summary(run_dir: Path, rows: list[dict[str, Any]], table: str, params: list[str]) -> None:
-    import pandas as pd
-
     frame = pd.DataFrame([{"trial": r["trial"], **{p: r["config"].get(p) for p in params}, "folds": r["folds"],
                            "fills": r["fills"], "val_sharpe": r["val_sharpe"], "val_return": r["val_return"], "status": r["status"],
                            "error": r["error"]} for r in rows])

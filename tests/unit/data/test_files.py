@@ -13,7 +13,8 @@ import pytest
 from titan_ray.config import DataConfig
 from titan_ray.data.files import FileProvider
 from titan_ray.data.lean import read_lean_zip, write_csv
-from titan_ray.data.providers import BadBarRule, DataError, MarketData, make_provider
+from titan_ray.data.market import BadBarRule, DataError, MarketData
+from titan_ray.data.providers import make_provider
 
 NY = "America/New_York"
 SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"

@@ -11,7 +11,7 @@ import pytest
 from titan_ray.data.alpaca import Backoff, Credentials, timeframe
 from titan_ray.data.cache import BarCache, merge_spans
 from titan_ray.data.live import BarAssembler
-from titan_ray.data.providers import DataError
+from titan_ray.data.market import DataError
 
 M = 60 * 10**9
 T0 = pd.Timestamp("2024-03-04 14:30", tz="UTC").value

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from titan_ray.config import DataConfig
+from titan_ray.data.market import BadBarRule, DataError, MarketData
 from titan_ray.data.market_calendar import UsEquityCalendar, early_closes, easter, filter_session, holidays
-from titan_ray.data.providers import BadBarRule, DataError, MarketData
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.calendar import Calendar
 

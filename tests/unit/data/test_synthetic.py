@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from titan_ray.config import DataConfig, SyntheticConfig
-from titan_ray.data.providers import DataError, MarketData, make_provider
+from titan_ray.data.market import DataError, MarketData
+from titan_ray.data.providers import make_provider
 from titan_ray.data.synthetic import SyntheticProvider, synthetic_symbols
 from titan_ray.domain.bars import FIELDS
 from titan_ray.domain.calendar import Calendar

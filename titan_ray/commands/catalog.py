@@ -1,0 +1,249 @@
+"""The subcommands of ``titan-ray``: what each is called, says and accepts, and where its code is.
+
+``COMMANDS`` holds one ``Command`` per subcommand, in the order ``titan-ray --help`` lists them. An
+entry is everything the parser needs (the name, a one-line summary, the ``--help`` text, the
+options) and the ``"module:function"`` of the command's ``run(args) -> int`` (the exit code).
+``titan_ray.cli`` builds the parser from the entries and loads only the chosen command's ``run``,
+by name through ``titan_ray.lazy``: the command modules (``titan_ray.commands.arena``, ...) import
+the arena, Ray or Tune at their top, and ``titan-ray --help`` imports none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from titan_ray.commands._training import add_training_arguments
+from titan_ray.config import default_config_path
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name as typed, its help, its options, and where its ``run`` is."""
+
+    name: str
+    summary: str  # one line in the command list of ``titan-ray --help``
+    description: str  # ``titan-ray NAME --help``, shown as written
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: str  # "module:function" of ``run(args: argparse.Namespace) -> int``, loaded when the command runs
+
+
+_ARENA = """\
+Replay a market through several trading models at once, each a Ray actor with its own virtual
+portfolio in one ledger, and rank them on a live leaderboard.
+
+With no --config the default arena runs: a seeded synthetic market of 12 correlated symbols
+(15-minute bars, volatility regimes, fat tails) through the baseline models sma_crossover,
+rsi_reversion, buy_and_hold (the benchmark) and random (the null hypothesis), and the learned
+models lightgbm, lstm_attention, tft and stacking, which fit on the first 1000 bars (warm-up)
+and then trade; a few minutes on 2 cores. titan_ray/configs/baselines.yaml runs the baselines
+alone (seconds), titan_ray/configs/full.yaml a larger market with rolling refits.
+Every trade can answer "why?": titan-ray why DECISION_ID --run DIR.
+
+The results folder holds leaderboard.json, equity.parquet, trades.parquet, orders.parquet,
+decisions.parquet, run.json and equity.png.
+
+examples:
+  titan-ray arena
+  titan-ray arena --config my_arena.yaml --out runs/today
+  titan-ray arena --address auto            # on the Ray cluster this machine belongs to
+  titan-ray arena --config titan_ray/configs/alpaca.yaml   # Alpaca bars; keys from APCA_API_KEY_ID
+                                             # and APCA_API_SECRET_KEY; `live:` in it trades the stream
+                                             # bar by bar until a limit or Ctrl-C
+"""
+
+
+def _arena_arguments(arena: argparse.ArgumentParser) -> None:
+    arena.add_argument("--config", type=Path, metavar="FILE",
+                       help=f"arena YAML config (default: the packaged {default_config_path().name})")
+    arena.add_argument("--out", type=Path, metavar="DIR",
+                       help="results folder (default: runs/arena-YYYYMMDD-HHMMSS in the current directory)")
+    arena.add_argument("--address", metavar="ADDR",
+                       help="join a running Ray cluster ('auto' for the local one) instead of starting a "
+                            "private Ray for this run")
+    arena.add_argument("--seed", type=int, help="override the config's seed")
+    arena.add_argument("--chunk-size", type=int, metavar="N",
+                       help="override replay.chunk_size (timestamps per message; 1 = live-like)")
+    arena.add_argument("--resume", type=Path, metavar="DIR",
+                       help="continue an interrupted run in DIR from its journal (the config is DIR/config.json; "
+                            "--config and the overrides do not apply)")
+    arena.add_argument("--quiet", action="store_true", help="no progress or tables, only the results path")
+
+
+_DATA = ("Load the market data of an arena config exactly as the arena would, "
+         "and print its shape and every rejected bar with its reason.")
+
+
+def _data_arguments(data: argparse.ArgumentParser) -> None:
+    data.add_argument("--config", type=Path, metavar="FILE", help="arena YAML config (default: the packaged one)")
+    data.add_argument("--limit", type=int, default=20, help="rejected bars to list (default 20)")
+
+
+_REPORT = """\
+Write DIR/report.html: the dashboard of a finished arena run as one self-contained file, with
+the leaderboard (every metric, significance against the benchmark), every model's equity curve
+and drawdown on one chart, each model's positions, orders, fills, rejections and round trips,
+and the "Why?" explanation behind every listed trade. The data, the chart library and the
+scripts are inlined: open it from disk, mail it, archive it; it needs no server and no network.
+
+DIR is the results folder of `titan-ray arena --out DIR`.
+
+examples:
+  titan-ray report runs/arena-20250101-120000
+  titan-ray report runs/today --out today.html --trades 2000
+"""
+
+
+def _report_arguments(report: argparse.ArgumentParser) -> None:
+    report.add_argument("dir", type=Path, metavar="DIR", help="results folder of a finished `titan-ray arena` run")
+    report.add_argument("--out", type=Path, metavar="FILE", help="where to write the report (default: DIR/report.html)")
+    report.add_argument("--trades", type=int, default=500, metavar="N",
+                        help="latest fills, orders and round trips per model to include, each with its "
+                             "explanation (default 500)")
+    report.add_argument("--points", type=int, default=2000, metavar="N",
+                        help="equity points per model on the chart, downsampled evenly (default 2000)")
+    report.add_argument("--quiet", action="store_true", help="print only the report's path")
+
+
+_SERVE = """\
+Deploy a Ray Serve config (default serve_configs/arena.yaml) and keep it running until Ctrl-C,
+like `serve run`, with the same file `serve deploy` and KubeRay's RayService accept.
+
+The shipped arena.yaml serves a LightGBM model (trained and registered at start-up when the model
+registry holds none yet), the baselines, an A/B experiment with a shadow arm, and a live arena of
+the same models on a synthetic feed at a live-like pace, so every route has data on a fresh clone.
+The dashboard is at http://HOST:PORT/, the API under /v1 (OpenAPI at /openapi.json).
+
+Each served model and each experiment is an application of its own (model-NAME at
+/v1/predict/NAME, experiment-NAME at /v1/experiments/NAME/predict), so a prediction takes one hop.
+The private Ray starts in Serve's throughput-optimized mode: HAProxy (bundled with ray[serve]) takes
+HTTP and hands each request to the replica's own HTTP server (--proxy python: Serve's Python proxy).
+
+Mutating routes (PUT /v1/experiments/NAME/weights, POST /v1/models/NAME/kill-switch) need
+`Authorization: Bearer TOKEN`, TOKEN being the value of TITAN_RAY_API_TOKEN (export it before
+starting: the private Ray and its replicas inherit it). Without it they answer 403.
+
+examples:
+  titan-ray serve
+  titan-ray serve --port 8080
+  titan-ray serve --config serve_configs/production.yaml --address auto   # on a running Ray cluster
+  titan-ray serve --address auto --detach                                 # deploy and return
+"""
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=Path("serve_configs/arena.yaml"), metavar="FILE",
+                   help="Serve config YAML (default: serve_configs/arena.yaml)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="join a running Ray cluster ('auto' for the local one) instead of starting a private Ray")
+    p.add_argument("--host", help="override http_options.host of the config (default there: 0.0.0.0)")
+    p.add_argument("--port", type=int, help="override http_options.port of the config (default there: 8000)")
+    p.add_argument("--detach", action="store_true",
+                   help="deploy and return, leaving the app running on the cluster (needs --address)")
+    p.add_argument("--proxy", choices=["haproxy", "python"], default="haproxy",
+                   help="what takes HTTP on a private Ray: haproxy (default: Serve's throughput-optimized mode, "
+                        "about 2x the requests/s of python here, benchmarks/serve_latency.py) or python (Serve's "
+                        "Python proxy). On a cluster (--address) the nodes' environment decides: see docs/serve.md")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                   help="seconds to wait for the app to be RUNNING (start-up training included; default 600)")
+
+
+_TUNE = """\
+Sample configs of a learned model (lightgbm, lstm_attention, tft, ...) from the search space of a
+YAML file, score each by walk-forward validation on the training period only (the first
+`train_bars` bars; the arena's trading period is never loaded), let ASHA stop poor trials after
+their first folds, then refit the best config on the whole training period and register it in the
+model registry. A fold's score is the annualised Sharpe ratio of trading its test block through
+the arena's own ledger, with the config's costs.
+
+The run folder holds the Tune experiment (trials/), summary.csv and summary.txt (the table printed
+at the end, every trial with its params, folds run, scores and whether ASHA stopped it), best.json
+(the winner's params, score and registry reference) and config.json.
+
+Use the winner in the arena with a model entry such as
+  - {name: gbm, kind: lightgbm, artifact: lightgbm_sweep}        # or lightgbm_sweep@3
+and replay.warmup_bars set to the training period's length, so the arena trades only after it.
+
+examples:
+  titan-ray tune --config tune_configs/lightgbm.yaml
+  titan-ray tune --config tune_configs/lstm_attention.yaml --num-samples 4 --out runs/lstm-sweep
+"""
+
+
+def _tune_arguments(parser: argparse.ArgumentParser) -> None:
+    add_training_arguments(parser, config_help="sweep YAML (see tune_configs/lightgbm.yaml)", out_prefix="tune",
+                           registry_help="override registry.path (where the winner is stored)")
+
+
+_TRAIN_PPO = """\
+Train a PPO policy (RLlib, new API stack) on TradingEnv: observations are the feature pipeline's
+rows for every symbol plus the weights the policy holds, actions are target weights, the reward is
+the change of equity net of slippage and commission, booked by the arena's own ledger. Episodes
+are windows drawn from the training period (the first `train_bars` bars, minus the last
+`validation_bars`); nothing after the training period is loaded.
+
+Trials run through ray.tune.Tuner (the YAML's `search` samples PPO settings; ASHA stops poor
+trials), with checkpoints in the run folder. Each finished trial's policy is then run greedily
+over the validation bars at the end of the training period; the best one is registered under the
+config's `name` as kind `ppo` (the RLModule, the feature scaler and the action map).
+
+The run folder holds the Tune experiment (trials/, with checkpoints), summary.csv / summary.txt
+and best.json.
+
+Use it in the arena with
+  - {name: ppo, kind: ppo, artifact: ppo_small}
+and replay.warmup_bars set to train_bars (so the arena trades only after the training period).
+
+examples:
+  titan-ray train-ppo --config tune_configs/ppo.yaml
+  titan-ray train-ppo --config tune_configs/ppo_small.yaml --out runs/ppo-try
+"""
+
+
+def _train_ppo_arguments(parser: argparse.ArgumentParser) -> None:
+    add_training_arguments(parser, config_help="PPO YAML (see tune_configs/ppo.yaml)", out_prefix="ppo",
+                           registry_help="override registry.path")
+    parser.add_argument("--iterations", type=int, metavar="N", help="override training.iterations")
+
+
+_WHY = """\
+Print why a model made one decision: the sentence a trader reads, what the order did, the
+explanation method (SHAP TreeExplainer, Integrated Gradients, attention, stacking contributions,
+rule), the base value, and each input with its value and attribution as a text bar chart, the
+strongest first.
+
+Decision ids look like MODEL:SYMBOL:BAR (the `decision_id` column of trades.parquet, orders.parquet
+and decisions.parquet in the run folder). For additive methods the check line shows
+|sum of attributions + base - model output| (SHAP additivity, IG completeness).
+
+examples:
+  titan-ray why lgbm:BBB:1234 --run runs/arena-20250101-120000
+  titan-ray why lgbm:BBB:1234 --run runs/today --top 5
+  titan-ray why lgbm:BBB:1234 --run runs/today --json
+"""
+
+
+def _why_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("decision_id", metavar="DECISION_ID", help="MODEL:SYMBOL:BAR")
+    parser.add_argument("--run", type=Path, required=True, metavar="DIR",
+                        help="results folder of `titan-ray arena --out DIR` (holds decisions.parquet)")
+    parser.add_argument("--top", type=int, default=10, metavar="N", help="inputs to show, strongest first (default 10)")
+    parser.add_argument("--json", action="store_true", help="print the explanation as JSON instead")
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("arena", "run an arena of trading models", _ARENA, _arena_arguments, "titan_ray.commands.arena:run"),
+    Command("data", "load the config's market data and report what ingestion rejected", _DATA, _data_arguments,
+            "titan_ray.commands.data:run"),
+    Command("report", "write a static HTML report of a finished run (opens without a server)", _REPORT,
+            _report_arguments, "titan_ray.commands.report:run"),
+    Command("serve", "serve models, A/B experiments and the live arena over HTTP (Ray Serve)", _SERVE,
+            _serve_arguments, "titan_ray.commands.serve:run"),
+    Command("tune", "sweep a learned model's hyper-parameters (Ray Tune, ASHA) and register the best", _TUNE,
+            _tune_arguments, "titan_ray.commands.tune:run"),
+    Command("train-ppo", "train a PPO trading policy on RLlib and register it for the arena", _TRAIN_PPO,
+            _train_ppo_arguments, "titan_ray.commands.train_ppo:run"),
+    Command("why", "explain one decision of a finished run", _WHY, _why_arguments, "titan_ray.commands.why:run"),
+)
