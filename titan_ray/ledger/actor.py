@@ -29,7 +29,6 @@ from titan_ray.config import LedgerConfig, RiskConfig
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Decisions
 from titan_ray.domain.events import EventSink
-from titan_ray.domain.orders import OrderStatus
 from titan_ray.ledger.engine import Ledger, ModelResults
 from titan_ray.ledger.journal import Journal, decode, encode, open_journal
 from titan_ray.metrics.performance import max_drawdown, returns_from_equity, sharpe
@@ -103,13 +102,13 @@ class LedgerActor:
                 skipped.append(name)
                 self._failures.setdefault(name, []).append(f"chunk {seq}: {type(err).__name__}: {err}"[:500])
         start = time.perf_counter()
-        before = {n: len(b.fills) for n, b in self._ledger.books.items()}
+        before = {n: b.n_fills for n, b in self._ledger.books.items()}
         ack = self._ledger.apply(seq, bars, resolved)
         if self._journal is not None:
             self._journal.append(f"chunk:{seq}", encode(("chunk", seq, bars, resolved)))
         self._busy += time.perf_counter() - start
         if self._sink is not None:
-            fills = [f for n, b in self._ledger.books.items() for f in b.fills[before[n]:]]
+            fills = [f for n in self._ledger.books for f in self._ledger.fills(n, before[n])]
             if fills:
                 self._sink.fills(fills)
             self._sink.leaderboard(self.snapshot())
@@ -144,8 +143,8 @@ class LedgerActor:
         """A light live leaderboard: enough for a terminal table while the replay runs."""
         rows = []
         for name, book in self._ledger.books.items():
-            equity = np.concatenate(book.equity) if book.equity else np.empty(0)
-            initial = book.portfolio.initial_cash_micro / 1e6
+            equity = book.curve()["equity"]
+            initial = book.initial_cash_micro / 1e6
             r = returns_from_equity(equity, initial) if len(equity) else equity
             rows.append(
                 {
@@ -154,9 +153,9 @@ class LedgerActor:
                     "total_return": float(equity[-1] / initial - 1) if len(equity) else 0.0,
                     "sharpe": _finite(sharpe(r, self._periods)) if len(r) > 1 else None,
                     "max_drawdown": float(max_drawdown(r)) if len(r) else 0.0,
-                    "n_trades": len(book.portfolio.round_trips),
-                    "n_fills": len(book.fills),
-                    "n_rejected": sum(o.status is OrderStatus.REJECTED for o in book.orders),
+                    "n_trades": book.n_round_trips,
+                    "n_fills": book.n_fills,
+                    "n_rejected": book.n_rejected,
                 }
             )
         return rows

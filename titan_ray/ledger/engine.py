@@ -4,8 +4,8 @@ For each model and each bar of a chunk, in this order (``fill: next_open``):
 
 1. new trading day → the daily loss limit resets;
 2. orders staged at the previous bar fill at this bar's open: target weight → order quantity
-   (``sizing``) → validator (finite price, weight in range) → risk (``check_order``) → slippage →
-   participation cap (the rest keeps working) → commission → portfolio;
+   (``sizing``) → validator (finite price, weight in range) → risk (the pre-trade check) →
+   participation cap (the rest keeps working) → slippage → commission → portfolio;
 3. the portfolio is marked at the close (equity, cash, gross exposure recorded);
 4. path-dependent risk (drawdown circuit breaker, daily loss limit) may stage flattening orders;
 5. weights that changed at this bar are staged to fill at the next bar's open.
@@ -14,19 +14,26 @@ With ``fill: same_close`` step 5 comes first and its orders fill at this bar's c
 A weight that does not change creates no order: the ledger turns *changes* of weight into orders,
 so a position is sized once, when the model asks for it, and then drifts with the market.
 
-The loop runs per bar, but a chunk's shared work (marks, day keys, which bars have a change) is
-vectorised once per chunk, and a bar without orders costs two dot products per model. Results
-never depend on the chunk size: all state that crosses a chunk boundary lives in the books.
+How it is built: ``Ledger.apply`` prepares what a chunk's models share (marks, day keys) once,
+then books each model's chunk in one call of the compiled core (``ledger/kernel.py``) on that
+model's ``Book`` (``ledger/portfolio.py``): arrays of state and of records, no Python object per
+bar, fill or order. ``results`` and ``fills`` turn the records into the domain's NamedTuples and
+write each rejection's detail text from its code and numbers. Results never depend on the chunk
+size: all state that crosses a chunk boundary lives in the books.
 """
 
 from __future__ import annotations
 
+import gc
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
-from titan_ray.config import FixedQuantitySizing, LedgerConfig, RiskConfig
+from titan_ray.config import FixedQuantitySizing, LedgerConfig, RiskConfig, SqrtImpactSlippage
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.calendar import Calendar, session_days
 from titan_ray.domain.decisions import DecisionId, Decisions, Explanation, ExplanationBatch
@@ -37,52 +44,33 @@ from titan_ray.domain.orders import (
     HaltReason,
     OrderRecord,
     OrderStatus,
-    PendingTarget,
     RejectReason,
     RoundTrip,
     Side,
 )
-from titan_ray.ledger.money import Commission, fill_value_micro, to_micro
-from titan_ray.ledger.portfolio import Portfolio
-from titan_ray.ledger.slippage import base_fraction, slipped_price
-from titan_ray.risk.engine import RiskState, check_order, is_reducing
+from titan_ray.ledger import kernel
+from titan_ray.ledger.money import Commission, to_micro
+from titan_ray.ledger.portfolio import Book
+from titan_ray.risk.engine import reject_detail
 
-_FRACTION_STEP = 1e-6  # fractional quantities are truncated to a millionth of a share
-
-
-@dataclass(slots=True)
-class _Working:
-    order_id: int
-    decision_id: Cause
-    s: int
-    requested: float  # signed
-    remaining: float  # signed
-    timestamp: int
-    bar: int
-
-
-@dataclass
-class Book:
-    """Everything the ledger knows about one model."""
-
-    model: str
-    portfolio: Portfolio
-    risk: RiskState
-    long_only: bool
-    target: np.ndarray  # last accepted target weights
-    last_equity: float
-    seq: int = -1  # last chunk sequence number applied
-    next_order_id: int = 0
-    pending: dict[int, PendingTarget] = field(default_factory=dict)  # by symbol index
-    working: dict[int, _Working] = field(default_factory=dict)
-    orders: list[OrderRecord] = field(default_factory=list)
-    fills: list[Fill] = field(default_factory=list)
-    explanations: list[ExplanationBatch] = field(default_factory=list)
-    timestamps: list[np.ndarray] = field(default_factory=list)
-    equity: list[np.ndarray] = field(default_factory=list)
-    cash: list[np.ndarray] = field(default_factory=list)
-    gross: list[np.ndarray] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)  # chunk sequence numbers without decisions
+# The kernel's codes as the domain's enums.
+_FORCED = {kernel.CAUSE_KILL_SWITCH: ForcedBy.KILL_SWITCH, kernel.CAUSE_CIRCUIT_BREAKER: ForcedBy.CIRCUIT_BREAKER,
+           kernel.CAUSE_DAILY_LOSS_LIMIT: ForcedBy.DAILY_LOSS_LIMIT}
+_STATUS = {kernel.FILLED: OrderStatus.FILLED, kernel.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
+           kernel.REJECTED: OrderStatus.REJECTED, kernel.REPLACED: OrderStatus.REPLACED}
+_REASON: dict[int, RejectReason | None] = {
+    kernel.NO_REASON: None, **{getattr(kernel, r.name): r for r in RejectReason},
+}
+_HALT = {kernel.HALT_NONE: None, kernel.HALT_CIRCUIT_BREAKER: HaltReason.CIRCUIT_BREAKER,
+         kernel.HALT_KILL_SWITCH: HaltReason.KILL_SWITCH}
+_RISK_DETAILS = {kernel.DETAIL_KILL_SWITCH, kernel.DETAIL_CIRCUIT_BREAKER, kernel.DETAIL_DAILY_LOSS_LIMIT,
+                 kernel.DETAIL_EQUITY_NOT_POSITIVE, kernel.DETAIL_POSITION_PCT, kernel.DETAIL_GROSS_AFTER}
+_SIDE = {int(kernel.BUY): Side.BUY, int(kernel.SELL): Side.SELL}
+_EXACT_LIMIT = 1 << 62  # the kernel's money is int64 micro-units
+# positions in a SYMBOL_STATE row (as ``.item()`` gives it) of the working order's fields
+(_WK_ID, _WK_CAUSE, _WK_CAUSE_BAR, _WK_TIMESTAMP, _WK_BAR, _WK_REQUESTED, _WK_REMAINING) = (
+    kernel.SYMBOL_STATE.names.index(f) for f in
+    ("wk_id", "wk_cause", "wk_cause_bar", "wk_timestamp", "wk_bar", "wk_requested", "wk_remaining"))
 
 
 @dataclass(frozen=True)
@@ -111,7 +99,7 @@ class ModelResults:
 
 
 class Ledger:
-    """Plain-Python ledger; ``LedgerActor`` is a thin Ray wrapper around it."""
+    """Plain-Python ledger around the compiled core; ``LedgerActor`` is a thin Ray wrapper of it."""
 
     def __init__(
         self,
@@ -126,26 +114,21 @@ class Ledger:
         self.risk_cfg = risk
         self.symbols = tuple(symbols)
         self.calendar = Calendar(calendar)
-        self._fixed_qty = (
-            ledger.sizing.quantity if isinstance(ledger.sizing, FixedQuantitySizing) else None
-        )
-        self._base_slip = base_fraction(ledger.slippage)
-        self._commission = Commission(ledger.commission_bps)
-        self._initial_micro = to_micro(ledger.initial_cash)
-        initial = self._initial_micro / 1e6
+        self._rules = _rules(ledger, risk)
+        initial_micro = to_micro(ledger.initial_cash)
+        if initial_micro >= _EXACT_LIMIT:
+            raise ValueError(f"ledger.initial_cash={ledger.initial_cash} is more than the ledger books exactly "
+                             "(below 4.6e12 of the account currency); use a smaller amount")
         n = len(self.symbols)
         self.books: dict[str, Book] = {
-            name: Book(
-                model=name,
-                portfolio=Portfolio(name, self.symbols, self._initial_micro),
-                risk=RiskState(peak=initial, day_start_equity=initial),
-                long_only=long_only,
-                target=np.zeros(n),
-                last_equity=initial,
-            )
-            for name, long_only in models.items()
+            name: Book(name, n, long_only, initial_micro) for name, long_only in models.items()
         }
         self._last_close = np.full(n, np.nan)  # last finite close per symbol, for marks
+        first = next(iter(self.books.values()), None)
+        if first is not None:
+            # A chunk of no bars changes nothing; it loads the compiled core (from numba's cache,
+            # a few tenths of a second once per process) here rather than inside the first chunk.
+            self._book(first, _frozen(np.empty((0, n))), False, 0, *_empty_chunk(n))
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -161,9 +144,13 @@ class Ledger:
         unknown = set(by_model) - set(self.books)
         if unknown:
             raise ValueError(f"decisions from unknown models {sorted(unknown)}")
+        n_t, n_s = len(bars), len(self.symbols)
         close_mark, open_mark = self._marks(bars)
-        # Session days matter only to a daily loss limit or a drawdown breaker (``_run_chunk``).
-        days = session_days(bars.timestamps, self.calendar) if self._path_limits else None
+        # Session days matter only to a daily loss limit or a drawdown breaker.
+        days = session_days(bars.timestamps, self.calendar) if self._rules.path_limits else np.zeros(n_t, np.int64)
+        ref, fill_mark = (bars.open, open_mark) if self._rules.next_open else (bars.close, close_mark)
+        shared = (_frozen(bars.timestamps, np.int64), _frozen(days, np.int64), _frozen(ref), _frozen(fill_mark),
+                  _frozen(close_mark), _frozen(bars.volume))
         applied = []
         for name, book in self.books.items():
             if seq <= book.seq:
@@ -171,21 +158,29 @@ class Ledger:
             dec = by_model.get(name)
             if dec is None:
                 book.skipped.append(seq)
-                weights = np.broadcast_to(book.target, (len(bars), len(self.symbols)))
+                weights = _frozen(np.broadcast_to(book.target, (n_t, n_s)))
             else:
-                if dec.weights.shape != (len(bars), len(self.symbols)) or dec.start != bars.start:
+                if dec.weights.shape != (n_t, n_s) or dec.start != bars.start:
                     raise ValueError(
                         f"model {name!r} sent weights of shape {dec.weights.shape} from bar {dec.start}; "
-                        f"expected {(len(bars), len(self.symbols))} from bar {bars.start}"
+                        f"expected {(n_t, n_s)} from bar {bars.start}"
                     )
-                weights = self._validated(book, dec, bars)
+                weights = _frozen(dec.weights)
                 if dec.explanations is not None:
                     book.explanations.append(dec.explanations)
-            self._run_chunk(book, bars, weights, close_mark, open_mark, days)
+            self._book(book, weights, dec is not None, bars.start, *shared)
             book.seq = seq
             applied.append(name)
         self._last_close = close_mark[-1].copy()
         return {"seq": seq, "applied": applied}
+
+    def _book(self, book: Book, weights: np.ndarray, validate: bool, start: int, *chunk: np.ndarray) -> None:
+        """One model's chunk through the compiled core; ``chunk``: timestamps, day keys, the fill
+        prices, the marks that size orders, the close marks and the volumes, all read-only."""
+        book.reserve(len(weights))
+        kernel.book_chunk(self._rules, book.account, book.state, weights, validate, 0.0 if book.long_only else -1.0,
+                          start, *chunk, book.fill_records, book.order_records, book.trip_records,
+                          book.curve_records)
 
     @property
     def last_seq(self) -> int:
@@ -195,15 +190,28 @@ class Ledger:
     def kill_switch(self, model: str, on: bool = True) -> None:
         """Flatten ``model`` at the next fill bar and reject every order that adds risk (or lift it)."""
         book = self.books[model]
-        if on:
-            book.risk.halted = HaltReason.KILL_SWITCH
-            for s in np.flatnonzero(book.portfolio.position):
-                book.pending[int(s)] = PendingTarget(0.0, ForcedBy.KILL_SWITCH)
-        elif book.risk.halted is HaltReason.KILL_SWITCH:
-            book.risk.halted = None
+        kernel.kill_switch(book.account, book.state, on)
+
+    def stage(self, model: str, weights: np.ndarray, bar: int, timestamp: int) -> None:
+        """Stage a model's new target weights at ``bar``, outside ``apply``: the training env
+        (``titan_ray.ml.env``) books each bar with unchanged weights and then stages the agent's
+        action, which is only known after the agent has seen that bar's close. The same staging
+        ``apply`` does for the weights that changed at a bar."""
+        book = self.books[model]
+        w = np.ascontiguousarray(weights, dtype=np.float64)
+        if w.shape != (len(self.symbols),):
+            raise ValueError(f"weights for {model!r} have shape {w.shape}; expected ({len(self.symbols)},): "
+                             "one per symbol, in the ledger's symbol order")
+        book.reserve(1)
+        kernel.stage_weights(book.account, book.state, w, bar, timestamp, book.order_records)
+
+    def fills(self, model: str, start: int = 0) -> list[Fill]:
+        """``model``'s fills from the ``start``-th on (``Book.n_fills`` counts them)."""
+        return self._fill_list(self.books[model])[start:]
 
     def results(self) -> dict[str, ModelResults]:
-        return {name: self._model_results(book) for name, book in self.books.items()}
+        with _no_gc():
+            return {name: self._model_results(book) for name, book in self.books.items()}
 
     # --- chunk machinery ------------------------------------------------------------------------
 
@@ -221,266 +229,186 @@ class Ledger:
         open_mark = np.where(np.isfinite(bars.open), bars.open, prev_close)
         return close_mark, open_mark
 
-    def _validated(self, book: Book, dec: Decisions, bars: BarBatch) -> np.ndarray:
-        w = dec.weights
-        low = 0.0 if book.long_only else -1.0
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(w) | (w < low) | (w > 1.0)
-        if not bad.any():
-            return w
-        w = np.array(w, dtype=np.float64)
-        for t, s in zip(*np.nonzero(bad), strict=True):
-            given = float(dec.weights[t, s])
-            w[t, s] = w[t - 1, s] if t > 0 else book.target[s]
-            bar = bars.start + int(t)
-            book.orders.append(
-                OrderRecord(
-                    model=book.model,
-                    order_id=self._order_id(book),
-                    decision_id=DecisionId(book.model, self.symbols[s], bar),
-                    symbol=self.symbols[s],
-                    timestamp=int(bars.timestamps[t]),
-                    bar=bar,
-                    side=Side.BUY,
-                    quantity=0.0,
-                    filled=0.0,
-                    status=OrderStatus.REJECTED,
-                    reason=RejectReason.INVALID_WEIGHT,
-                    detail=f"INVALID_WEIGHT: weight={given!r} outside [{low:g}, 1] or not finite; kept "
-                    f"the previous target {w[t, s]:g}",
-                )
-            )
-        return w
+    # --- records into domain types --------------------------------------------------------------
+    # Each record becomes its NamedTuple once, the first time it is read, and the book keeps it:
+    # a live arena's views read results every few seconds, the training env reads each step's fills.
 
-    def _run_chunk(
-        self,
-        book: Book,
-        bars: BarBatch,
-        weights: np.ndarray,
-        close_mark: np.ndarray,
-        open_mark: np.ndarray,
-        days: np.ndarray | None,
-    ) -> None:
-        n_t = len(bars)
-        prev = np.vstack([book.target[None, :], weights[:-1]])
-        changed = weights != prev
-        change_rows = changed.any(axis=1).tolist()
-        p, risk, risk_cfg = book.portfolio, book.risk, self.risk_cfg
-        next_open = self.cfg.fill == "next_open"
-        pos = p.position  # updated in place by fills
-        # With a daily loss limit or a drawdown breaker, equity must be known bar by bar inside the
-        # loop. Without them, only bars with fills change the state, and the marks of the whole
-        # chunk are computed at once afterwards from snapshots taken at those bars.
-        path_limits = self._path_limits
-        eq_out, cash_out, gross_out = np.empty(n_t), np.empty(n_t), np.empty(n_t)
-        snap_rows: list[int] = []
-        snap_pos, snap_cash = [pos.copy()], [p.cash_micro]
-        for t in range(n_t):
-            if path_limits:
-                risk.new_bar(int(days[t]), book.last_equity)
-            stage_now = change_rows[t]
-            if stage_now and not next_open:
-                self._stage(book, weights[t], changed[t], bars.start + t, int(bars.timestamps[t]))
-            if book.pending or book.working:
-                n_fills = len(book.fills)
-                if next_open:
-                    self._execute(book, bars, t, bars.open[t], open_mark[t])
-                else:
-                    self._execute(book, bars, t, bars.close[t], close_mark[t])
-                if not path_limits and len(book.fills) != n_fills:
-                    snap_rows.append(t)
-                    snap_pos.append(pos.copy())
-                    snap_cash.append(p.cash_micro)
-            if path_limits:
-                marks = close_mark[t]
-                equity = p.cash_micro / 1e6 + float((pos * marks).sum())
-                eq_out[t], cash_out[t] = equity, p.cash_micro / 1e6
-                gross_out[t] = float((np.abs(pos) * marks).sum())
-                flatten = risk.on_close(risk_cfg, equity)
-                if flatten is not None:
-                    for s in np.flatnonzero(pos):
-                        book.pending[int(s)] = PendingTarget(0.0, flatten)
-                book.last_equity = equity
-            if stage_now and next_open:
-                self._stage(book, weights[t], changed[t], bars.start + t, int(bars.timestamps[t]))
-        if not path_limits:
-            which = np.zeros(n_t, dtype=np.intp)
-            which[snap_rows] = np.arange(1, len(snap_rows) + 1)
-            np.maximum.accumulate(which, out=which)
-            held = np.array(snap_pos)[which]
-            cash_out = np.array([c / 1e6 for c in snap_cash])[which]
-            # the same row sums as the bar-by-bar branch, so both give identical floats
-            eq_out = cash_out + (held * close_mark).sum(axis=1)
-            gross_out = (np.abs(held) * close_mark).sum(axis=1)
-            book.last_equity = float(eq_out[-1])
-        book.target = np.array(weights[-1], dtype=np.float64)
-        book.timestamps.append(np.asarray(bars.timestamps))
-        book.equity.append(eq_out)
-        book.cash.append(cash_out)
-        book.gross.append(gross_out)
-
-    @property
-    def _path_limits(self) -> bool:
-        return self.risk_cfg.daily_loss_limit_pct is not None or self.risk_cfg.max_drawdown_pct is not None
-
-    def stage(self, model: str, weights: np.ndarray, bar: int, timestamp: int) -> None:
-        """Stage a model's new target weights at ``bar``, outside ``apply``: the training env
-        (``titan_ray.ml.env``) books each bar with unchanged weights and then stages the agent's
-        action, which is only known after the agent has seen that bar's close. The same staging
-        ``apply`` does for the weights that changed at a bar."""
-        book = self.books[model]
-        changed = weights != book.target
-        if changed.any():
-            self._stage(book, weights, changed, bar, timestamp)
-        book.target = np.array(weights, dtype=np.float64)
-
-    def _stage(self, book: Book, w_row: np.ndarray, changed_row: np.ndarray, bar: int, ts: int) -> None:
-        for s in np.flatnonzero(changed_row):
-            s = int(s)
-            did = DecisionId(book.model, self.symbols[s], bar)
-            staged = book.pending.get(s)
-            if staged is not None and isinstance(staged.cause, ForcedBy):
-                # A risk flattening order outranks the model's own wish on the same bar.
-                reason = staged.cause.reject_reason
-                self._reject_new(book, s, did, ts, bar, 0.0, reason,
-                                 f"{reason.value}: the model's order gave way to a risk flattening order")
+    def _causes(self, book: Book, codes: list[int], bars: list[int], symbols: list[int]) -> list[Cause]:
+        """What caused each record: one ``DecisionId`` per decision (its orders and fills share
+        it, as they did when the ledger made them while booking), or the risk rule."""
+        memo, m, sym = book.decision_ids, book.model, self.symbols
+        out: list[Cause] = []
+        for code, bar, s in zip(codes, bars, symbols, strict=True):
+            if code != kernel.CAUSE_DECISION:
+                out.append(_FORCED[code])
                 continue
-            book.pending[s] = PendingTarget(float(w_row[s]), did)
+            did = memo.get((bar, s))
+            if did is None:
+                did = memo[bar, s] = DecisionId(m, sym[s], bar)
+            out.append(did)
+        return out
 
-    def _order_id(self, book: Book) -> int:
-        book.next_order_id += 1
-        return book.next_order_id
-
-    def _target_quantity(self, position: float, weight: float, equity: float, ref: float) -> float:
-        if self._fixed_qty is not None:
-            return math.copysign(self._fixed_qty, weight) if weight != 0 else 0.0
-        raw = weight * equity / ref
-        direction = (raw > position) - (raw < position)
-        fill_price = ref * (1 + direction * self._base_slip)
-        target = weight * equity / fill_price
-        if self.cfg.fractional:
-            return math.trunc(target / _FRACTION_STEP) * _FRACTION_STEP
-        return float(math.trunc(target))
-
-    def _execute(self, book: Book, bars: BarBatch, t: int, ref_row: np.ndarray, mark_row: np.ndarray) -> None:
-        """Turn staged targets into orders and fill what may fill at bar ``t``."""
-        p = book.portfolio
-        pos = p.position
-        ts, bar = int(bars.timestamps[t]), bars.start + t
-        equity = p.cash_micro / 1e6 + float((pos * mark_row).sum())
-        working = book.working
-        for s, (weight, did) in book.pending.items():
-            old = working.pop(s, None)
-            if old is not None:
-                self._finish(book, old, OrderStatus.REPLACED, None, "REPLACED: a newer target arrived")
-            ref = ref_row.item(s)
-            if not math.isfinite(ref):
-                self._reject_new(book, s, did, ts, bar, 0.0, RejectReason.NO_MARKET_DATA,
-                                 f"NO_MARKET_DATA: no price for {self.symbols[s]} on the fill bar")
-                continue
-            current = pos.item(s)
-            qty = self._target_quantity(current, weight, equity, ref) - current
-            if qty != 0:
-                book.next_order_id += 1
-                working[s] = _Working(book.next_order_id, did, s, qty, qty, ts, bar)
-        book.pending.clear()
-        if not working:
+    def _sync_fills(self, book: Book) -> None:
+        rows = book.fills()[len(book.fill_list):]
+        if not len(rows):
             return
-        order = list(working)
-        if len(order) > 1:
-            # Orders that reduce exposure go first, so the capital they free counts for the rest.
-            order.sort(key=lambda s: (not is_reducing(pos.item(s), working[s].remaining), s))
-        gross = float((np.abs(pos) * mark_row).sum())
-        volume = bars.volume[t]
-        cfg, risk_cfg, state, fills = self.cfg, self.risk_cfg, book.risk, book.fills
-        cap, slippage, commission, symbols = cfg.max_participation, cfg.slippage, self._commission, self.symbols
-        for s in order:
-            wk = working[s]
-            ref = ref_row.item(s)
-            position = pos.item(s)
-            if not math.isfinite(ref):
-                self._finish(book, working.pop(s), OrderStatus.REJECTED, RejectReason.NO_MARKET_DATA,
-                             f"NO_MARKET_DATA: no price for {symbols[s]} on the fill bar")
-                continue
-            reason, detail = check_order(risk_cfg, state, position, wk.remaining, ref, equity, gross)
-            if reason is not None:
-                self._finish(book, working.pop(s), OrderStatus.REJECTED, reason, detail)
-                continue
-            qty = wk.remaining
-            bar_volume = volume.item(s)
-            if cap is not None:
-                limit = cap * bar_volume
-                limit = math.floor(limit / _FRACTION_STEP) * _FRACTION_STEP if cfg.fractional else math.floor(limit)
-                if limit <= 0:
-                    continue  # nothing can fill on this bar; the order keeps working
-                qty = math.copysign(min(abs(qty), limit), qty)
-            buy = qty > 0
-            price = slipped_price(slippage, ref, 1 if buy else -1, abs(qty), bar_volume)
-            if price is None:
-                self._finish(book, working.pop(s), OrderStatus.REJECTED, RejectReason.NO_LIQUIDITY,
-                             f"NO_LIQUIDITY: {symbols[s]} traded no volume on the fill bar")
-                continue
-            value = fill_value_micro(qty, price)
-            comm = commission(value)
-            p.apply_fill(s, qty, price, value, comm, ts, bar)
-            fills.append(Fill(book.model, wk.order_id, wk.decision_id, symbols[s], ts, bar,
-                              Side.BUY if buy else Side.SELL, abs(qty), price, ref, value, comm))
-            mark = mark_row.item(s)
-            gross += abs((position + qty) * mark) - abs(position * mark)
-            wk.remaining -= qty
-            if wk.remaining == 0:
-                self._finish(book, working.pop(s), OrderStatus.FILLED, None, "")
+        c = {name: rows[name].tolist() for name in kernel.FILL.names}
+        book.fill_list.extend(map(Fill._make, zip(
+            [book.model] * len(rows), c["order_id"], self._causes(book, c["cause"], c["cause_bar"], c["symbol"]),
+            map(self.symbols.__getitem__, c["symbol"]), c["timestamp"], c["bar"], map(_SIDE.__getitem__, c["side"]),
+            c["quantity"], c["price"], c["reference_price"], c["value"], c["commission"], strict=True)))
 
-    def _reject_new(self, book: Book, s: int, did: Cause, ts: int, bar: int, qty: float,
-                    reason: RejectReason, detail: str) -> None:
-        book.orders.append(OrderRecord(book.model, self._order_id(book), did, self.symbols[s], ts, bar,
-                                       Side.BUY if qty >= 0 else Side.SELL, abs(qty), 0.0,
-                                       OrderStatus.REJECTED, reason, detail))
+    def _sync_orders(self, book: Book) -> None:
+        """The orders that have ended (filled, rejected, replaced), each with its detail text."""
+        rows = book.orders()[len(book.order_list):]
+        if not len(rows):
+            return
+        c = {name: rows[name].tolist() for name in kernel.ORDER.names}
+        symbols = list(map(self.symbols.__getitem__, c["symbol"]))
+        statuses = list(map(_STATUS.__getitem__, c["status"]))
+        reasons = list(map(_REASON.__getitem__, c["reason"]))
+        texts = [self._detail(book, *row) for row in zip(c["detail"], statuses, reasons, symbols, c["filled"],
+                                                              c["detail_a"], c["detail_b"], strict=True)]
+        book.order_list.extend(map(OrderRecord._make, zip(
+            [book.model] * len(rows), c["order_id"], self._causes(book, c["cause"], c["cause_bar"], c["symbol"]), symbols,
+            c["timestamp"], c["bar"], map(_SIDE.__getitem__, c["side"]), c["quantity"], c["filled"], statuses,
+            reasons, texts, strict=True)))
 
-    def _finish(self, book: Book, wk: _Working, status: OrderStatus, reason: RejectReason | None,
-                detail: str) -> None:
-        book.orders.append(self._record(book, wk, status, reason, detail))
+    def _sync_round_trips(self, book: Book) -> None:
+        rows = book.round_trips()[len(book.trip_list):]
+        if not len(rows):
+            return
+        c = [rows[name].tolist() for name in kernel.TRIP.names]
+        c[0] = list(map(self.symbols.__getitem__, c[0]))
+        book.trip_list.extend(map(RoundTrip._make, zip([book.model] * len(rows), *c, strict=True)))
 
-    def _record(self, book: Book, wk: _Working, status: OrderStatus, reason: RejectReason | None,
-                detail: str) -> OrderRecord:
-        filled = abs(wk.requested - wk.remaining)
+    def _detail(self, book: Book, detail: int, status: OrderStatus, reason: RejectReason | None, symbol: str,
+                filled: float, a: float, b: float) -> str:
+        """The text of an order's detail, from the kernel's code and numbers."""
+        text = self._detail_text(book, detail, reason, symbol, a, b)
         if status is OrderStatus.REJECTED and filled > 0:
-            detail = f"{detail} (after {filled:g} filled)"
-        return OrderRecord(book.model, wk.order_id, wk.decision_id, self.symbols[wk.s], wk.timestamp, wk.bar,
-                           Side.BUY if wk.requested > 0 else Side.SELL, abs(wk.requested), filled, status,
-                           reason, detail)
+            return f"{text} (after {filled:g} filled)"
+        return text
+
+    def _detail_text(self, book: Book, detail: int, reason: RejectReason | None, symbol: str, a: float,
+                     b: float) -> str:
+        if detail == kernel.DETAIL_NONE:
+            return ""
+        if detail == kernel.DETAIL_REPLACED:
+            return "REPLACED: a newer target arrived"
+        if detail == kernel.DETAIL_NO_MARKET_DATA:
+            return f"NO_MARKET_DATA: no price for {symbol} on the fill bar"
+        if detail == kernel.DETAIL_NO_LIQUIDITY:
+            return f"NO_LIQUIDITY: {symbol} traded no volume on the fill bar"
+        if detail == kernel.DETAIL_GAVE_WAY:
+            return f"{reason.value}: the model's order gave way to a risk flattening order"
+        if detail == kernel.DETAIL_INVALID_WEIGHT:
+            low = 0.0 if book.long_only else -1.0
+            return (f"INVALID_WEIGHT: weight={a!r} outside [{low:g}, 1] or not finite; kept the previous "
+                    f"target {b:g}")
+        if detail in _RISK_DETAILS:
+            return reject_detail(detail, a, self.risk_cfg)
+        raise AssertionError(f"unknown detail code {detail}")
+
+    def _fill_list(self, book: Book) -> list[Fill]:
+        self._sync_fills(book)
+        return list(book.fill_list)
+
+    def _trip_list(self, book: Book) -> list[RoundTrip]:
+        self._sync_round_trips(book)
+        return list(book.trip_list)
+
+    def _orders(self, book: Book) -> list[OrderRecord]:
+        """Every order by id: those that ended, and those still working at the end of the run."""
+        self._sync_orders(book)
+        out = list(book.order_list)
+        for s in book.working():
+            w = book.state[s].item()
+            requested, remaining = w[_WK_REQUESTED], w[_WK_REMAINING]
+            cause = self._causes(book, [w[_WK_CAUSE]], [w[_WK_CAUSE_BAR]], [int(s)])[0]
+            out.append(OrderRecord(book.model, w[_WK_ID], cause, self.symbols[s], w[_WK_TIMESTAMP], w[_WK_BAR],
+                                   Side.BUY if requested > 0 else Side.SELL, abs(requested),
+                                   abs(requested - remaining), OrderStatus.PARTIALLY_FILLED, None,
+                                   "PARTIALLY_FILLED: still working when the run ended"))
+        out.sort(key=attrgetter("order_id"))
+        return out
 
     def _model_results(self, book: Book) -> ModelResults:
-        p = book.portfolio
-        orders = list(book.orders)
-        orders += [  # still working at the end of the run
-            self._record(book, wk, OrderStatus.PARTIALLY_FILLED, None,
-                         "PARTIALLY_FILLED: still working when the run ended")
-            for wk in book.working.values()
-        ]
-        orders.sort(key=lambda o: o.order_id)
-        held, avg_cost = np.flatnonzero(p.position), p.avg_cost
+        state, curve = book.state, book.curve()
+        held = np.flatnonzero(state["position"])
+        halted = _HALT[int(book.account[0]["halted"])]
         return ModelResults(
             model=book.model,
-            timestamps=_cat(book.timestamps, np.int64),
-            equity=_cat(book.equity),
-            cash=_cat(book.cash),
-            gross_exposure=_cat(book.gross),
-            orders=orders,
-            fills=list(book.fills),
-            round_trips=list(p.round_trips),
+            timestamps=curve["timestamp"].copy(),
+            equity=curve["equity"].copy(),
+            cash=curve["cash"].copy(),
+            gross_exposure=curve["gross"].copy(),
+            orders=self._orders(book),
+            fills=self._fill_list(book),
+            round_trips=self._trip_list(book),
             explanations=list(book.explanations),
-            positions={self.symbols[s]: p.position.item(s) for s in held},
-            avg_cost={self.symbols[s]: avg_cost.item(s) for s in held},
-            realized_pnl=float(p.realized_pnl.sum()),
-            cash_micro=p.cash_micro,
-            initial_cash_micro=p.initial_cash_micro,
+            positions={self.symbols[s]: state["position"][s].item() for s in held},
+            avg_cost={self.symbols[s]: state["avg_cost"][s].item() for s in held},
+            realized_pnl=float(np.ascontiguousarray(state["realized"]).sum()),
+            cash_micro=book.cash_micro,
+            initial_cash_micro=book.initial_cash_micro,
             skipped_chunks=list(book.skipped),
-            halted=book.risk.halted.value if book.risk.halted else None,
+            halted=halted.value if halted else None,
             symbols=self.symbols,
             marks=tuple(self._last_close.tolist()),
         )
 
 
-def _cat(parts: list[np.ndarray], dtype: type = np.float64) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+def _rules(ledger: LedgerConfig, risk: RiskConfig) -> kernel.Rules:
+    """The settings as the kernel reads them; the commission as an exact int64 fraction."""
+    commission = Commission(ledger.commission_bps)
+    if max(commission.num, commission.den) >= _EXACT_LIMIT:
+        raise ValueError(f"ledger.commission_bps={ledger.commission_bps} has more digits than the ledger books "
+                         "exactly; round it to at most 12 decimal places")
+    slippage, sizing = ledger.slippage, ledger.sizing
+    sqrt_impact = isinstance(slippage, SqrtImpactSlippage)
+    return kernel.Rules(
+        next_open=ledger.fill == "next_open",
+        path_limits=risk.daily_loss_limit_pct is not None or risk.max_drawdown_pct is not None,
+        fixed_quantity=float(sizing.quantity) if isinstance(sizing, FixedQuantitySizing) else math.nan,
+        fractional=bool(ledger.fractional),
+        max_participation=math.nan if ledger.max_participation is None else float(ledger.max_participation),
+        slippage_fraction=slippage.bps / 1e4,
+        sqrt_impact=sqrt_impact,
+        impact_coefficient=float(slippage.coefficient) if sqrt_impact else 0.0,
+        commission_num=int(commission.num),
+        commission_den=int(commission.den),
+        max_position_pct=float(risk.max_position_pct),
+        max_gross_exposure=float(risk.max_gross_exposure),
+        daily_loss_limit_pct=math.nan if risk.daily_loss_limit_pct is None else float(risk.daily_loss_limit_pct),
+        max_drawdown_pct=math.nan if risk.max_drawdown_pct is None else float(risk.max_drawdown_pct),
+    )
+
+
+def _empty_chunk(n_symbols: int) -> tuple[np.ndarray, ...]:
+    stamps, prices = _frozen(np.empty(0, np.int64), np.int64), _frozen(np.empty((0, n_symbols)))
+    return stamps, stamps, prices, prices, prices, prices
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused while records become NamedTuples: hundreds of thousands
+    of new tuples would otherwise trigger collections that scan them all, again and again (half
+    the time of a large ``results()``); they hold no cycles, so nothing is left to collect."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _frozen(a: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """A read-only C-contiguous view (a copy only where needed): one compiled signature serves
+    every caller, whether its arrays came writable from a model or read-only from Ray."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a

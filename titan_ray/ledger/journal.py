@@ -4,7 +4,10 @@ On restart the ledger replays ``entries()`` in append order to rebuild every por
 loses nothing that was acknowledged. Each entry is a ``(key, payload)`` pair: ``key`` names the
 chunk (appending a key twice is a no-op that returns ``False``, so a retried append cannot
 double a chunk) and ``payload`` is ``encode(entry)``: a pickle, protocol 5, which carries the
-numpy arrays inside a chunk efficiently.
+numpy arrays inside a chunk efficiently. A model's target weights change on few bars, so each
+``Decisions`` is stored as its first row and the cells that differ from the row above (compared bit
+for bit, so NaN and -0.0 come back as they were): the journal of a many-model arena is about half
+the bytes, and half the time to write.
 
 Backends and what "durable" means for each once ``append`` has returned:
 
@@ -24,6 +27,7 @@ journals you wrote yourself, since unpickling runs code.
 
 from __future__ import annotations
 
+import io
 import pickle
 import sqlite3
 import threading
@@ -33,9 +37,12 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+import numpy as np
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from titan_ray.domain.decisions import Decisions, ExplanationBatch
 
 __all__ = [
     "Journal",
@@ -83,9 +90,36 @@ class Journal(Protocol):
     def close(self) -> None: ...
 
 
+class _Pickler(pickle.Pickler):
+    """Pickles ``Decisions`` by the weights that changed (``_decisions`` rebuilds them)."""
+
+    def reducer_override(self, obj: object) -> object:
+        if type(obj) is not Decisions:
+            return NotImplemented
+        w = np.ascontiguousarray(obj.weights, dtype=np.float64)
+        bits = w.view(np.int64)
+        changed = np.flatnonzero(bits[1:] != bits[:-1]) + w.shape[1]  # flat indices, row 1 on
+        flat = w.reshape(-1)
+        return _decisions, (obj.model, obj.start, w.shape, w[0].copy(), changed, flat[changed], obj.explanations)
+
+
+def _decisions(model: str, start: int, shape: tuple[int, int], first: np.ndarray, changed: np.ndarray,
+               values: np.ndarray, explanations: ExplanationBatch | None) -> Decisions:
+    """The ``Decisions`` that ``_Pickler`` stored: each cell holds forward from its last change."""
+    source = np.empty(shape)
+    source[0] = first
+    source.reshape(-1)[changed] = values
+    rows = np.zeros(shape, dtype=np.intp)
+    rows.reshape(-1)[changed] = changed // shape[1]
+    np.maximum.accumulate(rows, axis=0, out=rows)
+    return Decisions(model, start, np.take_along_axis(source, rows, axis=0), explanations)
+
+
 def encode(entry: object) -> bytes:
     """The journal payload of ``entry``: a pickle, protocol 5 (numpy arrays stay compact)."""
-    return pickle.dumps(entry, protocol=_PICKLE_PROTOCOL)
+    out = io.BytesIO()
+    _Pickler(out, protocol=_PICKLE_PROTOCOL).dump(entry)
+    return out.getvalue()
 
 
 def decode(payload: bytes) -> object:

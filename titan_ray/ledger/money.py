@@ -9,6 +9,11 @@
   is applied per fill: a micro-unit is 10,000 times finer than a broker's cent.
 - Prices, marks and metrics are float64 (a mark is an estimate, not money that moved).
 - Quantities are float64 holding integers unless ``ledger.fractional`` is set.
+
+These functions are the policy's reference, in Python integers. The ledger books with their
+compiled twins in ``ledger/kernel.py`` (``value_micro``, ``commission``), which give the same
+integers (a differential test checks it) and call ``round_half_even`` for the rare commission
+whose product needs more than 64 bits.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ def from_micro(micro: int) -> float:
     return micro / MICRO
 
 
-def _round_half_even(num: int, den: int) -> int:
+def round_half_even(num: int, den: int) -> int:
     """num / den rounded half-even to an integer, exactly (den > 0)."""
     quo, rem = divmod(num, den)
     twice = 2 * rem
@@ -46,21 +51,25 @@ def fill_value_micro(quantity: float, price: float) -> int:
     """
     qn, qd = abs(quantity).as_integer_ratio()
     pn, pd = price.as_integer_ratio()
-    return _round_half_even(qn * pn * MICRO, qd * pd)
+    return round_half_even(qn * pn * MICRO, qd * pd)
 
 
 class Commission:
-    """A commission rate in basis points, applied exactly to a fill value in micro-units."""
+    """A commission rate in basis points, applied exactly to a fill value in micro-units.
+
+    The rate is the exact fraction ``num / den`` of the value (``den`` includes the 10,000 of a
+    basis point).
+    """
 
     def __init__(self, bps: Decimal | int | str) -> None:
         self.bps = Decimal(bps)
         num, den = self.bps.as_integer_ratio()
-        self._num, self._den = num, den * 10_000
+        self.num, self.den = num, den * 10_000
 
     def __call__(self, value_micro: int) -> int:
-        if not self._num:
+        if not self.num:
             return 0
-        return _round_half_even(value_micro * self._num, self._den)
+        return round_half_even(value_micro * self.num, self.den)
 
 
 def commission_micro(value_micro: int, bps: Decimal) -> int:

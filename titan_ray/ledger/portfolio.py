@@ -1,119 +1,113 @@
-"""One model's virtual portfolio: cash, positions, average cost, P&L and its round trips.
+"""One model's book: the state the compiled core books into, and what it has booked, as records.
 
-Cash moves only through ``apply_fill`` (by the fill's exact value and its commission). Equity is
-``cash + sum(position * mark)``. A round trip runs from the fill that opens a position to the fill
-that makes it flat (or flips it); its P&L is the exact sum of its fills' cash flows, commissions
-included, so the round trips of a run add up to its realized cash P&L to the micro-unit.
+A ``Book`` holds a model's virtual portfolio as numpy structured arrays (their dtypes are in
+``ledger/kernel.py``): the account (cash in exact integer micro-units, the order-id counter, the
+risk limits' state, the counts of records) and one row per symbol (position, average cost,
+realized P&L, the last target, the target staged for the next fill bar, the working order, the
+open round trip). ``kernel.book_chunk`` changes them and appends to four growable record arrays:
+fills, orders, round trips and the equity curve (equity, cash, gross exposure at every close).
+
+Cash moves only by fills (each fill's exact value and commission), equity is
+``cash + sum(position * mark)``, and a round trip's P&L is the exact sum of its fills' cash
+flows, so the round trips of a run add up to its realized cash P&L to the micro-unit.
+
+The records stay columns; ``Ledger`` turns them into the domain's NamedTuples when results are
+read. ``reserve`` makes room before each call: the kernel writes without growing anything.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from titan_ray.domain.orders import RoundTrip
+from titan_ray.domain.decisions import DecisionId, ExplanationBatch
+from titan_ray.domain.orders import Fill, OrderRecord, RoundTrip
+from titan_ray.ledger.kernel import ACCOUNT, CURVE, FILL, ORDER, REJECTED, SYMBOL_STATE, TRIP, records_bound
 
-# An open round trip, kept as a plain list for speed (this is the ledger's hottest path):
-# [direction, entry_timestamp, entry_bar, flow_micro, commission_micro,
-#  entry_qty, entry_notional, exit_qty, exit_notional, max_qty]
-_DIR, _TS, _BAR, _FLOW, _COMM, _EQ, _EN, _XQ, _XN, _MAX = range(10)
+_RECORDS = ("fill_records", "order_records", "trip_records", "curve_records")
 
 
-class Portfolio:
-    def __init__(self, model: str, symbols: tuple[str, ...], initial_cash_micro: int) -> None:
+class Book:
+    """Everything the ledger knows about one model."""
+
+    def __init__(self, model: str, n_symbols: int, long_only: bool, initial_cash_micro: int) -> None:
         self.model = model
-        self.symbols = symbols
-        self.initial_cash_micro = initial_cash_micro
-        self.cash_micro = initial_cash_micro
-        n = len(symbols)
-        self.position = np.zeros(n)
-        self._avg_cost = [0.0] * n
-        self._realized = [0.0] * n  # average-cost method, net of commissions
-        self.commission_paid_micro = 0
-        self.traded_value_micro = 0
-        self._trips: dict[int, list] = {}
-        self.round_trips: list[RoundTrip] = []
+        self.long_only = long_only
+        self.seq = -1  # last chunk sequence number applied
+        self.account = np.zeros(1, ACCOUNT)
+        initial = initial_cash_micro / 1e6
+        for name, value in (("cash", initial_cash_micro), ("initial_cash", initial_cash_micro),
+                            ("last_equity", initial), ("peak", initial), ("day", -1), ("day_start_equity", initial)):
+            self.account[name] = value
+        self.state = np.zeros(n_symbols, SYMBOL_STATE)
+        self.fill_records = np.empty(0, FILL)
+        self.order_records = np.empty(0, ORDER)
+        self.trip_records = np.empty(0, TRIP)
+        self.curve_records = np.empty(0, CURVE)
+        self.explanations: list[ExplanationBatch] = []  # per chunk, as the model sent them
+        self.skipped: list[int] = []  # chunk sequence numbers without decisions
+        # The records as the domain's NamedTuples, each made once when first read (by ``Ledger``),
+        # and one DecisionId per decision, shared by the orders and fills it caused.
+        self.fill_list: list[Fill] = []
+        self.order_list: list[OrderRecord] = []  # the orders that have ended, in the order they ended
+        self.trip_list: list[RoundTrip] = []
+        self.decision_ids: dict[tuple[int, int], DecisionId] = {}  # by (bar, symbol index)
+
+    def reserve(self, n_bars: int) -> None:
+        """Make room for the most records a chunk of ``n_bars`` can write (doubling the arrays)."""
+        a = self.account[0]
+        bounds = records_bound(n_bars, len(self.state))
+        for attr, count, bound in zip(_RECORDS, (a["n_fills"], a["n_orders"], a["n_trips"], a["n_curve"]), bounds,
+                                      strict=True):
+            records = getattr(self, attr)
+            if count + bound > len(records):
+                grown = np.empty(max(2 * len(records), count + bound), records.dtype)
+                grown[:count] = records[:count]
+                setattr(self, attr, grown)
+
+    def fills(self) -> np.ndarray:
+        return self.fill_records[: self.n_fills]
+
+    def orders(self) -> np.ndarray:
+        """The orders that have ended (filled, rejected, replaced), in the order they ended."""
+        return self.order_records[: int(self.account[0]["n_orders"])]
+
+    def round_trips(self) -> np.ndarray:
+        return self.trip_records[: self.n_round_trips]
+
+    def curve(self) -> np.ndarray:
+        """Timestamp, equity, cash and gross exposure at every close booked."""
+        return self.curve_records[: int(self.account[0]["n_curve"])]
+
+    def working(self) -> np.ndarray:
+        """Symbol indices with an order still working."""
+        return np.flatnonzero(self.state["wk_id"])
 
     @property
-    def avg_cost(self) -> np.ndarray:
-        return np.array(self._avg_cost)
+    def n_fills(self) -> int:
+        return int(self.account[0]["n_fills"])
 
     @property
-    def realized_pnl(self) -> np.ndarray:
-        return np.array(self._realized)
+    def n_round_trips(self) -> int:
+        return int(self.account[0]["n_trips"])
 
-    def equity(self, marks: np.ndarray) -> float:
-        return self.cash_micro / 1e6 + float((self.position * marks).sum())
+    @property
+    def n_rejected(self) -> int:
+        return int(np.count_nonzero(self.orders()["status"] == REJECTED))
 
-    def apply_fill(
-        self,
-        s: int,
-        quantity: float,
-        price: float,
-        value_micro: int,
-        commission_micro: int,
-        timestamp: int,
-        bar: int,
-    ) -> None:
-        """Book a fill of signed ``quantity`` of symbol index ``s`` (buy > 0)."""
-        flow = (-value_micro if quantity > 0 else value_micro) - commission_micro
-        self.cash_micro += flow
-        self.commission_paid_micro += commission_micro
-        self.traded_value_micro += value_micro
-        old = self.position.item(s)
-        new = old + quantity
-        self.position[s] = new
-        size = abs(quantity)
-        # average cost and realized P&L (float: an estimate for display, cash is the truth)
-        avg = self._avg_cost[s]
-        adding = old == 0 or (old > 0) == (quantity > 0)
-        if adding:
-            self._avg_cost[s] = (avg * abs(old) + price * size) / abs(new)
-            self._realized[s] -= commission_micro / 1e6
-        else:
-            closed = min(abs(old), size)
-            self._realized[s] += (price - avg) * closed * (1 if old > 0 else -1) - commission_micro / 1e6
-            if new == 0:
-                self._avg_cost[s] = 0.0
-            elif (new > 0) != (old > 0):  # flipped: the rest opens at this price
-                self._avg_cost[s] = price
-        # round trips (exact cash flows)
-        trips = self._trips
-        if old == 0:
-            trips[s] = [1 if new > 0 else -1, timestamp, bar, flow, commission_micro, size, size * price,
-                        0.0, 0.0, size]
-        elif adding:
-            trip = trips[s]
-            trip[_FLOW] += flow
-            trip[_COMM] += commission_micro
-            trip[_EQ] += size
-            trip[_EN] += size * price
-            held = trip[_EQ] - trip[_XQ]
-            trip[_MAX] = max(trip[_MAX], held)
-        elif new == 0 or (new > 0) == (old > 0):  # reducing, maybe to flat
-            trip = trips[s]
-            trip[_FLOW] += flow
-            trip[_COMM] += commission_micro
-            trip[_XQ] += size
-            trip[_XN] += size * price
-            if new == 0:
-                self._close_trip(s, timestamp, bar)
-        else:
-            # Flipped: split the fill into the part that closes the old position and the rest.
-            share = abs(old) / size
-            close_flow, close_comm = round(flow * share), round(commission_micro * share)
-            trip = trips[s]
-            trip[_FLOW] += close_flow
-            trip[_COMM] += close_comm
-            trip[_XQ] += abs(old)
-            trip[_XN] += abs(old) * price
-            self._close_trip(s, timestamp, bar)
-            rest = abs(new)
-            trips[s] = [1 if new > 0 else -1, timestamp, bar, flow - close_flow, commission_micro - close_comm,
-                        rest, rest * price, 0.0, 0.0, rest]
+    @property
+    def cash_micro(self) -> int:
+        return int(self.account[0]["cash"])
 
-    def _close_trip(self, s: int, ts: int, bar: int) -> None:
-        t = self._trips.pop(s)
-        self.round_trips.append(
-            RoundTrip(self.model, self.symbols[s], t[_DIR], t[_TS], ts, t[_BAR], bar, t[_MAX],
-                      t[_EN] / t[_EQ], t[_XN] / t[_XQ], t[_FLOW], t[_COMM])
-        )
+    @property
+    def initial_cash_micro(self) -> int:
+        return int(self.account[0]["initial_cash"])
+
+    @property
+    def last_equity(self) -> float:
+        """Equity at the last close booked (the initial cash before any)."""
+        return float(self.account[0]["last_equity"])
+
+    @property
+    def target(self) -> np.ndarray:
+        """The last accepted target weights."""
+        return np.ascontiguousarray(self.state["target"])

@@ -240,14 +240,13 @@ class TradingEnv(gym.Env):
         weights = fractions * self.actions.budget
         bars, t = self.window.bars, self._t
         before = self._equity()
-        n_fills = len(self._ledger.books[AGENT].fills)
+        n_fills = self._ledger.books[AGENT].n_fills
         self._ledger.stage(AGENT, weights, bars.start + t, int(bars.timestamps[t]))
         self._t = t + 1
         self._book_bar(self._t, weights)
         self._fractions = fractions
         equity = self._equity()
-        book = self._ledger.books[AGENT]
-        new_fills = book.fills[n_fills:]
+        new_fills = self._ledger.fills(AGENT, n_fills)
         reward = (equity - before) / self._equity0 * self.settings.reward_scale
         terminated = equity <= 0  # bankrupt: the episode ends here
         truncated = self._t >= self._end and not terminated
