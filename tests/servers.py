@@ -1,4 +1,5 @@
-"""Real servers for tests: a redis-server on a free loopback port, Ray nodes started with `ray start`."""
+"""Real servers for tests: a redis-server on a free loopback port, Ray nodes started with `ray start`,
+and a two-node Ray cluster on loopback made of them (``two_node_cluster``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,44 @@ def wait_ray(what: str, ready: Callable[[], bool], procs: list[subprocess.Popen]
         if time.monotonic() > deadline:
             pytest.fail(f"{what} not ready after {START_TIMEOUT:.0f} s:\n{logs[-1].read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def _alive_nodes(gcs_address: str) -> int:
+    from ray._raylet import GcsClient  # a plain GCS client: no driver, the test's Ray session is untouched
+
+    try:
+        infos = GcsClient(address=gcs_address).get_all_node_info(timeout=5)
+    except Exception:  # noqa: BLE001 - the GCS is still starting
+        return 0
+    return sum(1 for info in infos.values() if info.state == 0)  # GcsNodeState.ALIVE
+
+
+@contextmanager
+def two_node_cluster(root: Path, *, cpus: int = 1, env: dict[str, str] | None = None) -> Iterator[dict[str, object]]:
+    """A head and a worker on this machine (``cpus`` CPUs each, their own temporary folder, free ports
+    and raylet: to Ray, two nodes); yields the GCS ``address`` and the head's ``metrics_port``.
+
+    ``root`` must be short (Unix socket paths are), e.g. a ``tempfile.mkdtemp(dir="/tmp")``.
+    """
+    gcs, metrics = free_port(), free_port()
+    head_dir, worker_dir = root / "head", root / "worker"
+    logs = [root / "head.log", root / "worker.log"]
+    with ExitStack() as stack:
+        # Ports with a fixed default (GCS, client server, agent HTTP, metrics) are chosen free here,
+        # so that this cluster never collides with another Ray on the machine; Ray picks the rest. Both
+        # nodes advertise 127.0.0.1: the cluster's traffic stays on loopback.
+        head = stack.enter_context(ray_node(
+            ["--head", f"--port={gcs}", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
+             "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
+             f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={metrics}"],
+            head_dir, logs[0], env))
+        # The worker starts at once and waits for the head's GCS itself: both come up together.
+        worker = stack.enter_context(ray_node(
+            [f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
+             f"--dashboard-agent-listen-port={free_port()}",
+             f"--metrics-export-port={free_port()}"],
+            worker_dir, logs[1], env))
+        wait_ray("the head node", lambda: (head_dir / "ray_current_cluster").exists(), [head], logs[:1])
+        address = (head_dir / "ray_current_cluster").read_text().strip()
+        wait_ray("the worker node", lambda: _alive_nodes(address) >= 2, [head, worker], logs)
+        yield {"address": address, "metrics_port": metrics}

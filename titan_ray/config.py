@@ -257,6 +257,10 @@ class ReplayConfig(_Strict):
     decision_timeout_s: float = Field(
         120.0, gt=0, description="a model that has not decided on a chunk by then skips it (recorded)"
     )
+    placement_timeout_s: float = Field(
+        30.0, gt=0, description="how long the models' reserved CPUs (and memory) may wait for the cluster, "
+        "and a model actor to start, before the run stops with what is still pending and why"
+    )
 
 
 # --- ledger ---------------------------------------------------------------------------------
@@ -333,16 +337,37 @@ class RiskConfig(_Strict):
 # --- models and scoring -----------------------------------------------------------------------
 
 
+LEARNED_NUM_CPUS = 0.25  # ModelSpec.num_cpus when unset, for a model kind that is not a rule model
+
+
 class ModelSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,40}$", description="unique name on the leaderboard")
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
-    num_cpus: float = Field(0.25, ge=0, description="Ray CPUs reserved by the model's actor")
+    num_cpus: float = Field(
+        ge=0, description="Ray CPUs reserved by the model's actor; default 0 for a rule model (sma_crossover, "
+        "rsi_reversion, buy_and_hold, random: cheap, single-threaded), 0.25 for the others"
+    )
+    memory_mb: int = Field(
+        0, ge=0, description="memory (MiB) reserved for the model's actor: Ray places it on a node with that "
+        "much unreserved; 0 = none reserved"
+    )
     artifact: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.\-]{1,80}(@[1-9][0-9]*)?$",
         description="load a trained model from the registry instead of fitting: NAME (latest) or "
         "NAME@VERSION; `params` then override the registered ones",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cpus_by_kind(cls, data: Any) -> Any:
+        # Ray queues an actor that cannot get its CPUs, so the default must let any number of rule
+        # models run on a laptop: they reserve none and share the cores; a learned model (torch,
+        # LightGBM; one thread each) keeps a quarter core, so the default arena's four take one.
+        if isinstance(data, dict) and data.get("num_cpus") is None:
+            rule = data.get("kind") in load("titan_ray.models.kinds:BASELINE_KINDS")
+            return {**data, "num_cpus": 0.0 if rule else LEARNED_NUM_CPUS}
+        return data
 
     @model_validator(mode="after")
     def _kind_and_params(self) -> ModelSpec:

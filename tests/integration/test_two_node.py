@@ -17,8 +17,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,49 +24,12 @@ import pandas as pd
 import pytest
 import redis
 import yaml
-from servers import free_port, ray_env, ray_node, wait_ray
+from servers import ray_env, two_node_cluster
 
 from titan_ray.arena.runner import run_arena
 from titan_ray.config import load_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-def _alive_nodes(gcs_address: str) -> int:
-    from ray._raylet import GcsClient  # a plain GCS client: no driver, the test's Ray session is untouched
-
-    try:
-        infos = GcsClient(address=gcs_address).get_all_node_info(timeout=5)
-    except Exception:  # noqa: BLE001 - the GCS is still starting
-        return 0
-    return sum(1 for info in infos.values() if info.state == 0)  # GcsNodeState.ALIVE
-
-
-@contextmanager
-def two_node_cluster(root: Path) -> Iterator[dict[str, object]]:
-    """A head (1 CPU) and a worker (1 CPU) on this machine; yields the GCS address and ports."""
-    gcs, metrics = free_port(), free_port()
-    head_dir, worker_dir = root / "head", root / "worker"
-    logs = [root / "head.log", root / "worker.log"]
-    with ExitStack() as stack:
-        # Ports with a fixed default (GCS, client server, agent HTTP, metrics) are chosen free here,
-        # so that this cluster never collides with another Ray on the machine; Ray picks the rest. Both
-        # nodes advertise 127.0.0.1: the cluster's traffic stays on loopback.
-        head = stack.enter_context(ray_node(
-            ["--head", f"--port={gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false",
-             f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-             f"--metrics-export-port={metrics}"],
-            head_dir, logs[0]))
-        # The worker starts at once and waits for the head's GCS itself: both come up together.
-        worker = stack.enter_context(ray_node(
-            [f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-             f"--dashboard-agent-listen-port={free_port()}",
-             f"--metrics-export-port={free_port()}"],
-            worker_dir, logs[1]))
-        wait_ray("the head node", lambda: (head_dir / "ray_current_cluster").exists(), [head], logs[:1])
-        address = (head_dir / "ray_current_cluster").read_text().strip()
-        wait_ray("the worker node", lambda: _alive_nodes(address) >= 2, [head, worker], logs)
-        yield {"address": address, "metrics_port": metrics}
-
 
 def _write_market(folder: Path, n: int = 700) -> None:
     """Three clean daily CSV files, one per symbol, with trends that make the models trade."""

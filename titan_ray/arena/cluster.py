@@ -17,11 +17,17 @@ Fault tolerance: every actor restarts on its own (``max_restarts``, with retried
 ledger from its journal, a model from the market's history. A live feed cannot be rebuilt (the
 stream has moved on), so a live market actor is not restarted: it fails loudly instead.
 
-Placement: model actors spread across the nodes (``SPREAD``), and nothing is written to a local
-path that another node must read: an actor that touches the driver's files (the market reading
+Placement: before any actor is created, what each reserves (a model's ``num_cpus`` and
+``memory_mb``; the arena's own actors reserve nothing) is checked against the cluster's nodes
+(``arena/capacity.py``), and the models' reservations are made together as one placement group
+with a timeout (``replay.placement_timeout_s``): an arena that does not fit stops with a
+``PlacementError`` naming the model, its request, the cluster and the fix, never a silent queue.
+Model actors spread across the nodes (``SPREAD``), and nothing is written to a local path that
+another node must read: an actor that touches the driver's files (the market reading
 ``data.path`` or the bar cache, the ledger journaling to ``journal.sqlite`` in the results folder)
 is pinned to the driver's node; a Redis journal leaves the ledger free to go anywhere. Where each
-actor started is kept in ``placement`` (run.json).
+actor started is kept in ``placement`` (run.json); what each model actor's process costs at the
+end, in ``ClusterFinish.models``.
 """
 
 from __future__ import annotations
@@ -33,8 +39,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
+from titan_ray.arena.capacity import (
+    MIB,
+    SERVICE_CPUS,
+    Node,
+    PlacementError,
+    Request,
+    arena_requests,
+    check,
+    model_label,
+    pending,
+)
 from titan_ray.arena.live import alpaca_environ
 from titan_ray.arena.monitor import HeartbeatMonitor
 from titan_ray.arena.pipeline import Snapshot
@@ -78,10 +96,18 @@ class ClusterFinish:
     info: dict[str, Any]  # the market's info; a live run's refreshed at the end (the bars that arrived)
     paper_report: dict[str, Any] | None
     alerts: list[dict[str, Any]]  # the watchdog's
+    # each model actor at the end: node_id, pid, memory {rss, uss} in bytes, heavy_libraries loaded
+    models: dict[str, dict[str, Any]]
 
 
 class ArenaCluster:
-    """The run's actors, created in the constructor (each registered with ``cleanup`` to be killed)."""
+    """The run's actors, created in the constructor (each registered with ``cleanup`` to be killed).
+
+    Before any actor exists, what they reserve is checked against the cluster (``arena/capacity.py``)
+    and the models' reservations are made at once, as one placement group: all of them are granted
+    together or the run stops after ``replay.placement_timeout_s`` saying what is pending, so a
+    model can never wait for a CPU that another model of the same arena holds.
+    """
 
     def __init__(
         self, config: ArenaConfig, *, run_id: str, journal: dict[str, Any] | None, sink: EventSink | None,
@@ -91,11 +117,17 @@ class ArenaCluster:
         self._timeout = config.replay.decision_timeout_s
         self._cleanup = cleanup
         data = config.data
+        market_on_driver = data.path is not None or data.provider == "alpaca"
+        # a SQLite journal is a file in the driver's results folder: the ledger (and any restart of it)
+        # must run where that file is, and --resume reads it there
+        ledger_on_driver = journal is not None and journal["backend"] == "sqlite"
+        requests = arena_requests(config, market_on_driver=market_on_driver, ledger_on_driver=ledger_on_driver)
+        bundles = _reserve(requests, config.replay.placement_timeout_s, cleanup)
         environ = alpaca_environ() if data.provider == "alpaca" else None
         restarts = 0 if self._live else -1
         self.market = self._spawn(MarketDataActor.options(
-            num_cpus=0, max_restarts=restarts, max_task_retries=restarts,
-            scheduling_strategy=_on_driver_node() if data.path is not None or data.provider == "alpaca" else "DEFAULT",
+            num_cpus=SERVICE_CPUS, max_restarts=restarts, max_task_retries=restarts,
+            scheduling_strategy=_on_driver_node() if market_on_driver else "DEFAULT",
         ).remote(data, config.seed, config.replay, sink, config.live, environ))
         info = ray.get(self.market.info.remote())
         if "error" in info:
@@ -106,17 +138,19 @@ class ArenaCluster:
         trained = registered_models(config, self.symbols)  # models given as `artifact:`, loaded on the driver
         self.models = {
             spec.name: self._spawn(ModelActor.options(
-                num_cpus=spec.num_cpus, max_restarts=-1, max_task_retries=-1, scheduling_strategy="SPREAD",
+                num_cpus=spec.num_cpus, memory=spec.memory_mb * MIB, max_restarts=-1, max_task_retries=-1,
+                scheduling_strategy=bundles.get(f"models[{i}]", "SPREAD"),
             ).remote(spec, self.symbols, config.seed, self.market, info["warmup_bars"],
                      prototype=trained.get(spec.name)))
-            for spec in config.models
+            for i, spec in enumerate(config.models)
         }
+        labels = {spec.name: model_label(i, spec) for i, spec in enumerate(config.models)}
+        wait_until_up(self.models, labels, config.replay.placement_timeout_s)
+        # each model is built now, in its actor (a learned one loads torch or LightGBM: its own time)
         model_info = dict(zip(self.models, ray.get([m.info.remote() for m in self.models.values()]), strict=True))
         self.ledger = self._spawn(LedgerActor.options(
-            num_cpus=0, max_restarts=-1, max_task_retries=-1,
-            # a SQLite journal is a file in the driver's results folder: the ledger (and any restart of
-            # it) must run where that file is, and --resume reads it there
-            scheduling_strategy=_on_driver_node() if journal and journal["backend"] == "sqlite" else "DEFAULT",
+            num_cpus=SERVICE_CPUS, max_restarts=-1, max_task_retries=-1,
+            scheduling_strategy=_on_driver_node() if ledger_on_driver else "DEFAULT",
         ).remote(
             config.ledger, config.risk, self.symbols, info["calendar"],
             {name: mi["long_only"] for name, mi in model_info.items()}, self.periods, journal, sink,
@@ -130,7 +164,7 @@ class ArenaCluster:
         self._monitor: HeartbeatMonitor | None = None
         if config.watchdog.enabled:
             w = config.watchdog
-            watchdog = self._spawn(WatchdogActor.options(num_cpus=0).remote(
+            watchdog = self._spawn(WatchdogActor.options(num_cpus=SERVICE_CPUS).remote(
                 stall_after=w.stall_after_s, max_restarts=w.max_restarts, window=w.window_s,
                 webhook_url=os.environ.get(w.webhook_env) or None,  # webhook URLs are secrets: never in a file
             ))
@@ -140,7 +174,7 @@ class ArenaCluster:
         self.paper: PaperCheck | None = None
         if config.live is not None and config.live.paper is not None:
             paper = config.live.paper
-            broker = self._spawn(PaperBrokerActor.options(num_cpus=0).remote(
+            broker = self._spawn(PaperBrokerActor.options(num_cpus=SERVICE_CPUS).remote(
                 paper.model, self.symbols, data.alpaca, environ or {}, config.ledger.fractional,
                 int(info["frequency"].value), run_id,
             ))
@@ -191,6 +225,9 @@ class ArenaCluster:
         """The results and the actors' accounts; the ledger (journal, sink) and a live feed closed."""
         busy = {"ledger": ray.get(self.ledger.busy_seconds.remote())}
         busy.update(zip(self.models, ray.get([m.busy_seconds.remote() for m in self.models.values()]), strict=True))
+        ends = ray.get([m.info.remote() for m in self.models.values()])  # memory after the whole run
+        keep = ("node_id", "pid", "memory", "heavy_libraries")
+        models = {name: {k: mi[k] for k in keep} for name, mi in zip(self.models, ends, strict=True)}
         failures = ray.get(self.ledger.failures.remote())
         results: dict[str, ModelResults] = ray.get(self.ledger.results.remote())
         ray.get(self.ledger.close.remote())
@@ -200,7 +237,7 @@ class ArenaCluster:
             info = {**info, **ray.get(self.market.info.remote())}
         paper_report = self.paper.finish(results[self.paper.model].fills) if self.paper is not None else None
         alerts = self._stop_monitor()
-        return ClusterFinish(results, busy, failures, info, paper_report, alerts)
+        return ClusterFinish(results, busy, failures, info, paper_report, alerts, models)
 
     def _spawn(self, actor: Any) -> Any:
         self._cleanup.callback(ray.kill, actor)
@@ -215,6 +252,58 @@ class ArenaCluster:
 def _on_driver_node() -> NodeAffinitySchedulingStrategy:
     """Pins an actor to the driver's node: for actors that read or write the driver's local files."""
     return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+
+
+def _reserve(requests: list[Request], timeout: float, cleanup: ExitStack) -> dict[str, PlacementGroupSchedulingStrategy]:
+    """The models' reservations, made together: a model's key (``models[3]``) → its actor's bundle.
+
+    Checked first against what the cluster has (a ``PlacementError`` at once when it can never fit);
+    then one placement group, strategy ``SPREAD`` (the models' bundles on as many nodes as can hold
+    them), granted whole or not at all, and a ``PlacementError`` after ``timeout`` seconds while
+    other work holds what it needs. Models that reserve nothing need no bundle (Ray has no empty
+    ones): they are spread with the ``SPREAD`` strategy as they are created.
+    """
+    driver = ray.get_runtime_context().get_node_id()
+    nodes = [Node(n["NodeID"], n["Resources"]) for n in ray.nodes() if n["Alive"]]
+    problems = check(requests, nodes, driver)
+    if problems:
+        raise PlacementError("the arena does not fit on this Ray cluster:\n" + "\n".join(f"  {p}" for p in problems))
+    reserving = [r for r in requests if r.reserves and r.key is not None]
+    if not reserving:
+        return {}
+    group = placement_group([{k: v for k, v in r.resources.items() if v > 0} for r in reserving], strategy="SPREAD")
+    cleanup.callback(remove_placement_group, group)  # registered first, so removed after the actors are killed
+    if not group.wait(timeout_seconds=timeout):
+        raise PlacementError(pending(reserving, nodes, ray.available_resources(), timeout))
+    return {
+        r.key: PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=i)
+        for i, r in enumerate(reserving) if r.key is not None
+    }
+
+
+def wait_until_up(models: dict[str, Any], labels: dict[str, str], timeout: float) -> None:
+    """Returns once every model actor is up; a ``PlacementError`` when none came up for ``timeout`` s.
+
+    Their CPUs are reserved by now, but a worker process may still fail to start (a node out of
+    memory, its worker restarted over and over): that must not be a silent wait either. An actor is
+    up when its process is (it builds its model on first use), so a learned model's libraries do
+    not count against the timeout. The clock restarts with every actor that comes up, since a
+    hundred of them start a few at a time.
+    """
+    left = {m.heartbeat.remote(): name for name, m in models.items()}
+    while left:
+        ready, _ = ray.wait(list(left), num_returns=1, timeout=timeout)
+        if not ready:
+            waiting = [labels[name] for name in models if name in left.values()]
+            raise PlacementError(
+                f"{len(waiting)} model actor{'s' if len(waiting) > 1 else ''} did not start within {timeout:g} s "
+                f"({', '.join(waiting[:5])}{', ...' if len(waiting) > 5 else ''}): Ray could not start their "
+                f"worker processes. Check the nodes' memory (`ray status`; a rule model's actor takes about "
+                f"100 MB), or raise replay.placement_timeout_s if the machine is only slow"
+            )
+        ready, _ = ray.wait(list(left), num_returns=len(left), timeout=0)  # and all that came up meanwhile
+        for ref in ready:
+            del left[ref]
 
 
 class RemoteMarket:

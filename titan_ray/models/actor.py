@@ -6,15 +6,21 @@ actor for every bar before that decision's chunk and runs the model through them
 observed, the rest decided and discarded). Models are chunk-size invariant, so the rebuilt state is
 the state the model had, and its decisions from then on are the ones it would have made. A run
 resumed from its journal uses the same path (``catch_up``).
+
+``info()`` also says what the actor's process costs (``process_memory``) and which heavy libraries
+it has loaded: a rule model's actor loads none of torch, shap or LightGBM (the model kinds are
+loaded by name, ``models/kinds.py``), so a hundred of them fit where a few learned ones do.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import sys
 import time
 import uuid
 import warnings
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -25,6 +31,19 @@ from titan_ray.domain.decisions import Decisions
 from titan_ray.models.base import TradingModel
 from titan_ray.models.kinds import build_model
 
+HEAVY_LIBRARIES = ("torch", "shap", "lightgbm")  # each adds hundreds of MB to a process that imports it
+
+
+def process_memory() -> dict[str, int | None]:
+    """This process's memory in bytes: ``rss`` (resident, shared libraries included) and ``uss`` (its
+    own pages: what ending it would free), from Linux's ``/proc/self/smaps_rollup``; None elsewhere."""
+    try:
+        rollup = Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]  # the first line names the range
+    except OSError:
+        return {"rss": None, "uss": None}
+    kib = {line.split(":")[0]: int(line.split()[1]) for line in rollup if line.endswith(" kB")}
+    return {"rss": kib["Rss"] * 1024, "uss": (kib["Private_Clean"] + kib["Private_Dirty"]) * 1024}
+
 
 @ray.remote
 class ModelActor:
@@ -34,7 +53,9 @@ class ModelActor:
         # the actor trades a copy of it, and a restart copies it again, so no node reads the registry.
         self._spec, self._symbols, self._seed = spec, tuple(symbols), seed
         self._market, self._warmup, self._prototype = market, warmup_bars, prototype
-        self.model = self._build()
+        # built on first use, not here: the actor is up as soon as its process is, so the arena can
+        # tell a model that cannot be placed from one still loading its libraries (torch takes seconds)
+        self._model: TradingModel | None = None
         self._seen = 0  # global index of the next bar the model expects
         with warnings.catch_warnings():  # Ray's own property reads its deprecated `actor_id` and warns
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -42,10 +63,17 @@ class ModelActor:
         self._incarnation = uuid.uuid4().hex  # changes with every restart: how the watchdog sees one
         self._busy = 0.0  # seconds spent deciding
 
+    @property
+    def model(self) -> TradingModel:
+        if self._model is None:
+            self._model = self._build()
+        return self._model
+
     def info(self) -> dict[str, Any]:
         m = self.model
         return {"name": m.name, "kind": m.kind, "method": m.method, "long_only": m.long_only,
-                "node_id": ray.get_runtime_context().get_node_id()}
+                "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
+                "memory": process_memory(), "heavy_libraries": [n for n in HEAVY_LIBRARIES if n in sys.modules]}
 
     def heartbeat(self) -> dict[str, Any]:
         return {"incarnation": self._incarnation, "pid": os.getpid(), "seen": self._seen}
@@ -88,6 +116,6 @@ class ModelActor:
         if self._rebuild or bars.start != self._seen:
             if bars.start < self._seen:
                 # A retried call for bars already seen: start the model again from scratch.
-                self.model = self._build()
+                self._model = self._build()
                 self._seen = 0
             self.catch_up(bars.start)
