@@ -2,7 +2,8 @@
 
 ``RunReport.to_dict()`` is exactly what run.json holds and what ``ArenaRun.run_info`` is (the
 dashboard, Serve and the tests read those keys, in this order), so the file shows what the caller
-got. ``Placement`` records the Ray node each actor started on; ``LiveSummary`` how a live run went.
+got. ``Placement`` records the Ray node each actor started on; ``LiveSummary`` how a live run went;
+``Phases`` where the wall time went.
 """
 
 from __future__ import annotations
@@ -29,6 +30,26 @@ class LiveSummary:
 
 
 @dataclass(frozen=True)
+class Phases:
+    """Where a run's wall time went, in seconds, on the runner's clock: the five add up to the wall.
+
+    ``data`` is the market actor's own time to load and check the bars (it reports it); the rest of
+    the time before the first chunk is ``startup``.
+    """
+
+    startup: float  # Ray joined or started, the actors created and ready, the data load excepted
+    data: float  # the bars loaded and checked by the market actor
+    replay: float  # the chunks through the models and the ledger, warm-up chunks included
+    results: float  # the results collected from the ledger, the leaderboard built, the folder written
+    shutdown: float  # the actors stopped and the Ray this run started shut down
+
+    def line(self) -> str:
+        """'start-up 1.2s · data 0.8s · replay 2.0s · results 0.5s · shutdown 0.3s'."""
+        return " · ".join(f"{name.replace('startup', 'start-up')} {seconds:.1f}s"
+                          for name, seconds in asdict(self).items())
+
+
+@dataclass(frozen=True)
 class RunReport:
     run_id: str
     config: dict[str, Any]  # the config as run (local paths made absolute), JSON-safe
@@ -51,6 +72,7 @@ class RunReport:
     alerts: list[dict[str, Any]]  # the watchdog's, in order
     replay_seconds: float
     wall_seconds: float
+    phases: Phases
     bars_per_second: float | None  # None for a resumed run (its replay did not book every bar)
     busy_seconds: dict[str, float]  # time each actor spent working during the replay
     placement: Placement

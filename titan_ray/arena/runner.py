@@ -10,7 +10,11 @@
   ``LiveSource`` (``arena/live.py``) books an unbounded stream one bar at a time, with the
   leaderboard refreshed after every bar, until a bar limit, a time limit, the feed's end, or Ctrl-C;
 - ``arena/report.py``'s ``RunReport`` records the run: written as run.json, returned as
-  ``ArenaRun.run_info``.
+  ``ArenaRun.run_info``. Its ``phases`` split the wall time, measured here on the injected clock:
+  start-up (Ray, the actors) and the data load until the cluster is ready, the replay, the results
+  (collected from the ledger, then the leaderboard and the folder), and what the shutdown added:
+  the folder is written on a background thread while the actors stop and Ray shuts down, which is
+  mostly waiting for processes to exit.
 
 ``resume`` continues a run from its journal: replay starts at the first chunk the journal does not
 hold. The bars, fills and leaderboard also go to Redis (``redis.url``) through the sink the actors
@@ -22,7 +26,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,7 @@ from titan_ray.arena.leaderboard import build_leaderboard
 from titan_ray.arena.live import LiveSource, write_paper_report
 from titan_ray.arena.pipeline import Progress, ReplayOutcome, ReplaySource, run_pipeline
 from titan_ray.arena.publish import RedisPublisher
-from titan_ray.arena.report import LiveSummary, RunReport
+from titan_ray.arena.report import LiveSummary, Phases, RunReport
 from titan_ray.arena.views import portfolio_record
 from titan_ray.config import ArenaConfig, ConfigError, config_to_dict, resolve_url
 from titan_ray.data.cache import default_cache_root
@@ -79,29 +84,66 @@ def run_arena(
     sink = RedisPublisher(redis_url, run_id) if redis_url is not None else None  # each actor connects on its own
     config = _local_paths_absolute(config)
     journal = journal_spec(config, out_dir, run_id)
-    with arena_cluster(config, address=address, run_id=run_id, journal=journal, sink=sink) as cluster:
-        if on_actors is not None:
-            on_actors(cluster.handles())
-        n_warm = cluster.info["n_warmup_chunks"]
-        first = n_warm + (cluster.last_seq() + 1 if resume else 0)
-        live = LiveSource(cluster.feed, config.live, clock) if config.live is not None else None
-        source = live if live is not None else _replay_source(config, cluster, snapshot_every)
-        replay = run_pipeline(
-            cluster, source, n_warmup_chunks=n_warm, first=first, decision_timeout=config.replay.decision_timeout_s,
-            n_symbols=len(cluster.symbols), clock=clock, on_progress=on_progress, paper=cluster.paper,
-        )
-        end = cluster.finish()
-    leaderboard = build_leaderboard(config, end.results, cluster.periods)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="arena-results") as background:
+        with arena_cluster(config, address=address, run_id=run_id, journal=journal, sink=sink) as cluster:
+            ready = clock()
+            if on_actors is not None:
+                on_actors(cluster.handles())
+            n_warm = cluster.info["n_warmup_chunks"]
+            first = n_warm + (cluster.last_seq() + 1 if resume else 0)
+            live = LiveSource(cluster.feed, config.live, clock) if config.live is not None else None
+            source = live if live is not None else _replay_source(config, cluster, snapshot_every)
+            replay = run_pipeline(
+                cluster, source, n_warmup_chunks=n_warm, first=first,
+                decision_timeout=config.replay.decision_timeout_s, n_symbols=len(cluster.symbols), clock=clock,
+                on_progress=on_progress, paper=cluster.paper,
+            )
+            replayed = clock()
+            end = cluster.finish()
+            # The leaderboard and the results folder are made while the actors stop and Ray shuts
+            # down: the shutdown mostly waits for processes to exit, so the two overlap almost freely.
+            wrapping_up = background.submit(_wrap_up, config, cluster.periods, end, out_dir, clock)
+        leaderboard, written = wrapping_up.result()
+    now = clock()
+    # the market actor times its own load (it runs before the actors after it are created)
+    marks = _Marks(wall_start, ready, replayed, written, data=float(end.info.get("load_seconds", 0.0)))
     report = _report(config, run_id, version, cluster, end, replay, live, first - n_warm if resume else None,
-                     wall_seconds=clock() - wall_start)
+                     wall_seconds=now - wall_start, phases=marks.phases(now))
     if out_dir is not None:
-        if end.paper_report is not None:
-            write_paper_report(Path(out_dir), end.paper_report)
-        write_results(Path(out_dir), leaderboard, end.results, report.to_dict())
-        report = replace(report, wall_seconds=clock() - wall_start)  # writing the results took time too
         out.write_json(Path(out_dir) / "run.json", report.to_dict())
     return ArenaRun(leaderboard, end.results, report.to_dict(), Path(out_dir) if out_dir is not None else None,
                     report)
+
+
+def _wrap_up(
+    config: ArenaConfig, periods: float, end: ClusterFinish, out_dir: Path | None, clock: Callable[[], float],
+) -> tuple[list[dict[str, Any]], float]:
+    """The leaderboard, and the results folder (but run.json) written: the leaderboard and when it was done."""
+    leaderboard = build_leaderboard(config, end.results, periods)
+    if out_dir is not None:
+        if end.paper_report is not None:
+            write_paper_report(Path(out_dir), end.paper_report)
+        title = _title(len(end.info["symbols"]), format_frequency(end.info["frequency"]), config.seed)
+        write_folder(Path(out_dir), leaderboard, end.results, title=title)
+    return leaderboard, clock()
+
+
+@dataclass(frozen=True)
+class _Marks:
+    """The runner's clock at the turns of a run, and the market's own load time: the phases' raw data."""
+
+    start: float
+    ready: float  # Ray up, the actors created, the bars loaded
+    replayed: float  # the last chunk booked
+    written: float  # the results collected from the ledger, the leaderboard made, the folder written
+    data: float  # the market actor's load time, which ``start..ready`` includes
+
+    def phases(self, now: float) -> Phases:
+        """The phases up to ``now``; the shutdown ran while the results were written, and counts what it added."""
+        before = self.ready - self.start
+        data = min(max(self.data, 0.0), before)
+        return Phases(startup=before - data, data=data, replay=self.replayed - self.ready,
+                      results=self.written - self.replayed, shutdown=max(0.0, now - self.written))
 
 
 def journal_spec(config: ArenaConfig, out_dir: Path | None, run_id: str) -> dict[str, Any] | None:
@@ -141,6 +183,7 @@ def _replay_source(config: ArenaConfig, cluster: ArenaCluster, snapshot_every: f
 def _report(
     config: ArenaConfig, run_id: str, version: str, cluster: ArenaCluster, end: ClusterFinish,
     replay: ReplayOutcome, live: LiveSource | None, resumed_from: int | None, *, wall_seconds: float,
+    phases: Phases,
 ) -> RunReport:
     info, seconds = end.info, replay.seconds
     return RunReport(
@@ -165,6 +208,7 @@ def _report(
         alerts=end.alerts,
         replay_seconds=seconds,
         wall_seconds=wall_seconds,
+        phases=phases,
         # a resumed run replayed only part of the bars: a rate over all of them would flatter it
         bars_per_second=info["n_bars"] / seconds if seconds > 0 and resumed_from is None else None,
         busy_seconds=end.busy,
@@ -180,6 +224,20 @@ def _report(
 def write_results(
     out_dir: Path, leaderboard: list[dict[str, Any]], results: dict[str, ModelResults], run_info: dict[str, Any]
 ) -> None:
+    """The whole results folder, ``run_info`` as run.json."""
+    title = _title(run_info["n_symbols"], run_info["frequency"], run_info["seed"])
+    write_folder(out_dir, leaderboard, results, title=title)
+    out.write_json(out_dir / "run.json", run_info)
+
+
+def _title(n_symbols: int, frequency: str, seed: int) -> str:
+    return f"TitanRay arena · {n_symbols} symbols · {frequency} bars · seed {seed}"
+
+
+def write_folder(
+    out_dir: Path, leaderboard: list[dict[str, Any]], results: dict[str, ModelResults], *, title: str
+) -> None:
+    """The results folder but run.json, which the runner writes last (it times the rest)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     out.write_json(out_dir / "leaderboard.json", leaderboard)
     out.write_json(out_dir / "portfolios.json", {name: portfolio_record(r) for name, r in results.items()})
@@ -187,6 +245,4 @@ def write_results(
     out.trades_frame(results).to_parquet(out_dir / "trades.parquet", index=False)
     out.orders_frame(results).to_parquet(out_dir / "orders.parquet", index=False)
     out.decisions_frame(results).to_parquet(out_dir / "decisions.parquet", index=False)
-    out.write_json(out_dir / "run.json", run_info)
-    title = f"TitanRay arena · {run_info['n_symbols']} symbols · {run_info['frequency']} bars · seed {run_info['seed']}"
     out.plot_equity(results, out_dir / "equity.png", title=title)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, _overrides(args))
         out_dir = args.out or Path("runs") / time.strftime("arena-%Y%m%d-%H%M%S")
-    view = None if args.quiet else LiveView()
+    view = None if args.quiet else LiveView(sys.stdout)  # today's stdout, not the one at import time
     if view is not None:
         names = ", ".join(f"{m.name} ({m.kind})" for m in config.models)
         verb = "resuming" if resume else "seed"
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     run = run_arena(config, out_dir, address=args.address, on_progress=view, resume=resume, run_id=run_id)
     if view is not None:
         view.finish(run.leaderboard, run.run_info, out_dir)
+        print(f"Where the {run.report.wall_seconds:.1f}s went: {run.report.phases.line()}.", flush=True)
     else:
         print(out_dir)
     return 0

@@ -106,6 +106,7 @@ class MarketDataActor:
         self._error: str | None = None
         self._live = live is not None
         self._sink = sink
+        loading = time.perf_counter()
         try:
             if live is not None:
                 self._feed = load(_LIVE_FEED)(data, replay, live, environ=environ)
@@ -114,12 +115,14 @@ class MarketDataActor:
         except DataError as err:
             # Kept and reported by info(), so the driver can show a clean message, not a traceback.
             self._error = str(err)
+        self._load_seconds = time.perf_counter() - loading  # run.json's phases.data
 
     def info(self) -> dict[str, Any]:
         if self._error is not None:
             return {"error": self._error}
         if self._live:
-            return {**self._feed.info(), "node_id": ray.get_runtime_context().get_node_id()}
+            return {**self._feed.info(), "load_seconds": self._load_seconds,
+                    "node_id": ray.get_runtime_context().get_node_id()}
         m = self._feed.market
         return {
             "symbols": m.bars.symbols,
@@ -136,6 +139,7 @@ class MarketDataActor:
             "n_chunks": self._feed.n_chunks,
             "n_warmup_chunks": self._feed.n_warmup_chunks,
             "warmup_bars": self._feed._trade_start,
+            "load_seconds": self._load_seconds,
             "node_id": ray.get_runtime_context().get_node_id(),
         }
 

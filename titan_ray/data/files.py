@@ -6,7 +6,8 @@ and zero volume where a symbol has no bar). A file goes through these parts in t
 
 - ``_discover``: which files, and the symbol each holds (the file name's stem, upper-cased).
 - ``_read_table``: the cells as text for CSV (a headerless 6-column file is detected), as stored
-  for Parquet.
+  for Parquet. A clean CSV file (every value cell a finite number) is read with its values parsed
+  on the way (``_read_clean``), several times faster and to the same values.
 - ``_pick_columns``: the timestamp column (one named date/time/datetime/timestamp, else the first
   column) and open/high/low/close/volume in any letter case; other columns are ignored.
 - ``_parse_times``: int64 UTC nanoseconds. Aware timestamps are converted; naive ones are read in
@@ -26,8 +27,10 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import re
 import warnings
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
@@ -246,23 +249,65 @@ def _read_csv(path: Path) -> pd.DataFrame:
     # are kept so that row numbers match the file's lines. index_col=False: a row that ends in a
     # separator is not read as if its first cell were an index.
     options: dict[str, object] = {
-        "dtype": str,
         "keep_default_na": False,
         "skip_blank_lines": False,
         "index_col": False,
     }
     with closing(_csv_rows(path)) as rows:
-        header = None if _is_headerless(next(rows, [])) else 0
+        first = next(rows, [])
+    header = None if _is_headerless(first) else 0
     names = list(_HEADERLESS) if header is None else None
+    clean = _read_clean(path, header, names, names or first, options)
+    if clean is not None:
+        return clean
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
-        table = pd.read_csv(path, header=header, names=names, **options)
+        table = pd.read_csv(path, header=header, names=names, dtype=str, **options)
     # pandas warns, and drops the field, when a row has exactly one field too many; that is only
     # harmless when the dropped field is empty (a separator at the end of the line).
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
         error = _too_wide(path)
         if error is not None:
             raise error
+    return table
+
+
+def _read_clean(
+    path: Path, header: int | None, names: list[str] | None, labels: list[str], options: dict[str, object]
+) -> pd.DataFrame | None:
+    """A clean file read fast: its OHLCV cells parsed as numbers while reading, the rest as text.
+
+    Reading every cell as text and then converting it costs more than replaying a large universe.
+    Where every value cell reads as a finite number, the values are the same either way (pandas
+    parses both with the same routine), so such a file is read typed. Anything else returns None,
+    and the file is read as text, where each bad cell becomes a rejected row: a blank, bad or
+    non-finite cell, a row of the wrong width, a word pandas would read as a boolean (True), an
+    integer written -0 (0 as text, -0.0 typed).
+    """
+    numeric = {label: "float64" for label in labels if label.strip().lower() in FIELDS}
+    if len(numeric) != len(FIELDS):
+        return None
+    raw = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        raw = gzip.decompress(raw)
+    lower = raw.lower()
+    if b"true" in lower or b"false" in lower:
+        return None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            table = pd.read_csv(io.BytesIO(raw), header=header, names=names,
+                                dtype=defaultdict(lambda: str, numeric), **options)
+    except (ValueError, OverflowError):  # a cell that is not a number, a bad encoding: read as text
+        return None
+    if caught:
+        return None
+    columns = [c for c in table.columns if str(c).strip().lower() in FIELDS]
+    if len(columns) != len(FIELDS) or any(table[c].dtype != np.float64 for c in columns):
+        return None
+    values = table[columns].to_numpy()
+    if not np.isfinite(values).all() or np.signbit(values[values == 0]).any():
+        return None
     return table
 
 
