@@ -11,7 +11,9 @@ so every point books the same bars. For each point it prints:
 - ``bar·model/s``: bars × models / replay seconds (and over the ledger's busy seconds);
 - ``peak RSS``: the largest sum of resident memory over every process of the run (the command, its
   Ray and every worker; on the cluster, the cluster's processes), sampled every 0.2 s;
-- ``per model``: the median peak RSS of one model actor's process (``ray::ModelActor``).
+- ``per model``: the median peak RSS of one model actor's process (``ray::ModelActor``); ``nan``
+  when none was found, and then ``peak RSS`` misses the workers too (the loopback cluster's workers
+  are not found by its temp folder yet), so the plot leaves such points out.
 
 ``--plot PATH`` draws the curves (docs/images/cost_curve.png in the README). Run with ``--help``.
 """
@@ -185,7 +187,9 @@ def plot(points: list[Point], path: Path) -> None:
         axes[0].plot(n, [p.wall for p in ps], style, label=f"wall, {label}")
         axes[0].plot(n, [p.replay for p in ps], style, alpha=0.5, label=f"replay, {label}")
         axes[1].plot(n, [p.rate / 1e6 for p in ps], style, label=label)
-        axes[2].plot(n, [p.peak_rss / 2**30 for p in ps], style, label=label)
+        seen = [p for p in ps if p.per_model_rss == p.per_model_rss]  # model actors found: memory complete
+        if seen:
+            axes[2].plot([p.models for p in seen], [p.peak_rss / 2**30 for p in seen], style, label=label)
     for ax, title in zip(axes, ("seconds", "M bar·model/s (replay)", "peak RSS, GiB (all processes)"), strict=True):
         ax.set_xscale("log")
         ax.set_xlabel("rule models")
