@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from arena_throughput import positive_int  # a sibling script: benchmarks/ is on sys.path
 
 from titan_ray.config import DataConfig
 from titan_ray.data.synthetic import SyntheticProvider
@@ -91,13 +92,6 @@ class Figures:
 
 def log(message: str) -> None:
     print(f"[end_to_end] {message}", file=sys.stderr, flush=True)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
