@@ -254,14 +254,16 @@ def _on_driver_node() -> NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
 
 
-def _reserve(requests: list[Request], timeout: float, cleanup: ExitStack) -> dict[str, PlacementGroupSchedulingStrategy]:
+def _reserve(requests: list[Request], timeout: float, cleanup: ExitStack) -> dict[str, Any]:
     """The models' reservations, made together: a model's key (``models[3]``) → its actor's bundle.
 
     Checked first against what the cluster has (a ``PlacementError`` at once when it can never fit);
     then one placement group, strategy ``SPREAD`` (the models' bundles on as many nodes as can hold
     them), granted whole or not at all, and a ``PlacementError`` after ``timeout`` seconds while
     other work holds what it needs. Models that reserve nothing need no bundle (Ray has no empty
-    ones): they are spread with the ``SPREAD`` strategy as they are created.
+    ones): they are dealt round the alive nodes, the driver's first, each pinned softly (a restart
+    may go elsewhere). Ray's ``SPREAD`` does not spread actors that reserve nothing: it can put them
+    all on one node.
     """
     driver = ray.get_runtime_context().get_node_id()
     nodes = [Node(n["NodeID"], n["Resources"]) for n in ray.nodes() if n["Alive"]]
@@ -269,13 +271,19 @@ def _reserve(requests: list[Request], timeout: float, cleanup: ExitStack) -> dic
     if problems:
         raise PlacementError("the arena does not fit on this Ray cluster:\n" + "\n".join(f"  {p}" for p in problems))
     reserving = [r for r in requests if r.reserves and r.key is not None]
+    order = sorted(nodes, key=lambda n: (n.node_id != driver, n.node_id))
+    free = [r for r in requests if not r.reserves and r.key is not None and r.key.startswith("models[")]
+    dealt: dict[str, Any] = {
+        r.key: NodeAffinitySchedulingStrategy(node_id=order[i % len(order)].node_id, soft=True)
+        for i, r in enumerate(free) if r.key is not None
+    }
     if not reserving:
-        return {}
+        return dealt
     group = placement_group([{k: v for k, v in r.resources.items() if v > 0} for r in reserving], strategy="SPREAD")
     cleanup.callback(remove_placement_group, group)  # registered first, so removed after the actors are killed
     if not group.wait(timeout_seconds=timeout):
         raise PlacementError(pending(reserving, nodes, ray.available_resources(), timeout))
-    return {
+    return dealt | {
         r.key: PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=i)
         for i, r in enumerate(reserving) if r.key is not None
     }
