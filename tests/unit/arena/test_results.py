@@ -24,7 +24,8 @@ from titan_ray.arena import results as out
 from titan_ray.config import parse_config
 from titan_ray.data.providers import make_provider
 from titan_ray.domain.decisions import ExplanationBatch
-from titan_ray.ledger.engine import Ledger, ModelResults
+from titan_ray.ledger.engine import ModelResults
+from titan_ray.ml.backtest import backtest
 from titan_ray.models.kinds import build_model
 
 BASE: dict[str, Any] = {
@@ -52,13 +53,9 @@ def _arena(changes: dict[str, Any], chunk: int = 64) -> dict[str, ModelResults]:
     """The arena without Ray: models and one Ledger driven chunk by chunk."""
     cfg = parse_config({**BASE, **changes})
     market = make_provider(cfg.data, cfg.seed).load()
-    bars = market.bars
-    models = [build_model(m.name, m.kind, m.params, bars.symbols, seed=cfg.seed) for m in cfg.models]
-    ledger = Ledger(ledger=cfg.ledger, risk=cfg.risk, symbols=bars.symbols, calendar=market.calendar,
-                    models={m.name: m.long_only for m in models})
-    for seq, part in enumerate(bars.chunks(chunk)):
-        ledger.apply(seq, part, [m.decide(part) for m in models])
-    return ledger.results()
+    models = [build_model(m.name, m.kind, m.params, market.bars.symbols, seed=cfg.seed) for m in cfg.models]
+    return backtest(models, market.bars, warmup=0, ledger=cfg.ledger, risk=cfg.risk, chunk_size=chunk,
+                    calendar=market.calendar).results
 
 
 # --- the per-record reference --------------------------------------------------------------------
