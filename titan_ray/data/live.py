@@ -18,6 +18,10 @@ then one chunk per live bar time, unbounded. ``wait_chunk(k, timeout)`` says whe
 exists yet (True), not yet (False) or never will (None: the feed ended); ``next_chunk(k)`` returns
 it. ``history`` serves restarted models, never beyond the bars handed out. The clock and the wall
 time are injected.
+
+Memory stays flat however long the feed runs: the bars live in a ``SpilledColumns`` table (the
+newest ``memory_bars`` to twice that in RAM, older ones in files that ``close`` deletes), and of the
+bars rejected on the way only the counts per rule and the first ``REJECTED_SAMPLE`` are kept.
 """
 
 from __future__ import annotations
@@ -37,11 +41,14 @@ from titan_ray.data.alpaca import AlpacaLiveSource, AlpacaProvider, assemble, wi
 from titan_ray.data.files import time_bounds
 from titan_ray.data.market import BadBarRule, DataError, MarketData, RejectedBar
 from titan_ray.data.market_calendar import UsEquityCalendar
+from titan_ray.data.spill import SpilledColumns
 from titan_ray.domain.bars import FIELDS, BarBatch
 from titan_ray.domain.calendar import Calendar
 
 log = logging.getLogger("titan_ray.data.live")
 _MINUTE = 60 * 1_000_000_000
+MEMORY_BARS = 4096  # bar times the live feed keeps in RAM (to twice that); older ones are in files
+REJECTED_SAMPLE = 1000  # rejected bars kept with their details; the rest are only counted
 
 
 class LiveSource(Protocol):
@@ -137,6 +144,7 @@ class LiveFeed:
         *,
         clock: Callable[[], float] = time.monotonic,
         now_ns: Callable[[], int] = time.time_ns,
+        memory_bars: int = MEMORY_BARS,
     ) -> None:
         self.data, self.live, self.source = data, live, source
         self._clock, self._now_ns = clock, now_ns
@@ -144,7 +152,10 @@ class LiveFeed:
         self.frequency = history.frequency
         self.calendar = history.calendar
         self.source_name = history.source
-        self.rejected: list[RejectedBar] = list(history.rejected)
+        self.rejected: list[RejectedBar] = []  # the first REJECTED_SAMPLE
+        self.rejected_counts: dict[str, int] = {}
+        for r in history.rejected:
+            self._reject(r)
         bar_ns = int(self.frequency.value)
         if bar_ns < _MINUTE or bar_ns % _MINUTE:
             raise DataError(f"live bars are whole minutes; data.frequency {data.frequency!r} is not (use 1min, "
@@ -158,10 +169,9 @@ class LiveFeed:
         warm = min(replay.warmup_bars, len(h))
         h = h.slice(len(h) - warm, len(h))
         n_s = len(self.symbols)
-        cap = max(1024, 2 * warm)
-        self._ts = np.zeros(cap, np.int64)
-        self._values = {f: np.full((cap, n_s), np.nan) for f in FIELDS}
-        self._n = 0
+        self._rows = SpilledColumns({"timestamp": ((), np.int64), **{f: ((n_s,), np.float64) for f in FIELDS}},
+                                    memory_rows=max(1, memory_bars))
+        self._finite = 0  # bars with a close, over every row appended: the feed's n_bars
         for t in range(warm):
             self._append(int(h.timestamps[t]), np.array([getattr(h, f)[t] for f in FIELDS]))
         if warm:
@@ -189,7 +199,7 @@ class LiveFeed:
         """True once chunk ``index`` exists, False if not yet within ``timeout`` s, None if it never will."""
         stop = self._span(index)[1]
         deadline = self._clock() + timeout
-        while self._n < stop:
+        while len(self._rows) < stop:
             if self.ended is not None:
                 return None
             left = deadline - self._clock()
@@ -213,7 +223,8 @@ class LiveFeed:
         return self._batch(start, stop)
 
     def _batch(self, i: int, j: int) -> BarBatch:
-        return BarBatch.from_arrays(self._ts[i:j], self.symbols, **{f: self._values[f][i:j] for f in FIELDS}, start=i)
+        cols = self._rows.slice(i, j)
+        return BarBatch.from_arrays(cols.pop("timestamp"), self.symbols, **cols, start=i)
 
     # --- the stream -------------------------------------------------------------------------------
 
@@ -269,20 +280,19 @@ class LiveFeed:
             if self._rule == "reject":
                 when = pd.Timestamp(t, tz="UTC")
                 for s in np.flatnonzero(np.isfinite(row[3])):
-                    self.rejected.append(RejectedBar("alpaca stream", self._n + 1, self.symbols[s],
-                                                     BadBarRule.OUTSIDE_SESSION, f"{when} is outside the session"))
+                    self._reject(RejectedBar("alpaca stream", len(self._rows) + 1, self.symbols[s],
+                                             BadBarRule.OUTSIDE_SESSION, f"{when} is outside the session"))
             return
         self._append(t, row)
 
     def _append(self, t: int, row: np.ndarray) -> None:
-        if self._n == len(self._ts):
-            self._ts = np.concatenate([self._ts, np.zeros_like(self._ts)])
-            for f in FIELDS:
-                self._values[f] = np.vstack([self._values[f], np.full_like(self._values[f], np.nan)])
-        self._ts[self._n] = t
-        for k, f in enumerate(FIELDS):
-            self._values[f][self._n] = row[k]
-        self._n += 1
+        self._rows.append(timestamp=t, **{f: row[k] for k, f in enumerate(FIELDS)})
+        self._finite += int(np.isfinite(row[FIELDS.index("close")]).sum())
+
+    def _reject(self, bar: RejectedBar) -> None:
+        self.rejected_counts[bar.rule.value] = self.rejected_counts.get(bar.rule.value, 0) + 1
+        if len(self.rejected) < REJECTED_SAMPLE:
+            self.rejected.append(bar)
 
     def _announce(self) -> None:
         """Live pacing: say when an equities market that is closed now opens next."""
@@ -306,27 +316,34 @@ class LiveFeed:
     # --- bookkeeping -------------------------------------------------------------------------------
 
     def market(self) -> MarketData:
-        """Every bar so far, as replay's ``MarketData`` (for the run's record)."""
-        return MarketData(self._batch(0, self._n), self.frequency, self.calendar, self.source_name,
+        """Every bar so far, as replay's ``MarketData`` (for the run's record; read back from the files),
+        with the rejected bars kept as a sample."""
+        return MarketData(self._batch(0, len(self._rows)), self.frequency, self.calendar, self.source_name,
                           tuple(self.rejected))
 
+    @property
+    def memory_bytes(self) -> int:
+        """The bars held in RAM: bounded by ``memory_bars``, whatever the history."""
+        return self._rows.memory_bytes
+
+    def _timestamp(self, row: int) -> int:
+        return int(self._rows.slice(row, row + 1)["timestamp"][0])
+
     def info(self) -> dict[str, Any]:
-        n = self._n
-        bars = self._batch(0, n)
+        n = len(self._rows)
         return {
             "live": True,
             "symbols": self.symbols,
             "n_timestamps": n,
-            "n_bars": bars.n_bars,
-            "first_timestamp": int(bars.timestamps[0]) if n else None,
-            "last_timestamp": int(bars.timestamps[-1]) if n else None,
+            "n_bars": self._finite,
+            "first_timestamp": self._timestamp(0) if n else None,
+            "last_timestamp": self._timestamp(n - 1) if n else None,
             "frequency": self.frequency,
             "calendar": self.calendar.value,
             "source": self.source_name,
-            "rejected_counts": MarketData(bars, self.frequency, self.calendar, "", tuple(self.rejected))
-            .rejected_counts(),
+            "rejected_counts": dict(self.rejected_counts),
             "rejected_sample": [str(r) for r in self.rejected[:20]],
-            "n_rejected": len(self.rejected),
+            "n_rejected": sum(self.rejected_counts.values()),
             "n_chunks": None,
             "n_warmup_chunks": self.n_warmup_chunks,
             "warmup_bars": self.warmup_bars,
@@ -338,6 +355,7 @@ class LiveFeed:
 
     def close(self) -> None:
         self.source.close()
+        self._rows.close()
 
 
 def alpaca_live_feed(data: DataConfig, replay: ReplayConfig, live: LiveConfig, *,
