@@ -14,13 +14,20 @@ heavy model kinds, the Alpaca provider, the CLI's subcommands), never an import 
 from __future__ import annotations
 
 import ast
+import base64
+import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import titan_ray
+from titan_ray.config import ModelSpec
+from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.decisions import Decisions
 
 ROOT = Path(titan_ray.__file__).parent
 
@@ -217,3 +224,68 @@ def test_reading_a_run_imports_no_model_code(reader: str) -> None:
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('titan_ray.models')))\n"
     )
     assert out.strip() == "[]"
+
+
+# A rule model's actor process: what Ray imports to run ModelActor with sma_crossover & co, unpickle
+# its arguments and results, and decide. Each heavy library costs every such process tens of MB and
+# up to a second of CPU; with dozens of model actors that was the arena's start-up (issue 15).
+RULE_ACTOR_MUST_NOT_IMPORT = ("pandas", "pyarrow", "torch", "shap", "lightgbm", "scipy", "sklearn")
+
+_RULE_ACTOR_PROBE = """
+import base64, json, pickle, sys, traceback
+heavy, pulled = set(sys.argv[1].split(",")), {}
+
+class Watch:  # first on the meta path: sees every import, finds nothing, so the real finders run
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in heavy and top not in pulled:
+            pulled[top] = [f"{f.filename}:{f.lineno}: {f.line}" for f in traceback.extract_stack()[:-1]
+                           if "importlib" not in f.filename]
+        return None
+
+sys.meta_path.insert(0, Watch())
+import titan_ray.models.actor, titan_ray.models.baselines, titan_ray.models.kinds
+from titan_ray.models.kinds import BASELINE_KINDS, build_model
+
+spec, bars, decisions = (pickle.loads(base64.b64decode(blob)) for blob in sys.argv[2:])
+for kind in BASELINE_KINDS:
+    model = build_model(kind, kind, {}, bars.symbols, seed=1)
+    model.observe(bars.slice(0, 40))
+    model.decide(bars.slice(40, len(bars)))
+print(json.dumps(pulled))
+"""
+
+
+def _pickled_actor_messages() -> list[str]:
+    t = 80
+    ts = np.datetime64("2024-03-08T14:30", "ns").astype(np.int64) + np.arange(t, dtype=np.int64) * 900 * 10**9 * 7
+    close = 100 * np.exp(np.cumsum(np.sin(np.arange(t * 2).reshape(t, 2) / 5) / 50, axis=0))
+    bars = BarBatch.from_arrays(ts, ("AAA", "BBB"), open=close, high=close * 1.01, low=close * 0.99, close=close,
+                                volume=np.full((t, 2), 1000.0))
+    spec = ModelSpec(name="sma", kind="sma_crossover")
+    decisions = Decisions("sma", 40, np.zeros((t - 40, 2)))
+    return [base64.b64encode(pickle.dumps(x)).decode() for x in (spec, bars, decisions)]
+
+
+def test_a_rule_model_actor_imports_no_heavy_library() -> None:
+    out = _run_args(_RULE_ACTOR_PROBE, ",".join(RULE_ACTOR_MUST_NOT_IMPORT), *_pickled_actor_messages())
+    pulled = json.loads(out.strip().splitlines()[-1])
+    assert pulled == {}, "a rule model's actor imported heavy libraries; first import of each:\n" + "\n\n".join(
+        f"{name}, imported from:\n  " + "\n  ".join(stack) for name, stack in pulled.items()
+    )
+
+
+def test_the_rule_actor_probe_sees_a_heavy_import() -> None:
+    # the probe must be able to fail: the same script, told that numpy is heavy, names the module
+    # and line that imported it first
+    out = _run_args(_RULE_ACTOR_PROBE, "numpy,pandas", *_pickled_actor_messages())
+    pulled = json.loads(out.strip().splitlines()[-1])
+    assert list(pulled) == ["numpy"]
+    assert any("titan_ray" in line and "import numpy" in line for line in pulled["numpy"]), pulled["numpy"]
+
+
+def _run_args(code: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout

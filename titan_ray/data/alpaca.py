@@ -324,7 +324,7 @@ class AlpacaProvider:
         self.cfg = config.alpaca
         self._env = os.environ if environ is None else environ
         self._sleep, self._now_ns = sleep, now_ns
-        self.bar = parse_frequency(config.frequency or "1D")
+        self.bar = pd.Timedelta(parse_frequency(config.frequency or "1D"))
         self.retries: list[tuple[int | str, float]] = []
         cache = config.cache
         self.cache = BarCache(default_cache_root(cache.path), source_key(self.cfg, self.bar)) if cache.enabled else None

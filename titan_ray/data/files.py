@@ -155,9 +155,9 @@ class FileProvider:
 
     def _frequency(self, timestamps: np.ndarray) -> pd.Timedelta:
         if self._config.frequency:
-            return parse_frequency(self._config.frequency)
+            return pd.Timedelta(parse_frequency(self._config.frequency))
         try:
-            return infer_frequency(timestamps)
+            return pd.Timedelta(infer_frequency(timestamps))
         except ValueError as err:
             raise DataError(f"{self._config.path}: {err}") from None
 

@@ -172,7 +172,7 @@ class SyntheticProvider:
     def load(self) -> MarketData:
         cfg, p = self._config, self._config.synthetic
         symbols = list(cfg.symbols) if cfg.symbols is not None else synthetic_symbols(cfg.n_symbols)
-        bar = parse_frequency(cfg.frequency or DEFAULT_FREQUENCY)
+        bar = pd.Timedelta(parse_frequency(cfg.frequency or DEFAULT_FREQUENCY))
         start_ns, end_ns = time_bounds(cfg)  # naive times read like a file's: data.timezone or default
         if start_ns is None:
             start = pd.Timestamp(DEFAULT_START).tz_localize(naive_timezone(cfg))

@@ -26,11 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from titan_ray.domain.bars import BarBatch
-
-EXCHANGE_TZ = "America/New_York"
+from titan_ray.domain.calendar import EXCHANGE_TZ, NS_PER_SECOND, local_times
 
 # name -> bars a symbol must have had (including the current one) for the feature to be valid
 _NEEDS: dict[str, int] = {
@@ -167,28 +165,9 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return np.where(valid, scaled, np.nan)
 
 
-_HOUR_NS = 3_600_000_000_000
-_OFFSETS: dict[int, int] = {}  # UTC hour (ns since epoch // 1 h) -> the exchange's UTC offset in ns then
-
-
-def _utc_offsets(hours: np.ndarray) -> np.ndarray:
-    """The exchange's UTC offset (ns) in each UTC hour. New York changes offset only on whole UTC
-    hours, so an hour has one offset; pandas' tz database answers the hours not seen yet, once."""
-    new = [h for h in hours.tolist() if h not in _OFFSETS]
-    if new:
-        if len(_OFFSETS) > 1_000_000:
-            _OFFSETS.clear()
-        utc = np.asarray(new, dtype=np.int64) * _HOUR_NS
-        local = pd.DatetimeIndex(pd.to_datetime(utc, unit="ns", utc=True)).tz_convert(EXCHANGE_TZ)
-        _OFFSETS.update(zip(new, (local.tz_localize(None).asi8 - utc).tolist(), strict=True))
-    return np.fromiter((_OFFSETS[h] for h in hours.tolist()), dtype=np.int64, count=len(hours))
-
-
 def _time_of_day(timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sin and cos of the New York wall-clock time (whole seconds) of each timestamp (ns, UTC)."""
-    ts = np.asarray(timestamps, dtype=np.int64)
-    hours, where = np.unique(ts // _HOUR_NS, return_inverse=True)
-    seconds = ((ts + _utc_offsets(hours)[where]) // 1_000_000_000) % 86_400
+    seconds = (local_times(timestamps, EXCHANGE_TZ) // NS_PER_SECOND) % 86_400
     minutes = (seconds // 3600) * 60 + (seconds % 3600) // 60 + (seconds % 60) / 60
     angle = 2 * math.pi * minutes / 1440.0
     return np.sin(angle), np.cos(angle)
