@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -111,6 +112,48 @@ def test_leaderboard_renders_every_model_with_every_metric_and_sorts(open_page, 
     page.click('#leaderboard th[data-key="model"] button')
     names = page.eval_on_selector_all("#leaderboard tbody tr[data-model]", "rows => rows.map(r => r.dataset.model)")
     assert names == sorted(names)
+    o.assert_no_console_errors()
+
+
+# the served arena's 1-minute bars on the continuous calendar: 1,440 returns before annualising
+SHORT_NOTE = re.compile(r"([\d,]+) returns; annualised figures need at least 1,440 "
+                        r"\(30 returns and one trading day of 1,440 bars\)")
+WITHHELD = ("cagr", "sharpe", "sortino", "calmar", "turnover", "p_value")
+
+
+def _check_sample_flag(row: dict[str, Any]) -> None:
+    assert isinstance(row["sample_too_small"], bool), row
+    if row["sample_too_small"]:
+        m = SHORT_NOTE.fullmatch(row["sample_note"] or "")
+        assert m and int(m[1].replace(",", "")) < 1440, row["sample_note"]
+        assert [row[k] for k in WITHHELD] == [None] * len(WITHHELD), row
+        assert row["beats_benchmark"] is False and row["total_return"] is not None
+    else:
+        assert row["sample_note"] is None, row
+
+
+def test_rows_short_of_a_day_show_a_dash_with_the_reason(open_page, serve_url, api):
+    """/v1/leaderboard over HTTP and the page drawn from it agree on the sample rule, early in the run
+    (rows flagged, "—" with the reason on hover) as later (numbers)."""
+    board = _wait_api(api, "v1/leaderboard", lambda b: b["rows"])
+    for row in board["rows"]:
+        _check_sample_flag(row)
+    o = open_page(_home(serve_url))
+    o.wait_for("document.querySelectorAll('#leaderboard tbody tr[data-model]').length > 0")
+    # the rows the page holds and the cells it drew from them, read at one instant (events may redraw it)
+    drawn = o.page.evaluate("""() => TitanRay.app.state.leaderboard.rows.map(row => {
+        const td = document.querySelector(`#leaderboard tr[data-model="${row.model}"] td[data-key="sharpe"]`);
+        return {row, text: td.innerText.trim(), title: td.getAttribute("title")};
+    })""")
+    assert drawn
+    for cell in drawn:
+        _check_sample_flag(cell["row"])
+        if cell["row"]["sample_too_small"]:
+            assert cell["text"] == "—" and cell["title"] == "withheld: " + cell["row"]["sample_note"], cell
+        else:
+            assert cell["title"] is None, cell  # a number, or "—" for a Sharpe that is undefined
+    short = any(c["row"]["sample_too_small"] for c in drawn)
+    assert o.page.locator("#sample-note").is_visible() == short
     o.assert_no_console_errors()
 
 

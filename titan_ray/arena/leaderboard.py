@@ -1,8 +1,14 @@
 """The leaderboard: every model's performance summary and its Sharpe test against the benchmark.
 
 Rows are sorted by Sharpe ratio (best first, undefined last, then by name), so two runs of the same
-config and seed give the same file bit for bit. ``beats_benchmark`` is True only when the paired
-bootstrap rejects "Sharpe <= benchmark's" at the configured level: the arena does not crown noise.
+config and seed give the same file bit for bit; rows whose sample is too short to annualise (no
+Sharpe yet) come after those with one, by total return. ``beats_benchmark`` is True only when the
+paired bootstrap rejects "Sharpe <= benchmark's" at the configured level: the arena does not crown
+noise.
+
+A model with fewer returns than ``titan_ray.metrics.sample`` asks for (the longer of 30 returns and
+one trading day of bars) has its annualised figures and the benchmark test withheld (``None``), and
+every row says so in ``sample_too_small`` and ``sample_note``, its last two keys.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from titan_ray.config import ArenaConfig
 from titan_ray.domain.orders import OrderStatus
 from titan_ray.ledger.engine import ModelResults
 from titan_ray.metrics.performance import returns_from_equity, summarize
+from titan_ray.metrics.sample import Sample, annualisation_sample, withhold
 from titan_ray.metrics.significance import sharpe_difference_test
 
 
@@ -38,19 +45,25 @@ def build_leaderboard(
             n_orders=len(res.orders),
             n_rejected=sum(o.status is OrderStatus.REJECTED for o in res.orders),
         )
+        sample = annualisation_sample(len(res.equity), periods, config.data.calendar)
         row: dict[str, Any] = {"model": name, **summary.to_dict()}
-        row.update(_significance(config, name, bench, returns, periods))
+        row.update(_significance(config, name, bench, returns, periods, sample))
         row["halted"] = res.halted
-        rows.append(row)
+        rows.append(withhold(row, sample))
     rows.sort(key=_rank)
     return rows
 
 
 def _significance(
-    config: ArenaConfig, name: str, bench: str | None, returns: dict[str, np.ndarray], periods: float
+    config: ArenaConfig,
+    name: str,
+    bench: str | None,
+    returns: dict[str, np.ndarray],
+    periods: float,
+    sample: Sample,
 ) -> dict[str, Any]:
     empty = {"benchmark": bench, "sharpe_vs_benchmark_p": None, "beats_benchmark": None}
-    if bench is None or name == bench or len(returns[name]) < 3:
+    if bench is None or name == bench or sample.too_small:
         return empty
     sig = config.significance
     rng = np.random.default_rng([config.seed, zlib.crc32(name.encode())])
@@ -65,5 +78,9 @@ def _significance(
 
 def _rank(row: dict[str, Any]) -> tuple[int, float, str]:
     s = row.get("sharpe")
-    ok = s is not None and math.isfinite(s)
-    return (0 if ok else 1, -s if ok else 0.0, row["model"])
+    if s is not None and math.isfinite(s):
+        return (0, -s, row["model"])
+    r = row.get("total_return")
+    if row.get("sample_too_small") and r is not None and math.isfinite(r):
+        return (1, -r, row["model"])
+    return (2, 0.0, row["model"])

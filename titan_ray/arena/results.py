@@ -8,7 +8,9 @@
 - ``decisions.parquet``: one row per decision that changed a position: the explanation (method,
   features, base value, ``gap`` = |attributions summed + base - model output| for additive
   methods, sentence led by the trade once filled: "Bought 120 BBB ...") joined with what came of
-  it (order status, filled quantity, fill price);
+  it (order status, filled quantity, fill price); a risk rule's flattening has a row too (method
+  ``risk``, id ``risk:RULE:MODEL:SYMBOL:BAR``: the rule, its threshold, the value that crossed it),
+  so every fill's ``decision_id`` has a row;
 - ``run.json``: config, seed, code version, data summary, timings (the wall and its phases) and
   throughput;
 - ``equity.png``: every model's equity curve on one chart, drawdowns below.
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from titan_ray.domain.decisions import ExplanationBatch, action_phrase
+from titan_ray.domain.decisions import ExplanationBatch
 from titan_ray.domain.orders import Fill, OrderRecord, RoundTrip, Side
 from titan_ray.ledger.engine import ModelResults
 
@@ -196,7 +198,7 @@ def _uniform_runs(batches: list[ExplanationBatch]) -> list[ExplanationBatch]:
     for b in batches:
         if not len(b):
             continue
-        k = (b.model, b.kind, b.method, b.feature_names, b.sentences is None)
+        k = (b.model, b.kind, b.method, b.feature_names, b.sentences is None, b.writer, b.rule)
         if k != key:
             runs.append([])
             key = k
@@ -208,12 +210,10 @@ def _decision_columns(b: ExplanationBatch, all_symbols: tuple[str, ...], outcome
     n = len(b)
     symbols = np.asarray(all_symbols, dtype=object)[b.symbol].tolist()
     bars = b.bar.astype(np.int64).tolist()
-    ids = [f"{b.model}:{s}:{k}" for s, k in zip(symbols, bars, strict=True)]  # DecisionId's text
+    prefix = "" if b.rule is None else f"risk:{b.rule}:"  # a risk rule's flattening: ForcedId's text
+    ids = [f"{prefix}{b.model}:{s}:{k}" for s, k in zip(symbols, bars, strict=True)]  # DecisionId's text
     old, new = b.old_weight.astype(np.float64), b.new_weight.astype(np.float64)
-    if b.sentences is not None:
-        sentences = list(b.sentences)
-    else:
-        sentences = [action_phrase(s, o, w) for s, o, w in zip(symbols, old.tolist(), new.tolist(), strict=True)]
+    sentences = b.texts(all_symbols)
     outcome, bought = outcomes.of(ids)
     for i in np.flatnonzero(bought != 0):  # the sentence leads with the trade once filled
         sentences[i] = traded_sentence(sentences[i], symbols[i], float(old[i]), float(new[i]), float(bought[i]))

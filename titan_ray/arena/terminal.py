@@ -2,6 +2,10 @@
 
 On a terminal the block is redrawn in place; in a log (CI, a pipe) a progress line is printed at
 every tenth of the replay instead, so logs stay short and readable.
+
+In the tables "–" is a value that is undefined (a win rate without trades) and "—" one withheld
+because the sample is too short to annualise (``titan_ray.metrics.sample``); the final table
+explains the latter below itself.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import sys
 from typing import Any, TextIO
 
 from titan_ray.arena.pipeline import Progress
+from titan_ray.metrics.sample import WITHHELD_FIELDS, WITHHELD_LABEL
+
+WITHHELD = "—"
 
 
 def _fmt(value: Any, kind: str) -> str:
@@ -48,7 +55,8 @@ _FINAL_COLUMNS = [
 def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[str]:
     cells = [[h for h, _, _ in columns]]
     for row in rows:
-        line = [_fmt(row.get(key), kind) for _, key, kind in columns]
+        short = bool(row.get("sample_too_small"))
+        line = [WITHHELD if short and key in WITHHELD_FIELDS else _fmt(row.get(key), kind) for _, key, kind in columns]
         if row.get("beats_benchmark"):
             line[0] += " *"
         cells.append(line)
@@ -59,6 +67,17 @@ def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return out
+
+
+def sample_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per distinct reason why rows have figures withheld ("—"); none when no row has."""
+    by_note: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("sample_too_small"):
+            by_note.setdefault(row.get("sample_note") or "sample too small", []).append(row["model"])
+    if len(by_note) == 1:
+        return [f"{WITHHELD} {WITHHELD_LABEL} withheld: {note}." for note in by_note]
+    return [f"{WITHHELD} withheld for {', '.join(models)}: {note}." for note, models in by_note.items()]
 
 
 class LiveView:
@@ -100,6 +119,8 @@ class LiveView:
     def finish(self, leaderboard: list[dict[str, Any]], run_info: dict[str, Any], out_dir: Any) -> None:
         w = self.stream.write
         w("\n" + "\n".join(render_table(leaderboard, _FINAL_COLUMNS)) + "\n")
+        for line in sample_notes(leaderboard):
+            w(line + "\n")
         bench = next((r.get("benchmark") for r in leaderboard if r.get("benchmark")), None)
         if bench:
             w(f"\n* Sharpe beats the benchmark '{bench}' (paired block bootstrap, one-sided p < "

@@ -7,7 +7,7 @@ live server cannot disagree:
     load_run(folder)                          -> RunData  (leaderboard.json, *.parquet, run.json)
     live_run(results, leaderboard, ...)       -> RunData  (ModelResults from LedgerActor.results())
 
-    leaderboard(run)                  GET /v1/leaderboard
+    leaderboard(run)                  GET /v1/leaderboard  (rows: sample_too_small, sample_note)
     equity(run, points=2000)          GET /v1/equity?points=
     portfolio(run, model)             GET /v1/portfolios/{model}
     trades(run, model, limit=200)     GET /v1/trades/{model}?limit=
@@ -15,7 +15,9 @@ live server cannot disagree:
 
 An unknown model or decision raises ``NotFound`` (the HTTP layer answers 404 with its message).
 Timestamps are ISO 8601 UTC strings, except ``equity``'s, which are unix seconds (a chart's x axis).
-Every payload is strict JSON: non-finite floats become ``null``.
+Every payload is strict JSON: non-finite floats become ``null``. A leaderboard row whose sample is
+too short to annualise (``titan_ray.metrics.sample``) has ``null`` annualised figures and p-value,
+``sample_too_small: true`` and the reason in ``sample_note``; every row has both keys.
 """
 
 from __future__ import annotations
@@ -168,8 +170,11 @@ def leaderboard(run: RunData) -> dict[str, Any]:
     rows = []
     for row in run.leaderboard:
         p = row.get("sharpe_vs_benchmark_p")
+        # a folder written before the sample rule has no flag: its figures are shown as they are
         rows.append({**json_safe(row), "p_value": _num(p) if p is not None else None,
-                     "beats_benchmark": bool(row.get("beats_benchmark") or False)})
+                     "beats_benchmark": bool(row.get("beats_benchmark") or False),
+                     "sample_too_small": bool(row.get("sample_too_small") or False),
+                     "sample_note": row.get("sample_note")})
     return {
         "run_id": run.run_id,
         "status": run.status,
@@ -286,8 +291,9 @@ def _feature(name: str, value: Any, attribution: Any) -> dict[str, Any]:
 
 
 def _no_decision(decision_id: str) -> NotFound:
-    return NotFound(f"no decision {decision_id!r}; ids look like MODEL:SYMBOL:BAR and name a decision "
-                    "that changed a position (see decision_id in /v1/trades/{model})")
+    return NotFound(f"no decision {decision_id!r}; ids look like MODEL:SYMBOL:BAR (or risk:RULE:MODEL:SYMBOL:BAR "
+                    "for a risk rule's flattening) and name a decision that changed a position (see "
+                    "decision_id in /v1/trades/{model})")
 
 
 def fill_row(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -312,8 +318,9 @@ def _explanation_from_results(results: Mapping[str, ModelResults], decision_id: 
     if r is None or did.symbol not in r.symbols:
         return None
     s = r.symbols.index(did.symbol)
+    rule = getattr(did, "rule", None)  # a ForcedId's: a risk rule's flattening
     for batch in r.explanations:
-        if len(batch) == 0 or did.bar < batch.bar[0] or did.bar > batch.bar[-1]:
+        if batch.rule != rule or len(batch) == 0 or did.bar < batch.bar[0] or did.bar > batch.bar[-1]:
             continue
         hits = np.flatnonzero((batch.bar == did.bar) & (batch.symbol == s))
         if len(hits):

@@ -1,4 +1,9 @@
-"""`titan-ray why`: print the explanation of one decision of a finished run."""
+"""`titan-ray why`: print the explanation of one decision of a finished run.
+
+Every fill's ``decision_id`` has an explanation: a model's decision (``MODEL:SYMBOL:BAR``) or a
+risk rule's flattening (``risk:RULE:MODEL:SYMBOL:BAR``, method ``risk``: the rule, its threshold
+and the value that crossed it, e.g. ``risk:circuit_breaker:sma:AAA:812``).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         hint = f"; did you mean {', '.join(near)}?" if near else ""
         example = f" (e.g. {ids[0]})" if ids else " (this run has no decisions)"
         print(f"titan-ray why: no decision {args.decision_id!r} in {path}{hint} Ids look like "
-              f"MODEL:SYMBOL:BAR{example}.", file=sys.stderr)
+              f"MODEL:SYMBOL:BAR{example}, or risk:RULE:MODEL:SYMBOL:BAR for a risk rule's flattening.",
+              file=sys.stderr)
         return 2
     record = _record(rows.iloc[0])
     if args.json:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple, TypeAlias
 
-from titan_ray.domain.decisions import DecisionId
+from titan_ray.domain.decisions import DecisionId, ForcedId
 
 
 class Side(str, Enum):
@@ -45,7 +45,8 @@ class HaltReason(str, Enum):
 class ForcedBy(str, Enum):
     """The risk rule that made the ledger flatten a position on its own (no model asked).
 
-    Its value is the text that stands where a decision id would on the orders and fills it causes.
+    The orders and fills of one flattening carry its ``decision_id``: ``risk:RULE:MODEL:SYMBOL:BAR``
+    (a ``ForcedId``), which "why?" answers with the rule, its threshold and the value that crossed it.
     """
 
     KILL_SWITCH = "risk:kill_switch"
@@ -57,12 +58,27 @@ class ForcedBy(str, Enum):
         """What a model's order on the same bar is rejected with: it gives way to this flattening."""
         return RejectReason[self.name]
 
+    @property
+    def rule(self) -> str:
+        """The rule's name in a ``ForcedId``: ``circuit_breaker``."""
+        return self.value.removeprefix("risk:")
+
+    @classmethod
+    def of(cls, did: ForcedId) -> ForcedBy:
+        return cls(f"risk:{did.rule}")
+
+    def decision_id(self, model: str, symbol: str, bar: int) -> ForcedId:
+        """The id of this rule's flattening of ``model``'s position in ``symbol``, fired at ``bar``."""
+        return ForcedId(self.rule, model, symbol, bar)
+
     def __str__(self) -> str:
         return self.value
 
 
-# Why an order exists: a model's decision, or a risk rule that forced it. Both are ``str`` (their
-# text is what results files and the API show), and neither is ever parsed back to tell them apart.
+# Why an order exists: a model's decision, or a risk rule's flattening (a ``ForcedId``, itself a
+# ``DecisionId``; the ledger writes one for every order a rule forces). Both are ``str``: their text
+# is what results files and the API show. ``ForcedBy`` alone (the rule, no bar) stands for a forced
+# target before the ledger has given it an id.
 Cause: TypeAlias = DecisionId | ForcedBy
 
 

@@ -7,7 +7,8 @@ For each model and each bar of a chunk, in this order (``fill: next_open``):
    (``sizing``) → validator (finite price, weight in range) → risk (the pre-trade check) →
    participation cap (the rest keeps working) → slippage → commission → portfolio;
 3. the portfolio is marked at the close (equity, cash, gross exposure recorded);
-4. path-dependent risk (drawdown circuit breaker, daily loss limit) may stage flattening orders;
+4. path-dependent risk (drawdown circuit breaker, daily loss limit) may stage flattening orders,
+   each recorded with the rule's numbers so that "why?" can answer for its fills;
 5. weights that changed at this bar are staged to fill at the next bar's open.
 
 With ``fill: same_close`` step 5 comes first and its orders fill at this bar's close in step 2.
@@ -40,7 +41,6 @@ from titan_ray.domain.decisions import DecisionId, Decisions, Explanation, Expla
 from titan_ray.domain.orders import (
     Cause,
     Fill,
-    ForcedBy,
     HaltReason,
     OrderRecord,
     OrderStatus,
@@ -51,11 +51,9 @@ from titan_ray.domain.orders import (
 from titan_ray.ledger import kernel
 from titan_ray.ledger.money import Commission, to_micro
 from titan_ray.ledger.portfolio import Book
-from titan_ray.risk.engine import reject_detail
+from titan_ray.risk.engine import FORCED_BY, forced_explanations, reject_detail
 
 # The kernel's codes as the domain's enums.
-_FORCED = {kernel.CAUSE_KILL_SWITCH: ForcedBy.KILL_SWITCH, kernel.CAUSE_CIRCUIT_BREAKER: ForcedBy.CIRCUIT_BREAKER,
-           kernel.CAUSE_DAILY_LOSS_LIMIT: ForcedBy.DAILY_LOSS_LIMIT}
 _STATUS = {kernel.FILLED: OrderStatus.FILLED, kernel.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
            kernel.REJECTED: OrderStatus.REJECTED, kernel.REPLACED: OrderStatus.REPLACED}
 _REASON: dict[int, RejectReason | None] = {
@@ -83,7 +81,9 @@ class ModelResults:
     orders: list[OrderRecord]
     fills: list[Fill]
     round_trips: list[RoundTrip]
-    explanations: list[ExplanationBatch]  # columnar; ``explanation_records`` renders them
+    # columnar, ``explanation_records`` renders them: the model's, then the risk rules' forced
+    # flattenings (``rule`` set, ids ``risk:RULE:MODEL:SYMBOL:BAR``) in the order the rules fired
+    explanations: list[ExplanationBatch]
     positions: dict[str, float]
     avg_cost: dict[str, float]
     realized_pnl: float
@@ -180,7 +180,7 @@ class Ledger:
         book.reserve(len(weights))
         kernel.book_chunk(self._rules, book.account, book.state, weights, validate, 0.0 if book.long_only else -1.0,
                           start, *chunk, book.fill_records, book.order_records, book.trip_records,
-                          book.curve_records)
+                          book.curve_records, book.forced_records)
 
     @property
     def last_seq(self) -> int:
@@ -188,9 +188,11 @@ class Ledger:
         return max((b.seq for b in self.books.values()), default=-1)
 
     def kill_switch(self, model: str, on: bool = True) -> None:
-        """Flatten ``model`` at the next fill bar and reject every order that adds risk (or lift it)."""
+        """Flatten ``model`` at the next fill bar and reject every order that adds risk (or lift it).
+        The flattening's id names the last bar booked: ``risk:kill_switch:MODEL:SYMBOL:BAR``."""
         book = self.books[model]
-        kernel.kill_switch(book.account, book.state, on)
+        book.reserve(0)
+        kernel.kill_switch(book.account, book.state, on, _frozen(self._last_close), book.forced_records)
 
     def stage(self, model: str, weights: np.ndarray, bar: int, timestamp: int) -> None:
         """Stage a model's new target weights at ``bar``, outside ``apply``: the training env
@@ -235,16 +237,15 @@ class Ledger:
 
     def _causes(self, book: Book, codes: list[int], bars: list[int], symbols: list[int]) -> list[Cause]:
         """What caused each record: one ``DecisionId`` per decision (its orders and fills share
-        it, as they did when the ledger made them while booking), or the risk rule."""
+        it, as they did when the ledger made them while booking), or a ``ForcedId`` per risk
+        rule's flattening of a symbol at a bar."""
         memo, m, sym = book.decision_ids, book.model, self.symbols
         out: list[Cause] = []
         for code, bar, s in zip(codes, bars, symbols, strict=True):
-            if code != kernel.CAUSE_DECISION:
-                out.append(_FORCED[code])
-                continue
-            did = memo.get((bar, s))
+            did = memo.get((code, bar, s))
             if did is None:
-                did = memo[bar, s] = DecisionId(m, sym[s], bar)
+                did = memo[code, bar, s] = (DecisionId(m, sym[s], bar) if code == kernel.CAUSE_DECISION
+                                            else FORCED_BY[code].decision_id(m, sym[s], bar))
             out.append(did)
         return out
 
@@ -346,7 +347,7 @@ class Ledger:
             orders=self._orders(book),
             fills=self._fill_list(book),
             round_trips=self._trip_list(book),
-            explanations=list(book.explanations),
+            explanations=[*book.explanations, *forced_explanations(book.model, book.forced(), self.symbols)],
             positions={self.symbols[s]: state["position"][s].item() for s in held},
             avg_cost={self.symbols[s]: state["avg_cost"][s].item() for s in held},
             realized_pnl=float(np.ascontiguousarray(state["realized"]).sum()),

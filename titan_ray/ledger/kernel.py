@@ -3,8 +3,9 @@
 ``book_chunk`` runs, for every bar of a chunk, what ``ledger/engine.py``'s docstring lists (new
 day, staged orders filled, the close marked, path-dependent risk, new weights staged) on one
 model's state, and writes what happened as records into growable structured arrays: fills,
-orders (with a status, a reason code and the numbers of their detail text), round trips, and the
-equity curve. ``Ledger`` (engine.py) calls it once per model and chunk; ``Book`` (portfolio.py)
+orders (with a status, a reason code and the numbers of their detail text), round trips, the
+equity curve, and the risk rules' forced flattenings (the rule, the value that crossed its
+threshold, the position's weight: what "why?" shows for a fill no model asked for). ``Ledger`` (engine.py) calls it once per model and chunk; ``Book`` (portfolio.py)
 owns the arrays; the texts and the domain's NamedTuples are made from the records only when
 results are read. ``stage_weights`` and ``kill_switch`` are the two other entries, for weights
 staged outside a chunk (the training env) and for the kill switch.
@@ -45,7 +46,8 @@ from titan_ray.ledger.money import MICRO, round_half_even
 # and these are passed to helpers from many call sites (one compilation each would add seconds
 # to the first, uncached compile).
 
-# What caused an order (its decision_id): a model's decision at a bar, or a risk rule's flattening.
+# What caused an order (its decision_id): a model's decision at a bar, or a risk rule's flattening
+# (its bar: the close that tripped the rule, or the last bar booked when the kill switch went on).
 CAUSE_DECISION, CAUSE_KILL_SWITCH, CAUSE_CIRCUIT_BREAKER, CAUSE_DAILY_LOSS_LIMIT = np.arange(4)
 # OrderStatus
 FILLED, PARTIALLY_FILLED, REJECTED, REPLACED = np.arange(4)
@@ -59,7 +61,6 @@ HALT_NONE, HALT_CIRCUIT_BREAKER, HALT_KILL_SWITCH = np.arange(3)
  DETAIL_CIRCUIT_BREAKER, DETAIL_DAILY_LOSS_LIMIT, DETAIL_EQUITY_NOT_POSITIVE, DETAIL_POSITION_PCT,
  DETAIL_GROSS_AFTER, DETAIL_GAVE_WAY, DETAIL_INVALID_WEIGHT) = np.arange(12)
 BUY, SELL = np.int64(1), np.int64(-1)  # an order's or a fill's side
-_NO_BAR = np.int64(0)  # the decision bar of a risk flattening, which has none
 
 # --- the state and the records, as numpy structured dtypes ---------------------------------------
 
@@ -70,8 +71,9 @@ ACCOUNT = np.dtype([
     ("last_equity", "f8"),
     # the path-dependent limits and the kill switch
     ("peak", "f8"), ("day", "i8"), ("day_start_equity", "f8"), ("day_halted", "i8"), ("halted", "i8"),
+    ("last_bar", "i8"), ("last_timestamp", "i8"),  # the last bar booked (-1: none yet), for the kill switch
     # records written so far in the book's arrays
-    ("n_fills", "i8"), ("n_orders", "i8"), ("n_trips", "i8"), ("n_curve", "i8"),
+    ("n_fills", "i8"), ("n_orders", "i8"), ("n_trips", "i8"), ("n_curve", "i8"), ("n_forced", "i8"),
 ])
 
 SYMBOL_STATE = np.dtype([
@@ -110,16 +112,32 @@ TRIP = np.dtype([
 
 CURVE = np.dtype([("timestamp", "i8"), ("equity", "f8"), ("cash", "f8"), ("gross", "f8")])
 
+# A risk rule's flattening of one position, recorded when the rule fires (its orders and fills carry
+# the cause and ``bar``): what ``why`` shows for a fill no model asked for.
+FORCED = np.dtype([
+    ("cause", "i8"),  # CAUSE_KILL_SWITCH, CAUSE_CIRCUIT_BREAKER or CAUSE_DAILY_LOSS_LIMIT
+    ("bar", "i8"), ("timestamp", "i8"),  # the close that tripped the rule (kill switch: the last bar booked)
+    ("symbol", "i8"),
+    ("weight", "f8"),  # the position's share of equity then: position x price / equity
+    ("price", "f8"),  # the symbol's mark at that close
+    ("equity", "f8"),  # the model's equity at that close
+    ("measured", "f8"),  # drawdown from the peak, or the day's loss, as a fraction (NaN: kill switch)
+    ("threshold", "f8"),  # max_drawdown_pct or daily_loss_limit_pct (NaN: kill switch)
+    ("reference", "f8"),  # the peak equity, or the day's opening equity (NaN: kill switch)
+])
 
-def records_bound(n_bars: int, n_symbols: int) -> tuple[int, int, int, int]:
-    """The most fills, orders, round trips and curve rows one chunk of ``n_bars`` can write.
+
+def records_bound(n_bars: int, n_symbols: int) -> tuple[int, int, int, int, int]:
+    """The most fills, orders, round trips, curve rows and forced flattenings one chunk of
+    ``n_bars`` (or a kill switch, with ``n_bars`` 0) can write.
 
     Per bar and symbol: one fill (and one round trip closed by it); orders: one invalid weight,
     one give-way at staging, a replaced order and a rejection when the target executes, and the
-    working order's end.
+    working order's end; one forced flattening per bar (a rule fires at most once per close) and
+    symbol, and one per symbol for a kill switch.
     """
     cells = n_bars * n_symbols
-    return cells, 5 * cells, cells, n_bars
+    return cells, 5 * cells, cells, n_bars, cells + n_symbols
 
 
 class Rules(NamedTuple):
@@ -354,18 +372,51 @@ def _check_order(rules: Rules, account: np.void, position: float, quantity: floa
 
 
 @njit(cache=True)
-def _on_close(rules: Rules, account: np.void, equity: float) -> int:
-    """Update the path-dependent limits with a bar's close equity: a cause to flatten, or 0."""
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN where b is 0 (numba's division would raise)."""
+    return a / b if b != 0 else math.nan
+
+
+@njit(cache=True)
+def _on_close(rules: Rules, account: np.void, equity: float) -> tuple[int, float, float, float]:
+    """Update the path-dependent limits with a bar's close equity: a cause to flatten (or 0), the
+    value that crossed the rule's threshold (the drawdown from the peak, the day's loss, as
+    fractions), the threshold, and the equity the value is measured from (the peak, the day's
+    opening equity)."""
     account.peak = max(account.peak, equity)
     if (not math.isnan(rules.max_drawdown_pct) and account.halted == HALT_NONE
             and equity < account.peak * (1 - rules.max_drawdown_pct)):
         account.halted = HALT_CIRCUIT_BREAKER
-        return CAUSE_CIRCUIT_BREAKER
+        peak = account.peak
+        return CAUSE_CIRCUIT_BREAKER, _ratio(peak - equity, peak), rules.max_drawdown_pct, peak
     if (not math.isnan(rules.daily_loss_limit_pct) and not account.day_halted
             and equity < account.day_start_equity * (1 - rules.daily_loss_limit_pct)):
         account.day_halted = 1
-        return CAUSE_DAILY_LOSS_LIMIT
-    return 0
+        start = account.day_start_equity
+        return CAUSE_DAILY_LOSS_LIMIT, _ratio(start - equity, start), rules.daily_loss_limit_pct, start
+    return 0, math.nan, math.nan, math.nan
+
+
+@njit(cache=True)
+def _flatten(account: np.void, state: np.ndarray, forced: np.ndarray, cause: int, bar: int, timestamp: int,
+             marks: np.ndarray, equity: float, measured: float, threshold: float, reference: float) -> None:
+    """Stage the flattening of every position for a risk rule that fired at ``bar``, and record
+    each with the numbers that explain it (one record per symbol; a flattening already staged by
+    the same rule at the same bar, a kill switch turned on twice, is not recorded again)."""
+    for s in range(len(state)):
+        st = state[s]
+        if st.position == 0:
+            continue
+        if not (st.pending and st.pending_cause == cause and st.pending_bar == bar):
+            k = account.n_forced
+            if k >= len(forced):
+                raise IndexError("the ledger's forced-flattening records are full (Book.reserve was not called)")
+            r = forced[k]
+            r.cause, r.bar, r.timestamp, r.symbol = cause, bar, timestamp, s
+            r.weight, r.price = _ratio(st.position * marks[s], equity), marks[s]
+            r.equity, r.measured, r.threshold, r.reference = equity, measured, threshold, reference
+            account.n_forced = k + 1
+        set_pending(account, state, s, 0.0, cause, bar)
 
 
 @njit(cache=True)
@@ -649,7 +700,7 @@ def _reject_invalid(account: np.void, orders: np.ndarray, weights: np.ndarray, l
 def book_chunk(rules: Rules, account_row: np.ndarray, state: np.ndarray, weights: np.ndarray, validate: bool,
                low: float, start: int, timestamps: np.ndarray, days: np.ndarray, ref: np.ndarray,
                fill_mark: np.ndarray, close_mark: np.ndarray, volume: np.ndarray, fills: np.ndarray,
-               orders: np.ndarray, trips: np.ndarray, curve: np.ndarray) -> None:
+               orders: np.ndarray, trips: np.ndarray, curve: np.ndarray, forced: np.ndarray) -> None:
     """Book one model's chunk of bars (see the module docstring and engine.py's).
 
     ``weights`` (T, S) are the model's targets per bar (``validate``: an invalid weight is
@@ -694,16 +745,17 @@ def book_chunk(rules: Rules, account_row: np.ndarray, state: np.ndarray, weights
         c.gross = _gross_sum(state.position, marks, scratch)
         account.n_curve = k + 1
         if rules.path_limits:
-            flatten = _on_close(rules, account, equity)
+            flatten, measured, threshold, reference = _on_close(rules, account, equity)
             if flatten:
-                for s in range(n_s):
-                    if state[s].position != 0:
-                        set_pending(account, state, s, 0.0, flatten, _NO_BAR)
+                _flatten(account, state, forced, flatten, bar, timestamp, marks, equity, measured, threshold,
+                         reference)
             account.last_equity = equity
         if stage_now and rules.next_open:
             _stage(account, state, orders, row, previous, bar, timestamp)
         previous, row = row, previous
     account.last_equity = equity
+    if n_t:
+        account.last_bar, account.last_timestamp = start + n_t - 1, timestamps[n_t - 1]
     for s in range(n_s):
         state[s].target = previous[s]
 
@@ -719,13 +771,13 @@ def stage_weights(account_row: np.ndarray, state: np.ndarray, weights: np.ndarra
 
 
 @njit(cache=True)
-def kill_switch(account_row: np.ndarray, state: np.ndarray, on: bool) -> None:
-    """On: halt, and stage the flattening of every position. Off: lift a kill-switch halt."""
+def kill_switch(account_row: np.ndarray, state: np.ndarray, on: bool, marks: np.ndarray, forced: np.ndarray) -> None:
+    """On: halt, and stage the flattening of every position, recorded as caused at the last bar
+    booked (``marks``: its close marks). Off: lift a kill-switch halt."""
     account = account_row[0]
     if on:
         account.halted = HALT_KILL_SWITCH
-        for s in range(len(state)):
-            if state[s].position != 0:
-                set_pending(account, state, s, 0.0, CAUSE_KILL_SWITCH, _NO_BAR)
+        _flatten(account, state, forced, CAUSE_KILL_SWITCH, account.last_bar, account.last_timestamp, marks,
+                 account.last_equity, math.nan, math.nan, math.nan)
     elif account.halted == HALT_KILL_SWITCH:
         account.halted = HALT_NONE

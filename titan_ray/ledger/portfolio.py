@@ -4,8 +4,10 @@ A ``Book`` holds a model's virtual portfolio as numpy structured arrays (their d
 ``ledger/kernel.py``): the account (cash in exact integer micro-units, the order-id counter, the
 risk limits' state, the counts of records) and one row per symbol (position, average cost,
 realized P&L, the last target, the target staged for the next fill bar, the working order, the
-open round trip). ``kernel.book_chunk`` changes them and appends to four growable record arrays:
-fills, orders, round trips and the equity curve (equity, cash, gross exposure at every close).
+open round trip). ``kernel.book_chunk`` changes them and appends to five growable record arrays:
+fills, orders, round trips, the equity curve (equity, cash, gross exposure at every close), and the
+risk rules' forced flattenings (one per position flattened: the rule, when, the value that crossed
+its threshold, the position's weight then).
 
 Cash moves only by fills (each fill's exact value and commission), equity is
 ``cash + sum(position * mark)``, and a round trip's P&L is the exact sum of its fills' cash
@@ -21,9 +23,20 @@ import numpy as np
 
 from titan_ray.domain.decisions import DecisionId, ExplanationBatch
 from titan_ray.domain.orders import Fill, OrderRecord, RoundTrip
-from titan_ray.ledger.kernel import ACCOUNT, CURVE, FILL, ORDER, REJECTED, SYMBOL_STATE, TRIP, records_bound
+from titan_ray.ledger.kernel import (
+    ACCOUNT,
+    CURVE,
+    FILL,
+    FORCED,
+    ORDER,
+    REJECTED,
+    SYMBOL_STATE,
+    TRIP,
+    records_bound,
+)
 
-_RECORDS = ("fill_records", "order_records", "trip_records", "curve_records")
+_RECORDS = ("fill_records", "order_records", "trip_records", "curve_records", "forced_records")
+_COUNTS = ("n_fills", "n_orders", "n_trips", "n_curve", "n_forced")
 
 
 class Book:
@@ -36,13 +49,15 @@ class Book:
         self.account = np.zeros(1, ACCOUNT)
         initial = initial_cash_micro / 1e6
         for name, value in (("cash", initial_cash_micro), ("initial_cash", initial_cash_micro),
-                            ("last_equity", initial), ("peak", initial), ("day", -1), ("day_start_equity", initial)):
+                            ("last_equity", initial), ("peak", initial), ("day", -1), ("day_start_equity", initial),
+                            ("last_bar", -1)):
             self.account[name] = value
         self.state = np.zeros(n_symbols, SYMBOL_STATE)
         self.fill_records = np.empty(0, FILL)
         self.order_records = np.empty(0, ORDER)
         self.trip_records = np.empty(0, TRIP)
         self.curve_records = np.empty(0, CURVE)
+        self.forced_records = np.empty(0, FORCED)
         self.explanations: list[ExplanationBatch] = []  # per chunk, as the model sent them
         self.skipped: list[int] = []  # chunk sequence numbers without decisions
         # The records as the domain's NamedTuples, each made once when first read (by ``Ledger``),
@@ -50,14 +65,15 @@ class Book:
         self.fill_list: list[Fill] = []
         self.order_list: list[OrderRecord] = []  # the orders that have ended, in the order they ended
         self.trip_list: list[RoundTrip] = []
-        self.decision_ids: dict[tuple[int, int], DecisionId] = {}  # by (bar, symbol index)
+        # by (cause, bar, symbol index): a model's decision (cause 0), or a risk rule's ForcedId
+        self.decision_ids: dict[tuple[int, int, int], DecisionId] = {}
 
     def reserve(self, n_bars: int) -> None:
-        """Make room for the most records a chunk of ``n_bars`` can write (doubling the arrays)."""
+        """Make room for the most records a chunk of ``n_bars`` (0: a kill switch) can write
+        (doubling the arrays)."""
         a = self.account[0]
         bounds = records_bound(n_bars, len(self.state))
-        for attr, count, bound in zip(_RECORDS, (a["n_fills"], a["n_orders"], a["n_trips"], a["n_curve"]), bounds,
-                                      strict=True):
+        for attr, count, bound in zip(_RECORDS, (a[n] for n in _COUNTS), bounds, strict=True):
             records = getattr(self, attr)
             if count + bound > len(records):
                 grown = np.empty(max(2 * len(records), count + bound), records.dtype)
@@ -77,6 +93,10 @@ class Book:
     def curve(self) -> np.ndarray:
         """Timestamp, equity, cash and gross exposure at every close booked."""
         return self.curve_records[: int(self.account[0]["n_curve"])]
+
+    def forced(self) -> np.ndarray:
+        """The risk rules' forced flattenings, one per position, in the order the rules fired."""
+        return self.forced_records[: int(self.account[0]["n_forced"])]
 
     def working(self) -> np.ndarray:
         """Symbol indices with an order still working."""

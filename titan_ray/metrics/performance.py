@@ -35,6 +35,10 @@ Conventions (empyrical's, which the tests check within 1e-9; risk-free rate and 
   undoes it count once together).
 - Exposure = mean(gross exposure / equity) over the bars, with gross exposure the bar's
   sum of |position x mark|: the average invested fraction (1.0 = fully invested, no leverage).
+
+These functions compute the annualised figures (CAGR, Sharpe, Sortino, Calmar, turnover) for any
+n; whether n is long enough to *show* them is ``titan_ray.metrics.sample``'s rule (the longer of 30
+returns and one trading day of bars), which the leaderboard applies.
 """
 
 from __future__ import annotations

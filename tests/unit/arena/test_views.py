@@ -13,9 +13,11 @@ from titan_ray.arena.leaderboard import build_leaderboard
 from titan_ray.arena.runner import write_results
 from titan_ray.config import parse_config
 from titan_ray.data.providers import make_provider
-from titan_ray.domain.calendar import periods_per_year
+from titan_ray.domain.calendar import parse_frequency, periods_per_year
 from titan_ray.ledger.engine import Ledger
+from titan_ray.metrics.sample import WITHHELD_FIELDS
 from titan_ray.models.kinds import build_model
+from titan_ray.serve.arena_service import ArenaState
 
 CONFIG = {
     "seed": 3,
@@ -30,9 +32,9 @@ CONFIG = {
 }
 
 
-def _run_in_process(chunk: int = 64):
+def _run_in_process(chunk: int = 64, bars: int = 400):
     """The arena without Ray: models and one Ledger driven chunk by chunk."""
-    cfg = parse_config(CONFIG)
+    cfg = parse_config({**CONFIG, "data": {**CONFIG["data"], "bars": bars}})
     market = make_provider(cfg.data, cfg.seed).load()
     bars = market.bars
     models = [build_model(m.name, m.kind, m.params, bars.symbols, seed=cfg.seed) for m in cfg.models]
@@ -180,3 +182,70 @@ def test_drawdown_starts_from_initial_cash():
                         initial_cash=100.0, models=("m",), leaderboard=[], equity=out.equity_frame({"m": R()}),
                         trades=out.trades_frame({}), orders=out.orders_frame({}), portfolios={})
     assert views.equity(run)["models"]["m"]["drawdown"] == pytest.approx([-0.1, -0.05, 0.0, -0.2])
+
+
+# --- a sample too short to annualise (15-minute bars on equities: at least 30 returns) -------------
+
+
+@pytest.fixture(scope="module")
+def short_runs():
+    return {n: _run_in_process(bars=n) for n in (29, 30)}
+
+
+def test_one_return_short_of_the_minimum_withholds_the_annualised_figures(short_runs):
+    _cfg, results, board, n = short_runs[29]
+    assert n == 29 and {r["model"] for r in board} == {"sma", "rsi", "hold"}
+    for row in board:
+        assert row["sample_too_small"] is True, row
+        assert row["sample_note"] == ("29 returns; annualised figures need at least 30 (30 returns and one trading "
+                                      "day of 26 bars)")
+        assert {k: row[k] for k in WITHHELD_FIELDS} == dict.fromkeys(WITHHELD_FIELDS)
+        # what needs no annualising stays
+        r = results[row["model"]]
+        assert row["total_return"] == pytest.approx(float(r.equity[-1]) / 100000 - 1, rel=1e-12)
+        assert row["final_equity"] == float(r.equity[-1]) and row["max_drawdown"] < 0
+        assert row["n_orders"] == len(r.orders) and row["n_trades"] == len(r.round_trips)
+    assert list(board[0])[-2:] == ["sample_too_small", "sample_note"]
+    # no Sharpe to rank by yet: best total return first
+    returns = [row["total_return"] for row in board]
+    assert returns == sorted(returns, reverse=True)
+
+
+def test_exactly_the_minimum_shows_every_figure(short_runs):
+    board = short_runs[30][2]
+    for row in board:
+        assert row["sample_too_small"] is False and row["sample_note"] is None
+        for key in ("cagr", "sharpe", "sortino", "turnover"):
+            assert math.isfinite(row[key]), (row["model"], key)
+        if row["model"] != "hold":
+            assert 0 < row["sharpe_vs_benchmark_p"] <= 1 and isinstance(row["beats_benchmark"], bool)
+    sharpes = [row["sharpe"] for row in board]
+    assert sharpes == sorted(sharpes, reverse=True)
+
+
+def test_v1_leaderboard_payload_of_a_short_live_run_has_nulls_the_flag_and_the_reason(short_runs, tmp_path):
+    """What GET /v1/leaderboard answers (the arena service's state through views.leaderboard), live and
+    from the run folder."""
+    cfg, results, board, n = short_runs[29]
+    state = ArenaState(cfg, refresh_s=0.0, leaderboard_refresh_s=0.0)
+    state.periods = periods_per_year(parse_frequency("15min"), "equities")
+    state.run_id, state.bars_done, state.bars_total = "short", n, 400
+    body = json.loads(json.dumps(views.leaderboard(state.rebuild(results)), allow_nan=False))
+    assert body["status"] == "running" and len(body["rows"]) == 3
+    for row in body["rows"]:
+        assert row["sample_too_small"] is True and row["sample_note"].startswith("29 returns; ")
+        assert [row[k] for k in ("cagr", "sharpe", "sortino", "calmar", "turnover", "p_value")] == [None] * 6
+        assert row["beats_benchmark"] is False and row["total_return"] is not None
+    write_results(tmp_path, board, results, {"run_id": "short", "n_timestamps": n, "warmup_bars": 0, "n_symbols": 3,
+                                                 "frequency": "15min", "seed": 3})
+    assert views.leaderboard(views.load_run(tmp_path))["rows"] == body["rows"]
+
+    state.rebuild(short_runs[30][1], finished=True)
+    assert not any(r["sample_too_small"] or r["sample_note"] for r in views.leaderboard(state.data)["rows"])
+
+
+def test_rows_of_a_folder_without_the_flag_say_false():
+    run = views.live_run({}, [{"model": "m", "sharpe": 1.0}], run_id="old", status="finished", benchmark=None,
+                         bars_done=0, bars_total=0, initial_cash=1.0)
+    row = views.leaderboard(run)["rows"][0]
+    assert row["sample_too_small"] is False and row["sample_note"] is None and row["sharpe"] == 1.0

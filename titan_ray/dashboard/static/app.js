@@ -97,6 +97,13 @@ stream missed. */
       ? `Significance: paired bootstrap test of each model's Sharpe ratio against the benchmark, ${body.benchmark}; ` +
         "▲ only where it rejects “no better than the benchmark”."
       : "No benchmark model in this arena: significance is not tested.";
+    // why "—" stands for CAGR, Sharpe, ...: said once below the table too, for touch screens
+    const short = [...new Set((body.rows || []).map(views.withheld).filter(Boolean))];
+    $("sample-note").hidden = !short.length;
+    $("sample-note").textContent = short.length
+      ? "— CAGR, Sharpe, Sortino, Calmar, turnover and the benchmark test are withheld until the sample is " +
+        "long enough to annualise: " + short.join("; ") + "."
+      : "";
     renderLeaderboard();
     renderModelNav();
   }

@@ -8,14 +8,16 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
   /* ---------------------------------------------------------------- leaderboard */
 
   // Every metric of DESIGN.md's leaderboard. `alt` is the live snapshot's name for the same number.
+  // `annualised`: withheld ("—", the reason on hover) while the row's sample_too_small is true
+  // (titan_ray/metrics/sample.py: the longer of 30 returns and one trading day of bars).
   const COLUMNS = [
     { key: "model", label: "Model", text: true },
     { key: "final_equity", alt: "equity", label: "Equity", fmt: fmt.money },
     { key: "total_return", label: "Return", fmt: fmt.signedPct },
-    { key: "cagr", label: "CAGR", fmt: fmt.signedPct },
-    { key: "sharpe", label: "Sharpe", fmt: fmt.ratio },
-    { key: "sortino", label: "Sortino", fmt: fmt.ratio },
-    { key: "calmar", label: "Calmar", fmt: fmt.ratio },
+    { key: "cagr", label: "CAGR", fmt: fmt.signedPct, annualised: true },
+    { key: "sharpe", label: "Sharpe", fmt: fmt.ratio, annualised: true },
+    { key: "sortino", label: "Sortino", fmt: fmt.ratio, annualised: true },
+    { key: "calmar", label: "Calmar", fmt: fmt.ratio, annualised: true },
     { key: "max_drawdown", label: "Max DD", fmt: fmt.pct },
     { key: "max_drawdown_duration", label: "DD bars", fmt: fmt.int, title: "longest drawdown, in bars" },
     { key: "profit_factor", label: "Profit factor", fmt: fmt.ratio },
@@ -23,12 +25,23 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
     { key: "n_trades", label: "Trades", fmt: fmt.int, title: "closed round trips" },
     { key: "n_orders", label: "Orders", fmt: fmt.int },
     { key: "n_rejected", label: "Rejected", fmt: fmt.int },
-    { key: "turnover", label: "Turnover", fmt: (x) => (fmt.finite(x) ? fmt.ratio(x, 1) + "×" : fmt.DASH),
+    { key: "turnover", label: "Turnover", fmt: (x) => (fmt.finite(x) ? fmt.ratio(x, 1) + "×" : fmt.DASH), annualised: true,
       title: "annualised one-way turnover: traded value / mean equity / 2, per year" },
     { key: "exposure", label: "Exposure", fmt: (x) => fmt.pct(x, 1), title: "average invested fraction" },
-    { key: "p_value", alt: "sharpe_vs_benchmark_p", label: "vs benchmark", sig: true,
+    { key: "p_value", alt: "sharpe_vs_benchmark_p", label: "vs benchmark", sig: true, annualised: true,
       title: "paired bootstrap test of “Sharpe ≤ the benchmark's”: ▲ where it is rejected; p-value beside" },
   ];
+
+  /** Why the row's annualised figures are withheld, or null when they are shown. */
+  function withheld(row) {
+    if (row.sample_too_small !== true) return null;
+    return row.sample_note || "too few returns to annualise";
+  }
+
+  /** The "—" of a withheld figure, the reason on hover. */
+  function withheldMark(row) {
+    return h("span", { class: "muted withheld", title: "withheld: " + withheld(row) }, fmt.DASH);
+  }
 
   function cell(row, col) {
     const value = row[col.key];
@@ -58,6 +71,7 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
     if (benchmark && row.model === benchmark) {
       return h("span", { class: "badge bench", title: "the yardstick every model is tested against" }, "benchmark");
     }
+    if (withheld(row)) return withheldMark(row);
     if (row.beats_benchmark === true) {
       return h("span", {
         class: "badge good sig-beats",
@@ -96,6 +110,10 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
           row.halted ? h("span", { class: "badge bad", title: "trading halted" }, "halted: " + row.halted) : null));
       }
       if (col.sig) return h("td", { class: "num sig", dataset: { key: col.key } }, significance(row, benchmark, col));
+      if (col.annualised && withheld(row)) {
+        return h("td", { class: "num withheld-cell", title: "withheld: " + withheld(row), dataset: { key: col.key } },
+          withheldMark(row));
+      }
       const value = cell(row, col);
       const cls = ["num"];
       if (["total_return", "cagr"].includes(col.key) && fmt.finite(value)) cls.push(value >= 0 ? "pos" : "neg");
@@ -344,5 +362,5 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
       h("dd", {}, v && typeof v === "object" && !Array.isArray(v) ? keyValues(v) : fmt.any(v)))));
   }
 
-  TR.views = { COLUMNS, leaderboard, fills, modelPage, why, experimentList, experiment, modelOf };
+  TR.views = { COLUMNS, leaderboard, withheld, fills, modelPage, why, experimentList, experiment, modelOf };
 })(window);
