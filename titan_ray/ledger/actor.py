@@ -10,6 +10,13 @@ Chunks are booked strictly in sequence even when Ray retries calls out of order 
 for its turn). Model decisions arrive as references inside a dict, resolved here one by one: a model that died or
 raised leaves ``None`` for its chunk (the skip is recorded), and the other models trade on.
 
+The journal is written by one thread of its own, in booking order, while the next chunk is booked:
+a chunk's ``apply`` returns (its acknowledgement) only once its entry is written, so nothing
+acknowledged is ever missing from the journal, and a chunk booked but not yet written when the
+actor dies is unacknowledged, so Ray retries it into the restarted ledger. SQLite and Redis do
+their I/O without Python's lock, so the write runs on the other core. ``busy_seconds`` counts the
+booking (and encoding the entry); ``journal_seconds`` the writes.
+
 After each booked chunk its new fills and a light leaderboard go to the ``sink`` the driver handed
 in, if any (a side channel: the journal, not the sink, is what a restart reads).
 """
@@ -20,6 +27,7 @@ import asyncio
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -32,6 +40,14 @@ from titan_ray.domain.events import EventSink
 from titan_ray.ledger.engine import Ledger, ModelResults
 from titan_ray.ledger.journal import Journal, decode, encode, open_journal
 from titan_ray.metrics.performance import max_drawdown, returns_from_equity, sharpe
+from titan_ray.metrics.sample import annualisation_sample
+
+
+def _done() -> asyncio.Future:
+    """An already finished future: a chunk with no journal to wait for."""
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
 
 
 def _finite(x: float) -> float | None:
@@ -52,8 +68,10 @@ class LedgerActor:
         sink: EventSink | None = None,
     ) -> None:
         self._ledger = Ledger(ledger=ledger, risk=risk, symbols=symbols, calendar=calendar, models=models)
-        self._periods = periods_per_year
+        self._periods, self._calendar = periods_per_year, calendar
         self._busy = 0.0  # seconds spent booking chunks: shows whether the ledger is the bottleneck
+        self._journal_busy = 0.0  # seconds the writer thread spent writing the journal
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")  # one: in order
         self._incarnation = uuid.uuid4().hex
         self._kills = 0
         self._failures: dict[str, list[str]] = {}
@@ -83,11 +101,18 @@ class LedgerActor:
             if seq <= self._ledger.last_seq:
                 return {"seq": seq, "applied": [], "duplicate": True, "skipped": []}
             try:
-                return await self._apply(seq, bars, decisions)
+                ack, written = await self._apply(seq, bars, decisions)
             finally:
                 self._turn.notify_all()
+        await written  # the next chunk may be booked meanwhile; this one is acknowledged once journaled
+        return ack
 
-    async def _apply(self, seq: int, bars: BarBatch, decisions: dict[str, Any]) -> dict[str, Any]:
+    def _write(self, key: str, payload: bytes) -> None:
+        start = time.perf_counter()
+        self._journal.append(key, payload)
+        self._journal_busy += time.perf_counter() - start
+
+    async def _apply(self, seq: int, bars: BarBatch, decisions: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         resolved: list[Decisions | None] = []
         skipped = []
         for name, ref in decisions.items():
@@ -104,23 +129,27 @@ class LedgerActor:
         start = time.perf_counter()
         before = {n: b.n_fills for n, b in self._ledger.books.items()}
         ack = self._ledger.apply(seq, bars, resolved)
+        written: Any = _done()
         if self._journal is not None:
-            self._journal.append(f"chunk:{seq}", encode(("chunk", seq, bars, resolved)))
+            payload = encode(("chunk", seq, bars, resolved))
+            written = asyncio.get_running_loop().run_in_executor(self._writer, self._write, f"chunk:{seq}", payload)
         self._busy += time.perf_counter() - start
         if self._sink is not None:
             fills = [f for n in self._ledger.books for f in self._ledger.fills(n, before[n])]
             if fills:
                 self._sink.fills(fills)
             self._sink.leaderboard(self.snapshot())
-        return {**ack, "skipped": skipped}
+        return {**ack, "skipped": skipped}, written
 
-    def kill_switch(self, model: str, on: bool = True) -> None:
+    async def kill_switch(self, model: str, on: bool = True) -> None:
         if model not in self._ledger.books:
             raise KeyError(f"unknown model {model!r}; models: {sorted(self._ledger.books)}")
-        self._kills += 1
-        if self._journal is not None:
-            self._journal.append(f"kill:{self._kills}", encode(("kill", self._kills, model, on)))
-        self._ledger.kill_switch(model, on)
+        async with self._turn:  # between two chunks, and journaled after every chunk booked before it
+            self._kills += 1
+            if self._journal is not None:
+                entry = encode(("kill", self._kills, model, on))
+                await asyncio.get_running_loop().run_in_executor(self._writer, self._write, f"kill:{self._kills}", entry)
+            self._ledger.kill_switch(model, on)
 
     def last_seq(self) -> int:
         return self._ledger.last_seq
@@ -131,6 +160,10 @@ class LedgerActor:
 
     def busy_seconds(self) -> float:
         return self._busy
+
+    def journal_seconds(self) -> float:
+        """Seconds spent writing the journal, on its own thread, beside the booking."""
+        return self._journal_busy
 
     def node_id(self) -> str:
         """The Ray node this incarnation runs on (recorded in run.json's placement)."""
@@ -146,12 +179,15 @@ class LedgerActor:
             equity = book.curve()["equity"]
             initial = book.initial_cash_micro / 1e6
             r = returns_from_equity(equity, initial) if len(equity) else equity
+            sample = annualisation_sample(len(r), self._periods, self._calendar)
             rows.append(
                 {
                     "model": name,
                     "equity": float(equity[-1]) if len(equity) else initial,
                     "total_return": float(equity[-1] / initial - 1) if len(equity) else 0.0,
-                    "sharpe": _finite(sharpe(r, self._periods)) if len(r) > 1 else None,
+                    # withheld on a sample too short to annualise (metrics/sample.py), as the leaderboard
+                    "sharpe": None if sample.too_small else _finite(sharpe(r, self._periods)),
+                    "sample_too_small": sample.too_small,
                     "max_drawdown": float(max_drawdown(r)) if len(r) else 0.0,
                     "n_trades": book.n_round_trips,
                     "n_fills": book.n_fills,
@@ -165,6 +201,7 @@ class LedgerActor:
 
     def close(self) -> None:
         """End of run: close the journal (SQLite folds its write-ahead log in) and the sink."""
+        self._writer.shutdown(wait=True)
         if self._journal is not None:
             self._journal.close()
             self._journal = None

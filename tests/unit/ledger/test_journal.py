@@ -22,12 +22,12 @@ from titan_ray.ledger.journal import (
     Journal,
     JournalError,
     MemoryJournal,
-    RedisStreamJournal,
     SqliteJournal,
     decode,
     encode,
     open_journal,
 )
+from titan_ray.ledger.redis_journal import RedisStreamJournal
 from titan_ray.net import free_port
 
 Opener = Callable[[], Journal]
