@@ -7,13 +7,14 @@ does). All models are ``sma_crossover`` variants (fast 5-14, slow 20-59) on one 
 so every point books the same bars. For each point it prints:
 
 - ``wall``: the command's wall clock, seen from outside (process start to exit);
-- ``replay`` and ``ledger``: run.json's ``replay_seconds`` and the ledger actor's busy seconds;
+- ``replay``, ``ledger`` and ``journal``: run.json's ``replay_seconds``, the ledger actor's busy seconds
+  and its journal writer's seconds (a thread beside the booking);
 - ``bar·model/s``: bars × models / replay seconds (and over the ledger's busy seconds);
 - ``peak RSS``: the largest sum of resident memory over every process of the run (the command, its
   Ray and every worker; on the cluster, the cluster's processes), sampled every 0.2 s;
-- ``per model``: the median peak RSS of one model actor's process (``ray::ModelActor``); ``nan``
-  when none was found, and then ``peak RSS`` misses the workers too (the loopback cluster's workers
-  are not found by its temp folder yet), so the plot leaves such points out.
+- ``per model``: the median peak RSS of one model actor's process (``ray::ModelActor``); on the
+  loopback cluster the processes are those whose command line names its temporary folder (GCS,
+  raylets, agents) and all their children (the workers); ``nan`` when no model actor was found.
 
 ``--plot PATH`` draws the curves (docs/images/cost_curve.png in the README). Run with ``--help``.
 """
@@ -51,6 +52,7 @@ class Point:
     wall: float
     replay: float
     ledger: float
+    journal: float
     n_bars: int
     peak_rss: float  # bytes
     per_model_rss: float  # bytes, median over model actors
@@ -64,11 +66,11 @@ class Point:
         return self.n_bars * self.models / self.ledger if self.ledger > 0 else float("nan")
 
 
-def config(n_models: int, symbols: int, bars: int) -> dict:
+def config(n_models: int, symbols: int, bars: int, chunk_size: int = 512) -> dict:
     return {
         "seed": 11,
         "data": {"provider": "synthetic", "n_symbols": symbols, "bars": bars, "frequency": "15min"},
-        "replay": {"chunk_size": 512},
+        "replay": {"chunk_size": chunk_size},
         "ledger": {"commission_bps": 10},
         "models": [
             {"name": f"sma{i}", "kind": "sma_crossover", "params": {"fast": 5 + i % 10, "slow": 20 + i % 40}}
@@ -108,11 +110,18 @@ class MemorySampler:
                         yield p
             except psutil.NoSuchProcess:
                 continue
-        if self._marker:  # a cluster's processes, found by their private temp folder
+        if self._marker:  # a cluster's processes, found by their private temp folder, and their children:
+            # the raylet's workers rename themselves (ray::ModelActor) and name no folder
             for p in psutil.process_iter(["cmdline"]):
-                if p.pid not in seen and any(self._marker in part for part in (p.info["cmdline"] or ())):
-                    seen.add(p.pid)
-                    yield p
+                if any(self._marker in part for part in (p.info["cmdline"] or ())):
+                    try:
+                        family = [p, *p.children(recursive=True)]
+                    except psutil.NoSuchProcess:
+                        continue
+                    for q in family:
+                        if q.pid not in seen:
+                            seen.add(q.pid)
+                            yield q
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
@@ -132,7 +141,7 @@ def run_point(work: Path, n_models: int, args: argparse.Namespace, cluster: dict
     """One point, or why the command failed (the last lines of its error output)."""
     folder = work / f"{'2n' if cluster else '1n'}-{n_models}"
     folder.mkdir()
-    (folder / "arena.yaml").write_text(yaml.safe_dump(config(n_models, args.symbols, args.bars)))
+    (folder / "arena.yaml").write_text(yaml.safe_dump(config(n_models, args.symbols, args.bars, args.chunk_size)))
     cmd = [str(TITAN_RAY), "arena", "--config", "arena.yaml", "--out", "out", "--quiet"]
     if cluster is not None:
         cmd += ["--address", str(cluster["address"])]
@@ -147,7 +156,7 @@ def run_point(work: Path, n_models: int, args: argparse.Namespace, cluster: dict
     run = json.loads((folder / "out" / "run.json").read_text())
     per_model = statistics.median(memory.actors.values()) if memory.actors else float("nan")
     return Point(2 if cluster else 1, n_models, wall, run["replay_seconds"], run["busy_seconds"]["ledger"],
-                 run["n_bars"], memory.peak, per_model)
+                 run["journal_seconds"], run["n_bars"], memory.peak, per_model)
 
 
 @contextmanager
@@ -161,11 +170,11 @@ def loopback_cluster(cpus: int) -> Iterator[dict]:
 
 
 def table(points: list[Point]) -> str:
-    head = (f"{'nodes':>5} {'models':>6} {'wall s':>7} {'replay s':>8} {'ledger s':>8} {'bar·model/s':>12} "
+    head = (f"{'nodes':>5} {'models':>6} {'wall s':>7} {'replay s':>8} {'ledger s':>8} {'journal s':>9} {'bar·model/s':>12} "
             f"{'(ledger)':>12} {'peak RSS':>9} {'per model':>9}")
     rows = [head, "-" * len(head)]
     for p in points:
-        rows.append(f"{p.nodes:>5} {p.models:>6} {p.wall:>7.1f} {p.replay:>8.2f} {p.ledger:>8.2f} "
+        rows.append(f"{p.nodes:>5} {p.models:>6} {p.wall:>7.1f} {p.replay:>8.2f} {p.ledger:>8.2f} {p.journal:>9.2f} "
                     f"{p.rate:>12,.0f} {p.ledger_rate:>12,.0f} {p.peak_rss / 2**30:>7.2f}Gi "
                     f"{p.per_model_rss / 2**20:>7.0f}Mi")
     return "\n".join(rows)
@@ -206,6 +215,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, nargs="+", default=[1, 10, 32, 100])
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--bars", type=int, default=20_000, help="timestamps per symbol")
+    parser.add_argument("--chunk-size", type=int, default=512, help="replay.chunk_size of every point")
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     parser.add_argument("--cpus-per-node", type=int, default=1, help="the loopback cluster's CPUs per node")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one point may take")

@@ -498,11 +498,65 @@ class ArenaConfig(_Strict):
             raise ValueError(f"benchmark {self.benchmark!r} is not one of the models {names}")
         return self
 
+    @model_validator(mode="after")
+    def _stacked_inputs(self) -> ArenaConfig:
+        names = [m.name for m in self.models]
+        reads = self.stacking_inputs
+        for i, m in enumerate(self.models):
+            for j, n in enumerate(reads.get(m.name, ())):
+                where = f"models[{i}] ({m.name}) params.inputs[{j}]"
+                if n == m.name:
+                    raise ValueError(f"{where}: a model cannot stack itself; remove {n!r}")
+                if n not in names:
+                    hint = difflib.get_close_matches(n, names, n=1)
+                    maybe = f"; did you mean {hint[0]!r}?" if hint else ""
+                    raise ValueError(f"{where}: {n!r} is not a model of this arena{maybe} Name one of {names}")
+            if m.name in reads and m.artifact is not None:
+                raise ValueError(f"models[{i}] ({m.name}) stacks arena models (params.inputs) and fits on their "
+                                 "signals in the arena: remove `artifact`")
+        _decision_order(self.models, reads)  # names a cycle
+        return self
+
+    @property
+    def stacking_inputs(self) -> dict[str, tuple[str, ...]]:
+        """Meta-model → the arena models whose decisions it reads (``params.inputs``), for those that have any."""
+        kinds = _model_params()
+        reads = {m.name: kinds[m.kind].model_validate(m.params).arena_inputs() for m in self.models}
+        return {name: inputs for name, inputs in reads.items() if inputs}
+
+    @property
+    def decision_order(self) -> list[str]:
+        """The model names, every meta-model after the models it stacks (otherwise in config order)."""
+        return _decision_order(self.models, self.stacking_inputs)
+
     @property
     def benchmark_model(self) -> str | None:
         if self.benchmark is not None:
             return self.benchmark
         return next((m.name for m in self.models if m.kind == "buy_and_hold"), None)
+
+
+def _decision_order(models: list[ModelSpec], reads: dict[str, tuple[str, ...]]) -> list[str]:
+    """Depth first in config order: each model after the models it reads; a ValueError names a cycle."""
+    index = {m.name: i for i, m in enumerate(models)}
+    order: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in done:
+            return
+        if name in path:
+            cycle = " → ".join([*path[path.index(name):], name])
+            raise ValueError(f"models[{index[name]}] ({name}) params.inputs: the meta-models read each other in a "
+                             f"cycle ({cycle}); a model cannot stack one that stacks it: remove one of these inputs")
+        for n in reads.get(name, ()):
+            visit(n, [*path, name])
+        done.add(name)
+        order.append(name)
+
+    for m in models:
+        visit(m.name, [])
+    return order
 
 
 # --- loading with readable errors -------------------------------------------------------------

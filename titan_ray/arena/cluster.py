@@ -69,6 +69,7 @@ from titan_ray.ledger.engine import ModelResults
 from titan_ray.models.actor import ModelActor
 from titan_ray.ray_session import ensure_ray
 from titan_ray.registry import registered_models
+from titan_ray.train.ppo import startup_models
 
 Ref = ray.ObjectRef
 
@@ -92,6 +93,7 @@ def arena_cluster(
 class ClusterFinish:
     results: dict[str, ModelResults]
     busy: dict[str, float]  # seconds each actor spent working: the ledger, then each model
+    journal_seconds: float  # seconds the ledger's journal writer spent, beside the booking
     failures: dict[str, list[str]]  # the model errors the ledger recorded
     info: dict[str, Any]  # the market's info; a live run's refreshed at the end (the bars that arrived)
     paper_report: dict[str, Any] | None
@@ -136,14 +138,23 @@ class ArenaCluster:
         self.symbols: tuple[str, ...] = tuple(info["symbols"])
         self.periods = periods_per_year(info["frequency"], info["calendar"])
         trained = registered_models(config, self.symbols)  # models given as `artifact:`, loaded on the driver
-        self.models = {
-            spec.name: self._spawn(ModelActor.options(
+        trained |= startup_models(config, self.symbols, info["calendar"])  # ppo with none: trains in its actor
+        # stacking: a meta-model's actor is created, and decides, after the actors of the models it stacks
+        # (its `inputs`), whose handles it is given; those keep their signals for it (`record`)
+        self._stacks = config.stacking_inputs
+        self._order = config.decision_order
+        stacked = {n for inputs in self._stacks.values() for n in inputs}
+        index = {spec.name: i for i, spec in enumerate(config.models)}
+        actors: dict[str, Any] = {}
+        for name in self._order:
+            i, spec = index[name], config.models[index[name]]
+            actors[name] = self._spawn(ModelActor.options(
                 num_cpus=spec.num_cpus, memory=spec.memory_mb * MIB, max_restarts=-1, max_task_retries=-1,
                 scheduling_strategy=bundles.get(f"models[{i}]", "SPREAD"),
             ).remote(spec, self.symbols, config.seed, self.market, info["warmup_bars"],
-                     prototype=trained.get(spec.name)))
-            for i, spec in enumerate(config.models)
-        }
+                     prototype=trained.get(spec.name), record=name in stacked,
+                     inputs={n: actors[n] for n in self._stacks.get(name, ())}))
+        self.models = {spec.name: actors[spec.name] for spec in config.models}
         labels = {spec.name: model_label(i, spec) for i, spec in enumerate(config.models)}
         wait_until_up(self.models, labels, config.replay.placement_timeout_s)
         # each model is built now, in its actor (a learned one loads torch or LightGBM: its own time)
@@ -200,8 +211,14 @@ class ArenaCluster:
             m.observe.remote(bars)
 
     def decide(self, bars: Ref) -> dict[str, Ref | None]:
+        """Every model's decision reference; a meta-model's call takes its inputs' references as arguments,
+        so Ray runs it once they are decided and hands it their decisions (None: an input taken out)."""
         removed = self._monitor.removed if self._monitor else set()
-        return {n: (None if n in removed else m.decide.remote(bars)) for n, m in self.models.items()}
+        refs: dict[str, Ref | None] = {}
+        for n in self._order:
+            inputs = [refs[i] for i in self._stacks.get(n, ())]
+            refs[n] = None if n in removed else self.models[n].decide.remote(bars, *inputs)
+        return {n: refs[n] for n in self.models}
 
     def wait_for_bars(self, bars: Ref) -> None:
         ray.wait([bars], fetch_local=False)
@@ -224,6 +241,7 @@ class ArenaCluster:
     def finish(self) -> ClusterFinish:
         """The results and the actors' accounts; the ledger (journal, sink) and a live feed closed."""
         busy = {"ledger": ray.get(self.ledger.busy_seconds.remote())}
+        journal_seconds = ray.get(self.ledger.journal_seconds.remote())
         busy.update(zip(self.models, ray.get([m.busy_seconds.remote() for m in self.models.values()]), strict=True))
         ends = ray.get([m.info.remote() for m in self.models.values()])  # memory after the whole run
         keep = ("node_id", "pid", "memory", "heavy_libraries")
@@ -237,7 +255,7 @@ class ArenaCluster:
             info = {**info, **ray.get(self.market.info.remote())}
         paper_report = self.paper.finish(results[self.paper.model].fills) if self.paper is not None else None
         alerts = self._stop_monitor()
-        return ClusterFinish(results, busy, failures, info, paper_report, alerts, models)
+        return ClusterFinish(results, busy, journal_seconds, failures, info, paper_report, alerts, models)
 
     def _spawn(self, actor: Any) -> Any:
         self._cleanup.callback(ray.kill, actor)

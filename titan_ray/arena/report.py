@@ -75,6 +75,7 @@ class RunReport:
     phases: Phases
     bars_per_second: float | None  # None for a resumed run (its replay did not book every bar)
     busy_seconds: dict[str, float]  # time each actor spent working during the replay
+    journal_seconds: float  # the ledger's journal writes, on a thread beside its booking (not in busy_seconds)
     placement: Placement
     live: LiveSummary | None
     paper_check: dict[str, Any] | None

@@ -7,6 +7,14 @@ observed, the rest decided and discarded). Models are chunk-size invariant, so t
 the state the model had, and its decisions from then on are the ones it would have made. A run
 resumed from its journal uses the same path (``catch_up``).
 
+Stacking: an actor whose model other models stack (``record``) keeps its signals and answers
+``signals(start, stop, oof)``; a meta-model's actor gets the handles of its input actors
+(``inputs``), is handed their decisions on each chunk as arguments of ``decide`` (Ray resolves them
+before the call runs), and reads their ``signals`` where it was not (the warm-up bars it fits on,
+a replayed history). The inputs never call the meta-model, so the waits cannot form a cycle. A
+meta-model blocks in ``ray.get`` while its learned inputs compute out-of-fold signals (at its
+first fit): its heartbeat waits too, as during any model's fit.
+
 ``info()`` also says what the actor's process costs (``process_memory``) and which heavy libraries
 it has loaded: a rule model's actor loads none of torch, shap or LightGBM (the model kinds are
 loaded by name, ``models/kinds.py``), so a hundred of them fit where a few learned ones do.
@@ -28,7 +36,7 @@ import ray
 from titan_ray.config import ModelSpec
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Decisions
-from titan_ray.models.base import TradingModel
+from titan_ray.models.base import OutOfFold, Stacker, TradingModel
 from titan_ray.models.kinds import build_model
 
 HEAVY_LIBRARIES = ("torch", "shap", "lightgbm")  # each adds hundreds of MB to a process that imports it
@@ -48,10 +56,13 @@ def process_memory() -> dict[str, int | None]:
 @ray.remote
 class ModelActor:
     def __init__(self, spec: ModelSpec, symbols: tuple[str, ...], seed: int, market: Any, warmup_bars: int,
-                 prototype: TradingModel | None = None) -> None:
+                 prototype: TradingModel | None = None, *, record: bool = False,
+                 inputs: dict[str, Any] | None = None) -> None:
         # ``prototype``: a model loaded from the registry on the driver (``artifact:``), already fitted;
         # the actor trades a copy of it, and a restart copies it again, so no node reads the registry.
+        # ``record``: a meta-model stacks this one; ``inputs``: the actors of the models this one stacks.
         self._spec, self._symbols, self._seed = spec, tuple(symbols), seed
+        self._record, self._inputs = record, dict(inputs or {})
         self._market, self._warmup, self._prototype = market, warmup_bars, prototype
         # built on first use, not here: the actor is up as soon as its process is, so the arena can
         # tell a model that cannot be placed from one still loading its libraries (torch takes seconds)
@@ -99,18 +110,46 @@ class ModelActor:
         self.model.observe(bars)
         self._seen = bars.stop
 
-    def decide(self, bars: BarBatch) -> Decisions:
+    def decide(self, bars: BarBatch, *inputs: Decisions | None) -> Decisions:
+        """The model's decisions on ``bars``; a meta-model's ``inputs`` are its input models' decisions on
+        them, in ``inputs`` order (None: left out of the chunk)."""
         self._before(bars)
         start = time.perf_counter()
+        if self._inputs:
+            stacker: Stacker = self.model  # type: ignore[assignment]  # checked when built
+            stacker.feed(bars.start, bars.stop, dict(zip(self._inputs, inputs, strict=True)))
         decisions = self.model.decide(bars)
         self._seen = bars.stop
         self._busy += time.perf_counter() - start
         return decisions
 
+    def signals(self, start: int, stop: int, oof: OutOfFold) -> Any:
+        """The model's out-of-sample target weights over bars [start, stop), for a meta-model that stacks it."""
+        began = time.perf_counter()
+        if stop > self._seen:
+            self.catch_up(stop)
+        out = self.model.signals(start, stop, oof)  # a learned model's out-of-fold fits run here, once
+        self._busy += time.perf_counter() - began
+        return out
+
+    def _read_inputs(self, start: int, stop: int, oof: OutOfFold) -> dict[str, Any]:
+        names = list(self._inputs)
+        return dict(zip(names, ray.get([self._inputs[n].signals.remote(start, stop, oof) for n in names]),
+                        strict=True))
+
     def _build(self) -> TradingModel:
         if self._prototype is not None:
-            return copy.deepcopy(self._prototype)
-        return build_model(self._spec.name, self._spec.kind, self._spec.params, self._symbols, seed=self._seed)
+            model = copy.deepcopy(self._prototype)
+        else:
+            model = build_model(self._spec.name, self._spec.kind, self._spec.params, self._symbols, seed=self._seed)
+        if self._record:
+            model.record_signals()
+        if self._inputs:
+            if not isinstance(model, Stacker):
+                raise TypeError(f"model {model.name!r} ({model.kind}) stacks no other models; it was given "
+                                f"inputs {list(self._inputs)}")
+            model.attach(self._read_inputs)
+        return model
 
     def _before(self, bars: BarBatch) -> None:
         if self._rebuild or bars.start != self._seen:

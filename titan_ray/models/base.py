@@ -10,7 +10,8 @@ market-data actor is the only clock). Its public lifecycle, in the manner of qli
 - ``observe(bars)``: warm-up bars, seen but not traded;
 - ``decide(bars)``: the template every model runs on a chunk: target weights for every timestamp
   and symbol, and for each cell whose weight changed an explanation row with its sentence
-  (rendered here, so reading a run's explanations never needs the model's code);
+  (written here, or by the model class's ``write_sentences`` when the batch is read: ``RowSentences``;
+  either way reading a run's explanations needs no model instance);
 - ``explain(bars)``: Serve's entry point: the decision at the last bar of a window, from a fresh
   trading state, and why, for every symbol (``explain_rows``: from one feature row per symbol,
   for models whose ``inputs()`` allow it). The model itself is left as it was.
@@ -27,13 +28,20 @@ Behind them, subclasses implement small hooks:
   model's score), ``_fresh(symbols)`` (a fresh copy that keeps what was trained).
 
 Persistence is declared apart, as the ``Persistent`` protocol the registry stores and loads.
+
+Stacking (``Stacker``, a meta-model over other arena models): a model whose decisions another
+model reads keeps them (``record_signals``), and ``signals(start, stop, oof)`` gives its
+out-of-sample target weights over any bars it has seen: what it decided there, and over bars it
+only observed, what it would have decided without having learned from them (a rule model: the
+weights it computed while observing; a model that fitted on them: out-of-fold weights, ``OutOfFold``;
+NaN where it has none).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, final, runtime_checkable
@@ -41,7 +49,7 @@ from typing import Any, ClassVar, Protocol, final, runtime_checkable
 import numpy as np
 
 from titan_ray.domain.bars import BarBatch
-from titan_ray.domain.decisions import Decisions, ExplanationBatch, Feature
+from titan_ray.domain.decisions import Decisions, ExplanationBatch, Feature, SentenceWriter
 from titan_ray.features.pipeline import FeatureEngine
 from titan_ray.models.params import ModelParams
 
@@ -124,6 +132,66 @@ class Persistent(Protocol):
     def load_artifacts(self, folder: Path) -> None: ...
 
 
+@dataclass(frozen=True)
+class OutOfFold:
+    """How a model that fitted on the bars it observed makes out-of-sample signals over them: purged
+    K-fold (``ml/validation.py``), each fold refitted without the test block, the rows whose label
+    window touches it, and the embargoed rows after it: ``embargo`` bars (below 1: a share of the
+    window), and at least the model's own label horizon and the reader's (``horizon``), so that no
+    training label overlaps the reader's label of a test row."""
+
+    folds: int = 3
+    embargo: float = 0.0
+    horizon: int = 0
+
+
+# (start, stop, oof) -> each input model's ``signals`` over global bars [start, stop): (T, S), NaN unknown
+SignalSource = Callable[[int, int, OutOfFold], Mapping[str, np.ndarray]]
+
+
+@runtime_checkable
+class Stacker(Protocol):
+    """A meta-model whose inputs are other arena models' decisions (``stacking`` with ``params.inputs``).
+
+    ``feed(start, stop, decisions)`` hands it its inputs' decisions on the bars [start, stop) it
+    decides next (None: an input left out of them); ``attach(source)`` says where to read their
+    ``signals`` on bars it was not fed (the warm-up bars it fits on, the history a restarted actor
+    replays).
+    """
+
+    stacked: tuple[str, ...]
+
+    def attach(self, source: SignalSource) -> None: ...
+
+    def feed(self, start: int, stop: int, decisions: Mapping[str, Any]) -> None: ...
+
+
+class _SignalLog:
+    """A model's target weights over consecutive bars, from global bar ``first`` on."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.stop: int | None = None
+        self._parts: list[np.ndarray] = []
+
+    def add(self, start: int, weights: np.ndarray) -> None:
+        if self.stop != start:  # the first rows, or a model that skipped bars: keep the latest run only
+            self.first, self._parts = start, []
+        self._parts.append(np.array(weights, dtype=np.float64))
+        self.stop = start + len(weights)
+
+    def window(self, start: int, stop: int, n_symbols: int) -> np.ndarray:
+        out = np.full((stop - start, n_symbols), np.nan)
+        if self.first is None or self.stop is None:
+            return out
+        if len(self._parts) > 1:
+            self._parts = [np.concatenate(self._parts)]
+        lo, hi = max(start, self.first), min(stop, self.stop)
+        if hi > lo:
+            out[lo - start : hi - start] = self._parts[0][lo - self.first : hi - self.first]
+        return out
+
+
 class TradingModel(ABC):
     kind: ClassVar[str]
     method: ClassVar[str] = "rule"
@@ -136,6 +204,7 @@ class TradingModel(ABC):
         self.symbols = tuple(symbols)
         self.seed = seed
         self._sent = np.zeros(len(self.symbols))  # last weights sent to the ledger
+        self._log: _SignalLog | None = None  # the weights it computed, kept while a meta-model reads them
 
     @classmethod
     def min_history(cls, params: dict[str, Any]) -> int:
@@ -155,16 +224,41 @@ class TradingModel(ABC):
 
     def observe(self, bars: BarBatch) -> None:
         """Warm-up: update state on bars that are not traded."""
-        self._weights(bars)
+        weights, _ = self._weights(bars)
+        if self._log is not None:  # a rule model learns nothing here: what it computed is out of sample
+            self._log.add(bars.start, weights)
 
     @final
     def decide(self, bars: BarBatch) -> Decisions:
         """Target weights for every bar and symbol of the chunk, and why each changed weight changed."""
         decided = [self._decide_piece(piece) for piece in self._pieces(bars)]
         if len(decided) == 1:
-            return decided[0]
-        return Decisions(model=self.name, start=bars.start, weights=np.vstack([d.weights for d in decided]),
-                         explanations=ExplanationBatch.concat([d.explanations for d in decided]))
+            out = decided[0]
+        else:
+            out = Decisions(model=self.name, start=bars.start, weights=np.vstack([d.weights for d in decided]),
+                            explanations=ExplanationBatch.concat([d.explanations for d in decided]))
+        if self._log is not None:
+            self._log.add(bars.start, out.weights)
+        return out
+
+    def record_signals(self) -> None:
+        """Keep this model's target weights from now on, for the meta-models that stack it (``signals``);
+        call it before the model sees its first bar."""
+        if self._log is None:
+            self._log = _SignalLog()
+
+    def signals(self, start: int, stop: int, oof: OutOfFold = OutOfFold()) -> np.ndarray:
+        """(stop - start, S) out-of-sample target weights over global bars [start, stop): what the model
+        decided there; over bars it only observed, the weights it computed (a rule model) or out-of-fold
+        weights (a model that fitted on them, ``oof``); NaN where it has none."""
+        if self._log is None:
+            raise RuntimeError(f"model {self.name!r} keeps no signals: call record_signals() before it sees bars")
+        out = self._log.window(start, stop, len(self.symbols))
+        first = self._log.first if self._log.first is not None else stop
+        if start < first:  # bars before the first it kept: the model's own out-of-sample account, if any
+            early = self._warmup_signals(start, min(first, stop), oof)
+            out[: len(early)] = early
+        return out
 
     def explain(self, bars: BarBatch) -> Prediction:
         """The decision at the last of ``bars`` (any symbols) from a fresh trading state, and why, for
@@ -204,7 +298,8 @@ class TradingModel(ABC):
         values = np.asarray(reasons.values, dtype=np.float64).reshape(len(rows), len(names))
         attributions = np.asarray(reasons.attributions, dtype=np.float64).reshape(len(rows), len(names))
         scores = np.full(len(rows), math.nan) if reasons.scores is None else reasons.scores
-        sentences = tuple(
+        writer = self.sentence_writer()
+        sentences = None if writer is not None else tuple(
             self._sentence(self.symbols[int(c)], float(o), float(n), _features(names, v, a), float(sc))
             for c, o, n, v, a, sc in zip(cols, old, new, values, attributions, scores, strict=True)
         )
@@ -224,8 +319,14 @@ class TradingModel(ABC):
             attributions=attributions,
             sentences=sentences,
             gap=reasons.gap,
+            writer=writer,
         )
         return Decisions(model=self.name, start=bars.start, weights=weights, explanations=batch)
+
+    def _warmup_signals(self, start: int, stop: int, oof: OutOfFold) -> np.ndarray:
+        """Hook: out-of-sample weights (stop - start, S) over observed bars it kept no weights for (NaN:
+        none; a learned model gives out-of-fold weights over the bars it first fitted on)."""
+        return np.full((stop - start, len(self.symbols)), np.nan)
 
     def _fresh(self, symbols: Sequence[str]) -> TradingModel:
         """Hook: a model like this one (name, params, seed, what it was trained on) in a fresh
@@ -251,6 +352,12 @@ class TradingModel(ABC):
         )
         return Prediction(symbols=tuple(symbols), weights=weights, feature_names=names, values=values,
                           attributions=attributions, base_value=base, score=scores, sentences=sentences)
+
+    def sentence_writer(self) -> SentenceWriter | None:
+        """Hook: None (the default) to write each decision's sentence as it is decided (``_sentence``),
+        or a function that writes a batch's sentences from the rows' numbers alone, pickled by
+        reference (``RowSentences``): the sentences are then written when read, off the replay."""
+        return None
 
     def _sentence(self, symbol: str, old: float, new: float, features: tuple[Feature, ...],
                   score: float) -> str:
@@ -279,6 +386,27 @@ class TradingModel(ABC):
     @abstractmethod
     def render(cls, symbol: str, old: float, new: float, features: tuple[Feature, ...]) -> str:
         """The sentence a trader reads for one decision."""
+
+
+class RowSentences:
+    """For a model whose sentence is a function of the decision's row alone (symbol, old and new
+    weight, feature names and values): one ``write_sentences`` writes any number of them, ``render``
+    is that function on one row, and ``decide`` leaves the writing to whoever reads the batch, so a
+    rule model's replay does no string work. Put it before ``TradingModel`` in the bases."""
+
+    @classmethod
+    @abstractmethod
+    def write_sentences(cls, symbols: Sequence[str], old: Sequence[float], new: Sequence[float],
+                        names: tuple[str, ...], values: Sequence[Sequence[float]]) -> list[str]:
+        """The sentences of the rows (``values``: one list of feature values per row, in ``names`` order)."""
+
+    @classmethod
+    def render(cls, symbol: str, old: float, new: float, features: tuple[Feature, ...]) -> str:
+        return cls.write_sentences([symbol], [old], [new], tuple(f.name for f in features),
+                                   [[f.value for f in features]])[0]
+
+    def sentence_writer(self) -> SentenceWriter:
+        return type(self).write_sentences
 
 
 def _features(names: Sequence[str], values: np.ndarray, attributions: np.ndarray) -> tuple[Feature, ...]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import action_phrase
-from titan_ray.models.base import Reasons, TradingModel, hold_forward
+from titan_ray.models.base import Reasons, RowSentences, TradingModel, hold_forward
 from titan_ray.models.params import HoldParams, RandomParams, RsiParams, SmaParams
 
 
@@ -32,7 +32,7 @@ def rolling_mean(history: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return acc / n
 
 
-class SmaCrossover(TradingModel):
+class SmaCrossover(RowSentences, TradingModel):
     """Long on the bar the fast average crosses above the slow one, flat when it crosses below."""
 
     kind = "sma_crossover"
@@ -73,16 +73,16 @@ class SmaCrossover(TradingModel):
                        np.nan)
 
     @classmethod
-    def render(cls, symbol, old, new, features):
-        fast, slow, gap = features
-        direction = "above" if fast.value > slow.value else "below"
-        return (
-            f"{action_phrase(symbol, old, new)}: SMA({fast.name[4:]}) {fast.value:.2f} crossed {direction} "
-            f"SMA({slow.name[4:]}) {slow.value:.2f}, gap {gap.value:+.2f}%."
-        )
+    def write_sentences(cls, symbols, old, new, names, values):
+        fast_n, slow_n = names[0][4:], names[1][4:]
+        return [
+            f"{action_phrase(s, o, n)}: SMA({fast_n}) {fast:.2f} crossed {'above' if fast > slow else 'below'} "
+            f"SMA({slow_n}) {slow:.2f}, gap {gap:+.2f}%."
+            for s, o, n, (fast, slow, gap) in zip(symbols, old, new, values, strict=True)
+        ]
 
 
-class RsiReversion(TradingModel):
+class RsiReversion(RowSentences, TradingModel):
     """Wilder's RSI mean reversion: long when oversold, flat again when overbought."""
 
     kind = "rsi_reversion"
@@ -171,17 +171,16 @@ class RsiReversion(TradingModel):
         return Reasons([f"rsi_{p.period}", "low", "high"], values, attributions, np.nan)
 
     @classmethod
-    def render(cls, symbol, old, new, features):
-        rsi, low, high = features
-        period = rsi.name[4:]
-        if new > old:
-            why = f"RSI({period}) {rsi.value:.1f} fell below {low.value:g} (oversold)"
-        else:
-            why = f"RSI({period}) {rsi.value:.1f} rose above {high.value:g} (overbought)"
-        return f"{action_phrase(symbol, old, new)}: {why}."
+    def write_sentences(cls, symbols, old, new, names, values):
+        period = names[0][4:]
+        return [
+            f"{action_phrase(s, o, n)}: RSI({period}) {rsi:.1f} fell below {low:g} (oversold)." if n > o else
+            f"{action_phrase(s, o, n)}: RSI({period}) {rsi:.1f} rose above {high:g} (overbought)."
+            for s, o, n, (rsi, low, high) in zip(symbols, old, new, values, strict=True)
+        ]
 
 
-class BuyAndHold(TradingModel):
+class BuyAndHold(RowSentences, TradingModel):
     """The yardstick: an equal share of every symbol from its first bar, never sold."""
 
     kind = "buy_and_hold"
@@ -206,14 +205,15 @@ class BuyAndHold(TradingModel):
         return Reasons(["close"], price[:, None], np.zeros((len(rows), 1)), np.nan)
 
     @classmethod
-    def render(cls, symbol, old, new, features):
-        return (
-            f"{action_phrase(symbol, old, new)}: the benchmark buys an equal share of every symbol on its "
-            f"first bar ({features[0].value:.2f}) and holds it."
-        )
+    def write_sentences(cls, symbols, old, new, names, values):
+        return [
+            f"{action_phrase(s, o, n)}: the benchmark buys an equal share of every symbol on its first bar "
+            f"({close:.2f}) and holds it."
+            for s, o, n, (close,) in zip(symbols, old, new, values, strict=True)
+        ]
 
 
-class RandomModel(TradingModel):
+class RandomModel(RowSentences, TradingModel):
     """The null hypothesis: seeded coin flips, redrawn every ``every`` bars."""
 
     kind = "random"
@@ -249,9 +249,9 @@ class RandomModel(TradingModel):
         return Reasons(["draw_bar", "seed"], values, np.zeros((n, 2)), np.nan)
 
     @classmethod
-    def render(cls, symbol, old, new, features):
-        bar, seed = features
-        return (
-            f"{action_phrase(symbol, old, new)}: random draw at bar {int(bar.value)} (seed {int(seed.value)}); "
+    def write_sentences(cls, symbols, old, new, names, values):
+        return [
+            f"{action_phrase(s, o, n)}: random draw at bar {int(bar)} (seed {int(seed)}); "
             "the null hypothesis that skill must beat."
-        )
+            for s, o, n, (bar, seed) in zip(symbols, old, new, values, strict=True)
+        ]

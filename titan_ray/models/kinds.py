@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from titan_ray.lazy import LazyMapping
+from titan_ray.lazy import LazyMapping, load
 from titan_ray.models.base import TradingModel
 
 MODEL_KINDS: Mapping[str, type[TradingModel]] = LazyMapping({
@@ -27,6 +27,11 @@ MODEL_KINDS: Mapping[str, type[TradingModel]] = LazyMapping({
 BASELINE_KINDS = ("sma_crossover", "rsi_reversion", "buy_and_hold", "random")
 
 
+ARENA_STACKING = "titan_ray.models.stacking:ArenaStackingModel"  # ``stacking`` over arena models (``inputs``)
+
+
 def build_model(name: str, kind: str, params: dict[str, Any], symbols: tuple[str, ...], *,
                 seed: int) -> TradingModel:
+    if kind == "stacking" and params.get("inputs") is not None:
+        return load(ARENA_STACKING)(name, params, symbols, seed=seed)
     return MODEL_KINDS[kind](name, params, symbols, seed=seed)

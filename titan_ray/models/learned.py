@@ -13,6 +13,15 @@ Lifecycle, walk-forward with no look-ahead:
    bars on the bars before the refit point (the last ``train_window`` of them, or all); the chunk
    is decided in pieces split at refit points, so the result does not depend on the chunk size.
 
+Stacked by a meta-model (``record_signals``): the bars a model first fitted on have no
+out-of-sample decisions, so ``signals`` over them are out of fold (``_out_of_fold``): purged
+K-fold over that window (``ml/validation.py``); each fold refits a fresh copy on the other rows,
+whose labels are kept only where their window stays clear of the test block (purge) and of the
+``embargo`` bars after it, scores the test block, standardises the scores with the fold model's
+own training rows, and the usual score-to-weight rule runs over the whole window from flat. The
+copy is fitted on the labels alone: features of the test rows (never their labels) are the
+inputs it scores, as in the arena. Computed when first asked for, once per ``OutOfFold``.
+
 Serve (``explain``, ``explain_rows``): the fitted model scores a window's features in bulk (or
 one feature row per symbol) and runs the same score-to-weight rule from flat, leaving its own
 trading state as it was; one fitted model answers for any symbols.
@@ -46,7 +55,8 @@ from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Feature, action_phrase
 from titan_ray.features.pipeline import FeatureEngine
 from titan_ray.ml.labels import forward_returns, triple_barrier
-from titan_ray.models.base import Inputs, Prediction, Reasons, TradingModel
+from titan_ray.ml.validation import purged_kfold
+from titan_ray.models.base import Inputs, OutOfFold, Prediction, Reasons, TradingModel
 from titan_ray.models.params import LearnedParams, ModelParams
 
 ARTIFACT_FILE = "learned.json"
@@ -122,6 +132,10 @@ class LearnedModel(TradingModel):
         self.metrics: dict[str, float] = {}
         self.training_window: dict[str, Any] = {}
         self._first_bar: int | None = None  # global bar of the first decision
+        # while a meta-model stacks this one: the first fit's window (start bar, X, close) and its
+        # out-of-fold weights per OutOfFold asked for
+        self._first_window: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._oof: dict[OutOfFold, np.ndarray] = {}
 
     # --- subclass hooks -----------------------------------------------------------------------
 
@@ -184,6 +198,10 @@ class LearnedModel(TradingModel):
         feats = self._stream.update(bars)
         self._keep(feats, bars)
 
+    def _rows(self, bars: BarBatch) -> np.ndarray:
+        """Hook: the input rows (T, S, F) of a chunk to decide: its engineered features (the stream)."""
+        return self._stream.update(bars)
+
     def _keep(self, feats: np.ndarray, bars: BarBatch) -> None:
         p: LearnedParams = self.params  # type: ignore[assignment]
         if not self.fitted or p.refit_every is not None:
@@ -220,6 +238,8 @@ class LearnedModel(TradingModel):
             raise ValueError(f"model {self.name!r} has no bars to fit on before bar {bar}; set replay.warmup_bars "
                              f"(at least {self.params.min_history()})")
         X, close = self._buffer.arrays()
+        if self._log is not None and not self.fitted:  # a meta-model will ask for out-of-fold signals here
+            self._first_window = (bar - len(X), X, close)
         self._fit_arrays(X, close, bar - len(X), bar)
         if self.params.refit_every is None:  # type: ignore[attr-defined]
             self._buffer = _Buffer([], [])
@@ -231,7 +251,7 @@ class LearnedModel(TradingModel):
         return self._predict(X)
 
     def _weights(self, bars: BarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        feats = self._stream.update(bars)
+        feats = self._rows(bars)
         X = np.concatenate([self._context_rows(), feats]) if self.context > 1 else feats
         self._keep(feats, bars)
         scores = self.score(X)
@@ -244,6 +264,51 @@ class LearnedModel(TradingModel):
         moves to the last row's positions (``positions`` has the rule)."""
         out, self._position = positions(z, start, self._position, self.params)  # type: ignore[arg-type]
         return out * self._size
+
+    # --- out-of-sample signals for a meta-model ---------------------------------------------------
+
+    def _warmup_signals(self, start: int, stop: int, oof: OutOfFold) -> np.ndarray:
+        out = np.full((stop - start, len(self.symbols)), np.nan)
+        if self._first_window is None:  # never fitted here (loaded from the registry): nothing out of sample
+            return out
+        first, X, close = self._first_window
+        if oof not in self._oof:
+            self._oof[oof] = self._out_of_fold(X, close, first, oof)
+        lo, hi = max(start, first), min(stop, first + len(X))
+        if hi > lo:
+            out[lo - start : hi - start] = self._oof[oof][lo - first : hi - first]
+        return out
+
+    def _out_of_fold(self, X: np.ndarray, close: np.ndarray, start: int, oof: OutOfFold) -> np.ndarray:
+        """Out-of-fold target weights (T, S) over a fit window X (T, S, F) that starts at global bar ``start``;
+        NaN on the rows of a fold too small to fit."""
+        p: LearnedParams = self.params  # type: ignore[assignment]
+        y = self.labels(close)
+        n = len(X)
+        z = np.full(y.shape, np.nan)
+        unfitted = np.zeros(n, dtype=bool)
+        embargo = math.ceil(oof.embargo * n) if 0 < oof.embargo < 1 else int(oof.embargo)
+        embargo = max(embargo, p.horizon, oof.horizon)
+        for split in purged_kfold(n, n_splits=oof.folds, horizon=p.horizon, embargo=embargo):
+            train = np.zeros(n, dtype=bool)
+            train[split.train] = True
+            fold = self._fresh(self.symbols)
+            try:
+                fold._fit(X, np.where(train[:, None], y, np.nan))  # type: ignore[attr-defined]
+            except ValueError:  # too few rows to learn from: no signal on this block
+                unfitted[split.test] = True
+                continue
+            scores = np.full(y.shape, np.nan)
+            scores[self.context - 1 :] = fold._predict(X)  # type: ignore[attr-defined]
+            own = scores[train]
+            own = own[np.isfinite(own)]
+            center = float(np.median(own)) if len(own) else 0.0
+            sd = float(np.std(own)) if len(own) > 1 else 0.0
+            z[split.test] = (scores[split.test] - center) / (sd if sd > 0 else 1.0)
+        weights, _ = positions(z, start, np.zeros(len(self.symbols)), p)
+        weights = weights * self._size
+        weights[unfitted] = np.nan
+        return weights
 
     def _explain(self, rows, cols, old, new, info, bars):
         attr = self._attribute(info["X"], rows, cols)

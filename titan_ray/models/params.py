@@ -30,6 +30,10 @@ class ModelParams(BaseModel):
         """Fewest warm-up bars before the first decision: none unless the model fits on them."""
         return 0
 
+    def arena_inputs(self) -> tuple[str, ...]:
+        """The other arena models whose decisions this model reads (a meta-model's); none for most."""
+        return ()
+
 
 # --- the rule-based baselines -----------------------------------------------------------------
 
@@ -129,10 +133,18 @@ StackingBase = Literal["lightgbm", "ridge", "momentum", "reversion"]
 _RULE_INPUT = {"momentum": "ret_20", "reversion": "rsi_14"}  # the feature each rule base reads
 
 
+# keys that configure the internal base signals; a stack over arena models (``inputs``) has none
+_INTERNAL_ONLY = ("bases", "ridge_l2", "lgb_rounds", "lgb_leaves", "features")
+
+
 class StackingParams(LearnedParams):
+    inputs: list[str] | None = Field(
+        None, min_length=1, description="stack these arena models (their names): the meta-model's inputs are "
+        "their decisions (out of fold over the warm-up bars, then live); null = the internal base signals")
     bases: list[StackingBase] = Field(["lightgbm", "ridge", "momentum", "reversion"], min_length=1,
                                       description="base signals: lightgbm, ridge, momentum, reversion")
-    cv_folds: int = Field(4, ge=2, description="purged K-fold splits that make the out-of-fold signals")
+    cv_folds: int = Field(4, ge=2, description="purged K-fold splits that make the out-of-fold signals (with "
+                          "`inputs`: the folds each learned input refits on over the warm-up bars)")
     embargo: float = Field(0.01, ge=0, description="bars (or, below 1, share) embargoed after each test fold")
     meta_l2: float = Field(1.0, ge=0, description="ridge penalty of the meta-model (per row, scaled by n)")
     ridge_l2: float = Field(10.0, ge=0, description="ridge penalty of the ridge base (per row, scaled by n)")
@@ -141,6 +153,15 @@ class StackingParams(LearnedParams):
 
     @model_validator(mode="after")
     def _bases(self) -> StackingParams:
+        if self.inputs is not None:
+            if len(set(self.inputs)) != len(self.inputs):
+                raise ValueError(f"inputs listed twice: {self.inputs}")
+            fields = type(self).model_fields
+            internal = [k for k in _INTERNAL_ONLY if getattr(self, k) != fields[k].default]
+            if internal:
+                raise ValueError(f"{', '.join(internal)} configure the internal base signals, which a stack over "
+                                 f"arena models (`inputs`) does not have: remove {', '.join(internal)}")
+            return self
         if len(set(self.bases)) != len(self.bases):
             raise ValueError(f"bases listed twice: {self.bases}")
         if self.features is not None:
@@ -149,6 +170,13 @@ class StackingParams(LearnedParams):
             if missing:
                 raise ValueError("; ".join(missing))
         return self
+
+    def arena_inputs(self) -> tuple[str, ...]:
+        return tuple(self.inputs or ())
+
+    def min_history(self) -> int:
+        """A stack over arena models reads no features: its label horizon and 100 rows."""
+        return self.horizon + 100 if self.inputs is not None else super().min_history()
 
 
 class SequenceParams(LearnedParams):
@@ -222,6 +250,20 @@ class PpoParams(ModelParams):
     ig_steps: int = Field(64, ge=2, le=512, description="Integrated Gradients steps per explanation")
     threads: int = Field(1, ge=1, le=64, description="torch threads while deciding (1 keeps arenas of many "
                          "models fair)")
+    # start-up training: a `ppo` model with no `artifact` trains on the warm-up bars (titan_ray/train/ppo.py)
+    train_steps: int = Field(40960, ge=256, description="no `artifact`: env steps of PPO on the warm-up bars at "
+                             "start-up (about 2,000 per CPU-second); the policy is registered and reused")
+    train_features: list[str] = Field(["ret_20", "vol_20", "rank_ret_20"], min_length=1,
+                                      description="no `artifact`: the features the start-up policy observes")
+
+    @model_validator(mode="after")
+    def _train_features(self) -> PpoParams:
+        FeatureEngine(self.train_features)  # an unknown name raises, listing the known ones
+        return self
+
+    def min_history(self) -> int:
+        """Start-up training: the features' lookback, then room for several 64-bar episodes."""
+        return FeatureEngine(self.train_features).lookback + 256
 
 
 MODEL_PARAMS: Mapping[str, type[ModelParams]] = {

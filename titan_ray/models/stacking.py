@@ -1,6 +1,8 @@
 """``stacking``: a meta-model over several base signals, trained on out-of-fold signals only.
 
-The base signals live inside the model, so it needs nothing else in the arena:
+Two modes. With ``params.inputs`` (``ArenaStackingModel``, below) the bases are other models of
+the arena, named. Without it, the base signals live inside the model, so it needs nothing else in
+the arena:
 
 - ``lightgbm``: a small LightGBM regressor on the features (fixed rounds);
 - ``ridge``: ridge regression on the standardised features;
@@ -16,21 +18,45 @@ signals, learns how much to trust each base. Then the bases refit on the whole w
 Explanation: score = intercept + Σ coef_i × z_i, where z_i is base i's standardised signal, so
 each base model's contribution coef_i × z_i is exact and additive (``gap`` ~ 1e-16); the
 feature values shown are the raw base signals.
+
+Stacking the arena's models (``inputs: [sma, rsi, lgbm, lstm, tft]``): base i's signal at bar t is
+the target weight that model decided at the close of bar t, the same information the meta-model
+has when it decides at t. In the arena (``arena/cluster.py``) the inputs decide first and the
+meta-model's decide call takes their decision references as arguments: Ray hands it their
+decisions on the chunk, no trip through the driver (``feed``). An input left out of a chunk
+(taken out of the arena by the watchdog) is read as flat (weight 0), and the sentences say so; an
+input whose decision failed fails the meta-model's call too, so the ledger skips the meta-model
+on that chunk, and its next call replays the chunk from its inputs' ``signals``. Fitting: over
+the warm-up bars, each input's out-of-sample signals (``TradingModel.signals``: a rule model's
+weights as it observed, a learned model's out-of-fold weights: purged K-fold with ``cv_folds``
+folds, ``embargo`` at least this model's ``horizon``), read when the meta-model fits (``attach``:
+from the input actors; a model loaded from the registry, or PPO, has none and is read as flat
+there, so its weight is 0); labels as for every learned model. The meta-model is a ridge
+regression of the label on the standardised signals (an input that never moved gets weight 0);
+its score, a forecast of the label, is standardised around 0 (not its median) before the usual
+``entry``/``exit`` rule; ``refit_every`` refits it on the live decisions since. Explanation: each
+input's contribution coef_i × z_i, named by the input model.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import lightgbm as lgb
 import numpy as np
 
+from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Feature, action_phrase
 from titan_ray.ml.validation import purged_kfold, spearman
+from titan_ray.models.base import Inputs, OutOfFold, Prediction, SignalSource, TradingModel
 from titan_ray.models.learned import Attribution, LearnedModel
 from titan_ray.models.params import StackingParams
+
+log = logging.getLogger(__name__)
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
@@ -50,6 +76,10 @@ class StackingModel(LearnedModel):
 
     def __init__(self, name: str, params: dict[str, Any], symbols: tuple[str, ...], *, seed: int) -> None:
         super().__init__(name, params, symbols, seed=seed)
+        if self.params.inputs is not None and not isinstance(self, ArenaStackingModel):
+            raise ValueError(f"model {name!r} stacks arena models (params.inputs: {self.params.inputs}): it runs "
+                             "only in an arena, built by titan_ray.models.kinds.build_model; remove `inputs` to "
+                             "stack the internal base signals")
         self.bases: tuple[str, ...] = tuple(self.params.bases)
         self._booster: lgb.Booster | None = None
         self._ridge: dict[str, Any] = {}
@@ -174,6 +204,179 @@ class StackingModel(LearnedModel):
         self.meta, self._ridge = arrays(saved["meta"]), arrays(saved["ridge"])
         booster = folder / "base_lightgbm.txt"
         self._booster = lgb.Booster(model_file=str(booster)) if booster.exists() else None
+
+
+class ArenaStackingModel(StackingModel):
+    """``stacking`` with ``params.inputs``: a ridge meta-model over other arena models' decisions.
+
+    Its input rows are (T, S, B): the target weight each of its B input models decided for each bar
+    and symbol. ``feed`` gives them for the chunk it decides next; ``attach`` says where to read them
+    otherwise (``signals`` of the input models: the warm-up bars it fits on, a replayed history).
+    """
+
+    def __init__(self, name: str, params: dict[str, Any], symbols: tuple[str, ...], *, seed: int) -> None:
+        super().__init__(name, params, symbols, seed=seed)
+        self.stacked: tuple[str, ...] = tuple(self.params.inputs)
+        self.bases = self.stacked
+        self._source: SignalSource | None = None
+        self._fed: tuple[int, int, dict[str, np.ndarray | None]] | None = None
+        self._left_out: tuple[str, ...] = ()  # inputs read as flat in the piece being decided
+        self.known: dict[str, float] = {}  # share of the first fit's cells each input had a signal for
+
+    @property
+    def oof(self) -> OutOfFold:
+        """How its learned inputs make out-of-fold signals over the warm-up bars it fits on."""
+        p: StackingParams = self.params  # type: ignore[assignment]
+        return OutOfFold(folds=p.cv_folds, embargo=p.embargo, horizon=p.horizon)
+
+    def attach(self, source: SignalSource) -> None:
+        self._source = source
+
+    def feed(self, start: int, stop: int, decisions: Mapping[str, Any]) -> None:
+        """The input models' decisions (``Decisions``, or weights (T, S); None: left out) on bars [start, stop)."""
+        if set(decisions) != set(self.stacked):
+            raise ValueError(f"model {self.name!r} stacks {list(self.stacked)}; it was fed {sorted(decisions)}")
+        fed: dict[str, np.ndarray | None] = {}
+        for name in self.stacked:
+            d = decisions[name]
+            if d is None:
+                fed[name] = None
+                continue
+            weights = np.asarray(getattr(d, "weights", d), dtype=np.float64)
+            if getattr(d, "start", start) != start or weights.shape != (stop - start, len(self.symbols)):
+                raise ValueError(f"model {self.name!r} was fed {name}'s decisions on {weights.shape[0]} bars from "
+                                 f"bar {getattr(d, 'start', start)}, for bars [{start}, {stop}) of "
+                                 f"{len(self.symbols)} symbols")
+            fed[name] = weights
+        self._fed = (start, stop, fed)
+
+    # --- input rows ---------------------------------------------------------------------------
+
+    def observe(self, bars: BarBatch) -> None:
+        # the inputs' signals on warm-up bars exist once the learned ones have fitted: read at the fit
+        self._keep(np.full((len(bars), len(self.symbols), len(self.stacked)), np.nan), bars)
+
+    def _rows(self, bars: BarBatch) -> np.ndarray:
+        if self._fed is not None and self._fed[0] <= bars.start and bars.stop <= self._fed[1]:
+            start, _, fed = self._fed
+            lo, hi = bars.start - start, bars.stop - start
+            flat = np.zeros((len(bars), len(self.symbols)))
+            self._left_out = tuple(n for n in self.stacked if fed[n] is None)
+            if self._left_out:
+                log.warning("%s: %s left out of bars [%d, %d): read as flat", self.name,
+                            ", ".join(self._left_out), bars.start, bars.stop)
+            return np.stack([flat if fed[n] is None else fed[n][lo:hi] for n in self.stacked], axis=2)
+        x, known = self._read(bars.start, bars.stop)
+        self._left_out = tuple(n for i, n in enumerate(self.stacked) if not known[:, :, i].all())
+        return x
+
+    def _read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The inputs' signals (T, S, B) over bars [start, stop), NaN read as flat, and where they were known."""
+        if self._source is None:
+            raise RuntimeError(f"model {self.name!r} stacks {list(self.stacked)} and has nothing to read their "
+                               f"signals on bars [{start}, {stop}) from: attach a source (stack_in_process, or "
+                               "the arena's actors)")
+        got = self._source(start, stop, self.oof)
+        x = np.stack([np.asarray(got[n], dtype=np.float64).reshape(stop - start, len(self.symbols))
+                      for n in self.stacked], axis=2)
+        known = np.isfinite(x)
+        return np.where(known, x, 0.0), known
+
+    def _refit(self, bar: int) -> None:
+        if self._buffer.rows:  # rows it only observed get their inputs' out-of-sample signals now
+            X, close = self._buffer.arrays()
+            hole = np.isnan(X).all(axis=(1, 2))
+            if hole.any():
+                lo = bar - len(X)
+                hi = lo + int(np.flatnonzero(hole)[-1]) + 1
+                pulled, known = self._read(lo, hi)
+                X = X.copy()
+                X[: hi - lo][hole[: hi - lo]] = pulled[hole[: hi - lo]]
+                self._buffer.features, self._buffer.close = [X], [close]
+                self.known = {n: float(known[..., i].mean()) for i, n in enumerate(self.stacked)}
+        super()._refit(bar)
+        # The score forecasts the label, so it is standardised around 0, not around its median: its
+        # inputs are target weights, so it takes few values, and the commonest one (no input moved)
+        # would sit at the median, where z = 0 never falls below `exit` and a long would never leave.
+        self.center = 0.0
+        self.metrics.update({f"known_{n}": v for n, v in self.known.items()})
+
+    # --- the meta-model -------------------------------------------------------------------------
+
+    def _signals(self, x: np.ndarray) -> np.ndarray:
+        return x  # the input rows are the base models' signals
+
+    def _fit(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        p: StackingParams = self.params  # type: ignore[assignment]
+        ok = np.isfinite(X).all(axis=2) & np.isfinite(y)
+        x, target = X[ok], y[ok]
+        if len(x) < 50:
+            raise ValueError(f"model {self.name!r}: only {len(x)} labelled rows of its inputs' signals; give it "
+                             "more history (replay.warmup_bars)")
+        mu, sd = x.mean(axis=0), x.std(axis=0)
+        varies = sd > 0  # an input that never moved (no signal, or always flat) gets no weight
+        coef, icpt = np.zeros(len(self.stacked)), float(target.mean())
+        if varies.any():
+            coef[varies], icpt = _ridge((x[:, varies] - mu[varies]) / sd[varies], target, p.meta_l2)
+        sd = np.where(varies, sd, 1.0)
+        self.meta = {"mu": mu, "sd": sd, "coef": coef, "intercept": icpt}
+        metrics: dict[str, float] = {"oof_rows": float(len(x))}
+        for i, name in enumerate(self.stacked):
+            metrics[f"oof_corr_{name}"] = _corr(x[:, i], target)
+            metrics[f"weight_{name}"] = float(coef[i])
+        metrics["oof_corr_meta"] = _corr(_dot((x - mu) / sd, coef), target)
+        return metrics
+
+    def sentence(self, symbol: str, old: float, new: float, score: float, features: tuple[Feature, ...]) -> str:
+        """'Went long BBB (weight 0 → 0.0833): lgbm long (0.0833) and sma long (0.0833) pushed the stacked
+        score to 0.00012; contributions lgbm +0.0001, sma +2.1e-05, tft -3e-06.'"""
+        ranked = sorted((f for f in features if np.isfinite(f.attribution)), key=lambda f: -abs(f.attribution))
+        push = [f for f in ranked if (f.attribution > 0) == (new > old)][:2] or ranked[:2]
+        lead = " and ".join(f"{f.name} {_holding(f.value)}" for f in push)
+        contributions = ", ".join(f"{f.name} {f.attribution:+.2g}" for f in ranked)
+        note = f" ({', '.join(self._left_out)} left out: read as flat)" if self._left_out else ""
+        return (f"{action_phrase(symbol, old, new)}: {lead or 'its inputs'} pushed the stacked score to "
+                f"{score:.3g}; contributions {contributions}{note}.")
+
+    # --- not outside an arena -------------------------------------------------------------------
+
+    def fit(self, history: BarBatch) -> None:
+        raise TypeError(f"model {self.name!r} fits on its input models' signals, in an arena: not on bars alone")
+
+    def inputs(self) -> Inputs:
+        return Inputs()
+
+    def explain(self, bars: BarBatch) -> Prediction:
+        raise TypeError(f"model {self.name!r} decides from the decisions of {list(self.stacked)}, in an arena; "
+                        "it cannot explain a window of bars alone")
+
+
+def stack_in_process(meta: TradingModel, inputs: Sequence[TradingModel]) -> None:
+    """Wire a meta-model to its input models in this process (tests, ``ml.backtest``): the inputs keep
+    their signals and the meta-model reads them when it decides, so decide the inputs first. Call it
+    before any of them sees a bar."""
+    if not isinstance(meta, ArenaStackingModel):
+        raise TypeError(f"model {meta.name!r} stacks no arena models (params.inputs)")
+    by_name = {m.name: m for m in inputs}
+    missing = [n for n in meta.stacked if n not in by_name]
+    if missing:
+        raise ValueError(f"model {meta.name!r} stacks {missing}, which are not among the models given")
+    for name in meta.stacked:
+        by_name[name].record_signals()
+    meta.attach(lambda start, stop, oof: {n: by_name[n].signals(start, stop, oof) for n in meta.stacked})
+
+
+def _holding(weight: float) -> str:
+    if weight > 0:
+        return f"long ({weight:.3g})"
+    return f"short ({weight:.3g})" if weight < 0 else "flat"
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation; 0 when either is constant (inputs are target weights: ranks would tie)."""
+    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _dot(x: np.ndarray, coef: np.ndarray) -> np.ndarray:

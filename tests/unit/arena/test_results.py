@@ -194,8 +194,8 @@ def test_hand_made_explanations_are_written_as_records_would_be():
     odd_names = ('100% "quoted"', "naïve,\nname", "z")
     values = np.array([[np.nan, np.inf, -0.0], [1e-300, -np.inf, 1.5e16]] * n)[:n]
     odd = replace(batch, feature_names=odd_names, values=values, attributions=values[:, ::-1] * 3.0,
-                  sentences=None, gap=np.linspace(0, 1, n))
-    bare = replace(batch, feature_names=(), values=np.empty((n, 0)), attributions=np.empty((n, 0)))
+                  sentences=None, writer=None, gap=np.linspace(0, 1, n))
+    bare = replace(batch, feature_names=(), values=np.empty((n, 0)), attributions=np.empty((n, 0)), writer=None)
     first, second = (replace(b, **{k: getattr(b, k)[sl] for k in ("bar", "symbol", "timestamp", "old_weight",
                                                                    "new_weight", "price", "base_value", "values",
                                                                    "attributions")},

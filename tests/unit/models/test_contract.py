@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 from titan_ray.config import DataConfig
 from titan_ray.data.synthetic import SyntheticProvider
 from titan_ray.domain.bars import BarBatch
+from titan_ray.domain.decisions import action_phrase
 from titan_ray.models.base import Persistent
 from titan_ray.models.kinds import BASELINE_KINDS, MODEL_KINDS, build_model
 from titan_ray.models.params import MODEL_PARAMS
@@ -52,10 +54,14 @@ def test_every_explanation_carries_the_sentence_of_its_kind(market, kind):
     batches = [d.explanations for d in decided if d.explanations is not None]
     assert batches
     for batch in batches:
-        assert batch.sentences is not None and len(batch.sentences) == len(batch)
-        for record in batch.records(market.symbols):
+        # a rule model's sentences are written from the rows when read, by its class, by reference
+        assert batch.sentences is None and batch.writer == MODEL_KINDS[kind].write_sentences
+        texts = batch.texts(market.symbols)
+        assert len(texts) == len(batch) and pickle.loads(pickle.dumps(batch)).texts(market.symbols) == texts
+        for record, text in zip(batch.records(market.symbols), texts, strict=True):
             r = record
-            assert r.sentence == MODEL_KINDS[kind].render(r.symbol, r.old_weight, r.new_weight, r.features)
+            assert r.sentence == text == MODEL_KINDS[kind].render(r.symbol, r.old_weight, r.new_weight, r.features)
+            assert r.sentence.startswith(action_phrase(r.symbol, r.old_weight, r.new_weight) + ": ")
 
 
 def test_persistence_is_declared_by_the_kinds_that_have_it():
