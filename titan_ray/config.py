@@ -249,8 +249,26 @@ class PaceConfig(_Strict):
     speed: float = Field(1.0, gt=0, description="1 = real time, 60 = one bar-minute per wall second")
 
 
+AUTO_CHUNK_MIN = 256  # timestamps: the smallest automatic chunk (and the warm-up's, and a live warm-up's)
+AUTO_CHUNK_COUNT = 16  # automatic chunks over the traded bars: enough to pipeline models and ledger
+AUTO_CHUNK_CELLS = 1 << 20  # at most this many timestamps x symbols in one automatic chunk
+
+
+def auto_chunk_size(n_trading: int, n_symbols: int) -> int:
+    """``replay.chunk_size: auto``: the traded bars in about ``AUTO_CHUNK_COUNT`` chunks, no fewer than
+    ``AUTO_CHUNK_MIN`` timestamps and no more than ``AUTO_CHUNK_CELLS`` cells each. Every chunk costs one
+    call per model and one booking whatever its size, so a long replay in 256-bar chunks would spend
+    its time on messages; 16 keep the models deciding one chunk while the ledger books the one before,
+    and the progress bar moving. Results do not depend on the chunk size."""
+    widest = max(AUTO_CHUNK_MIN, AUTO_CHUNK_CELLS // max(1, n_symbols))
+    return int(min(widest, max(AUTO_CHUNK_MIN, -(-n_trading // AUTO_CHUNK_COUNT))))
+
+
 class ReplayConfig(_Strict):
-    chunk_size: int = Field(256, ge=1, description="timestamps per message; 1 = live-like")
+    chunk_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="timestamps per message; 1 = live-like; auto = the traded bars in about 16 chunks "
+        "of 256 timestamps or more (the results do not depend on it)"
+    )
     warmup_bars: int = Field(0, ge=0, description="bars that models see before trading starts")
     pace: PaceConfig | None = Field(None, description="null = as fast as possible")
     max_in_flight: int = Field(8, ge=1, description="chunks allowed in the pipeline at once")
@@ -261,6 +279,10 @@ class ReplayConfig(_Strict):
         30.0, gt=0, description="how long the models' reserved CPUs (and memory) may wait for the cluster, "
         "and a model actor to start, before the run stops with what is still pending and why"
     )
+
+    def chunk(self, n_trading: int, n_symbols: int) -> int:
+        """Timestamps per chunk for a replay of ``n_trading`` traded timestamps of ``n_symbols`` symbols."""
+        return auto_chunk_size(n_trading, n_symbols) if self.chunk_size == "auto" else self.chunk_size
 
 
 # --- ledger ---------------------------------------------------------------------------------

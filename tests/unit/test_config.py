@@ -6,7 +6,16 @@ from decimal import Decimal
 
 import pytest
 
-from titan_ray.config import ConfigError, default_config_path, load_config, parse_config
+from titan_ray.config import (
+    AUTO_CHUNK_CELLS,
+    AUTO_CHUNK_MIN,
+    ConfigError,
+    ReplayConfig,
+    auto_chunk_size,
+    default_config_path,
+    load_config,
+    parse_config,
+)
 
 MODELS = [{"name": "sma", "kind": "sma_crossover"}]
 
@@ -69,3 +78,16 @@ def test_yaml_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     assert default_config_path().exists()
+
+
+def test_auto_chunk_size_spreads_the_traded_bars_over_about_sixteen_chunks():
+    assert ReplayConfig().chunk_size == "auto"
+    assert auto_chunk_size(4_000, 12) == AUTO_CHUNK_MIN  # the default arena: 256, as before
+    assert auto_chunk_size(20_000, 10) == 1_250 and auto_chunk_size(60_000, 20) == 3_750
+    assert auto_chunk_size(10**7, 1_000) == AUTO_CHUNK_CELLS // 1_000  # wide universes: bounded cells
+    assert auto_chunk_size(0, 5) == AUTO_CHUNK_MIN
+    assert ReplayConfig(chunk_size=7).chunk(10**6, 3) == 7
+    with pytest.raises(ValueError, match="chunk_size"):
+        ReplayConfig(chunk_size=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        ReplayConfig(chunk_size="big")

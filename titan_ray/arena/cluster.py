@@ -127,6 +127,15 @@ class ArenaCluster:
         bundles = _reserve(requests, config.replay.placement_timeout_s, cleanup)
         environ = alpaca_environ() if data.provider == "alpaca" else None
         restarts = 0 if self._live else -1
+        # Start-up overlaps where nothing depends: the watchdog's process starts with the market's, and
+        # the ledger's while the models are built (it reads their long_only from their info itself).
+        watchdog = None
+        if config.watchdog.enabled:
+            w = config.watchdog
+            watchdog = self._spawn(WatchdogActor.options(num_cpus=SERVICE_CPUS).remote(
+                stall_after=w.stall_after_s, max_restarts=w.max_restarts, window=w.window_s,
+                webhook_url=os.environ.get(w.webhook_env) or None,  # webhook URLs are secrets: never in a file
+            ))
         self.market = self._spawn(MarketDataActor.options(
             num_cpus=SERVICE_CPUS, max_restarts=restarts, max_task_retries=restarts,
             scheduling_strategy=_on_driver_node() if market_on_driver else "DEFAULT",
@@ -155,17 +164,15 @@ class ArenaCluster:
                      prototype=trained.get(spec.name), record=name in stacked,
                      inputs={n: actors[n] for n in self._stacks.get(name, ())}))
         self.models = {spec.name: actors[spec.name] for spec in config.models}
-        labels = {spec.name: model_label(i, spec) for i, spec in enumerate(config.models)}
-        wait_until_up(self.models, labels, config.replay.placement_timeout_s)
-        # each model is built now, in its actor (a learned one loads torch or LightGBM: its own time)
-        model_info = dict(zip(self.models, ray.get([m.info.remote() for m in self.models.values()]), strict=True))
+        # each model is built by its info() call, in its actor (a learned one loads torch or LightGBM)
+        infos = {name: m.info.remote() for name, m in self.models.items()}
         self.ledger = self._spawn(LedgerActor.options(
             num_cpus=SERVICE_CPUS, max_restarts=-1, max_task_retries=-1,
             scheduling_strategy=_on_driver_node() if ledger_on_driver else "DEFAULT",
-        ).remote(
-            config.ledger, config.risk, self.symbols, info["calendar"],
-            {name: mi["long_only"] for name, mi in model_info.items()}, self.periods, journal, sink,
-        ))
+        ).remote(config.ledger, config.risk, self.symbols, info["calendar"], infos, self.periods, journal, sink))
+        labels = {spec.name: model_label(i, spec) for i, spec in enumerate(config.models)}
+        wait_until_up(self.models, labels, config.replay.placement_timeout_s)
+        model_info = dict(zip(infos, ray.get(list(infos.values())), strict=True))
         self.placement = Placement(
             driver=ray.get_runtime_context().get_node_id(),
             market=info["node_id"],
@@ -173,13 +180,8 @@ class ArenaCluster:
             models={name: mi["node_id"] for name, mi in model_info.items()},
         )
         self._monitor: HeartbeatMonitor | None = None
-        if config.watchdog.enabled:
-            w = config.watchdog
-            watchdog = self._spawn(WatchdogActor.options(num_cpus=SERVICE_CPUS).remote(
-                stall_after=w.stall_after_s, max_restarts=w.max_restarts, window=w.window_s,
-                webhook_url=os.environ.get(w.webhook_env) or None,  # webhook URLs are secrets: never in a file
-            ))
-            self._monitor = HeartbeatMonitor(watchdog, self.models, self.ledger, interval_s=w.interval_s)
+        if watchdog is not None:
+            self._monitor = HeartbeatMonitor(watchdog, self.models, self.ledger, interval_s=config.watchdog.interval_s)
             self._monitor.start()
             cleanup.callback(self._stop_monitor)
         self.paper: PaperCheck | None = None

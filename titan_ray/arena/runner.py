@@ -174,7 +174,7 @@ def _replay_source(config: ArenaConfig, cluster: ArenaCluster, snapshot_every: f
     """The history's trading chunks, pipelined: half of ``max_in_flight`` wait for decisions, half for the ledger."""
     info = cluster.info
     return ReplaySource(
-        n_chunks=info["n_chunks"], chunk_size=config.replay.chunk_size,
+        n_chunks=info["n_chunks"], chunk_size=info["chunk_size"],
         total=info["n_timestamps"] - info["warmup_bars"], depth=max(1, config.replay.max_in_flight // 2),
         snapshot_every=snapshot_every,
     )

@@ -51,7 +51,7 @@ class MarketFeed:
         bars = market.bars
         n = len(bars)
         warm = min(replay.warmup_bars, n)
-        size = replay.chunk_size
+        self.chunk_size = size = replay.chunk(n - warm, len(bars.symbols))
         self._plan = [(i, min(i + size, warm)) for i in range(0, warm, size)]
         self.n_warmup_chunks = len(self._plan)
         self._plan += [(i, min(i + size, n)) for i in range(warm, n, size)]
@@ -137,6 +137,7 @@ class MarketDataActor:
             "rejected_sample": [str(r) for r in m.rejected[:20]],
             "n_rejected": len(m.rejected),
             "n_chunks": self._feed.n_chunks,
+            "chunk_size": self._feed.chunk_size,
             "n_warmup_chunks": self._feed.n_warmup_chunks,
             "warmup_bars": self._feed._trade_start,
             "load_seconds": self._load_seconds,

@@ -176,7 +176,7 @@ class LiveFeed:
             self._append(int(h.timestamps[t]), np.array([getattr(h, f)[t] for f in FIELDS]))
         if warm:
             self.assembler._emitted = int(h.timestamps[-1])
-        size = replay.chunk_size
+        size = replay.chunk(0, n_s)  # the warm-up's chunks: live bars come one at a time
         self._warm_plan = [(i, min(i + size, warm)) for i in range(0, warm, size)]
         self.n_warmup_chunks = len(self._warm_plan)
         self.warmup_bars = warm

@@ -62,12 +62,17 @@ class LedgerActor:
         risk: RiskConfig,
         symbols: tuple[str, ...],
         calendar: str,
-        models: dict[str, bool],
+        models: dict[str, bool | ray.ObjectRef],
         periods_per_year: float,
         journal: dict[str, Any] | None = None,
         sink: EventSink | None = None,
     ) -> None:
-        self._ledger = Ledger(ledger=ledger, risk=risk, symbols=symbols, calendar=calendar, models=models)
+        # each model's long_only, or a reference to its actor's info(): read here, so that this process
+        # starts while the models are still being built (a restart reads them again: the driver holds them)
+        refs = [v for v in models.values() if isinstance(v, ray.ObjectRef)]
+        infos = dict(zip(map(id, refs), ray.get(refs), strict=True)) if refs else {}
+        long_only = {n: infos[id(v)]["long_only"] if isinstance(v, ray.ObjectRef) else bool(v) for n, v in models.items()}
+        self._ledger = Ledger(ledger=ledger, risk=risk, symbols=symbols, calendar=calendar, models=long_only)
         self._periods, self._calendar = periods_per_year, calendar
         self._busy = 0.0  # seconds spent booking chunks: shows whether the ledger is the bottleneck
         self._journal_busy = 0.0  # seconds the writer thread spent writing the journal
