@@ -385,7 +385,7 @@ class ModelSpec(_Strict):
     def _cpus_by_kind(cls, data: Any) -> Any:
         # Ray queues an actor that cannot get its CPUs, so the default must let any number of rule
         # models run on a laptop: they reserve none and share the cores; a learned model (torch,
-        # LightGBM; one thread each) keeps a quarter core, so the default arena's four take one.
+        # LightGBM; one thread each) keeps a quarter core, so the default arena's five take 1.25.
         if isinstance(data, dict) and data.get("num_cpus") is None:
             rule = data.get("kind") in load("titan_ray.models.kinds:BASELINE_KINDS")
             return {**data, "num_cpus": 0.0 if rule else LEARNED_NUM_CPUS}

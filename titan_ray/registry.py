@@ -12,7 +12,9 @@ sees a half-written version, and two writers racing for the same number both suc
 takes the next number). Versions are never changed after that.
 
 The arena loads a registered model with the ModelSpec key ``artifact: NAME`` (the latest version)
-or ``NAME@VERSION``; Serve and Tune use the same class. The root is ``registry.path`` of the arena
+or ``NAME@VERSION``; Serve and Tune use the same class. An arena ``ppo`` with no ``artifact``
+registers the policy it trains at start-up as ``NAME-startup`` and finds it there on the next run
+on the same bars (``titan_ray.train.ppo.StartupTrainer``). The root is ``registry.path`` of the arena
 config, else the environment variable ``TITAN_RAY_REGISTRY``, else ``registry`` in the working
 directory. On a cluster put it on storage every node can read.
 """

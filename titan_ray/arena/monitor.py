@@ -6,7 +6,9 @@ heartbeat every ``watchdog.interval_s``, never more than one outstanding per act
 each to the watchdog with the actor's incarnation (a restart shows as a new one; restarts closer
 together than the interval count as one). The watchdog decides; this loop acts on its verdicts:
 
-- STALLED (no heartbeat for ``stall_after_s``): the actor is killed so that Ray restarts it, and
+- STALLED (no heartbeat for ``stall_after_s``; a model actor answers heartbeats on a thread of its
+  own, so this is a process that no longer answers, not one busy deciding or training, whose
+  lateness ``replay.decision_timeout_s`` handles): the actor is killed so that Ray restarts it, and
   the restarted model rebuilds its state from the market's history;
 - CRASH_LOOP (more than ``max_restarts`` restarts in ``window_s``): the model is taken out of
   the arena: it gets no more chunks and its kill switch flattens it.

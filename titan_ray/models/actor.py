@@ -53,7 +53,11 @@ def process_memory() -> dict[str, int | None]:
     return {"rss": kib["Rss"] * 1024, "uss": (kib["Private_Clean"] + kib["Private_Dirty"]) * 1024}
 
 
-@ray.remote
+# Heartbeats have a thread of their own ("health"): a model busy for a minute (a PPO policy training
+# at its first decision, a large refit) is alive, and answers; one that is slow to decide is left out
+# of its chunks by replay.decision_timeout_s instead. Every other method runs on the one default
+# thread, in the order called.
+@ray.remote(concurrency_groups={"health": 1})
 class ModelActor:
     def __init__(self, spec: ModelSpec, symbols: tuple[str, ...], seed: int, market: Any, warmup_bars: int,
                  prototype: TradingModel | None = None, *, record: bool = False,
@@ -86,6 +90,7 @@ class ModelActor:
                 "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
                 "memory": process_memory(), "heavy_libraries": [n for n in HEAVY_LIBRARIES if n in sys.modules]}
 
+    @ray.method(concurrency_group="health")
     def heartbeat(self) -> dict[str, Any]:
         return {"incarnation": self._incarnation, "pid": os.getpid(), "seen": self._seen}
 

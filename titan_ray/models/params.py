@@ -251,8 +251,8 @@ class PpoParams(ModelParams):
     threads: int = Field(1, ge=1, le=64, description="torch threads while deciding (1 keeps arenas of many "
                          "models fair)")
     # start-up training: a `ppo` model with no `artifact` trains on the warm-up bars (titan_ray/train/ppo.py)
-    train_steps: int = Field(40960, ge=256, description="no `artifact`: env steps of PPO on the warm-up bars at "
-                             "start-up (about 2,000 per CPU-second); the policy is registered and reused")
+    train_steps: int = Field(32768, ge=256, description="no `artifact`: env steps of PPO on the warm-up bars at "
+                             "start-up (about 1,400 per CPU-second); the policy is registered and reused")
     train_features: list[str] = Field(["ret_20", "vol_20", "rank_ret_20"], min_length=1,
                                       description="no `artifact`: the features the start-up policy observes")
 

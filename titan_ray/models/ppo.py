@@ -18,32 +18,52 @@ completeness gap (recorded as the explanation's ``gap``).
 
 The RLModule is rebuilt from its checkpoint files, kept in memory, whenever the model is
 unpickled (a Ray actor receives a copy): nothing reads the registry folder on another node.
+
+Start-up training: a model with no policy but a ``trainer`` (an arena's ``ppo`` model with no
+``artifact``; ``titan_ray.train.ppo.StartupTrainer``) keeps the warm-up bars it observes and, at
+its first decision, hands exactly those bars (every bar before the first traded one, nothing
+after) to the trainer, which finds a policy trained on them in the registry or trains and
+registers one; the model then loads it and trades. torch is loaded on first use, so building
+the model (on the arena's driver) stays light.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Feature, action_phrase
-from titan_ray.explain.threads import torch_threads
 from titan_ray.features.pipeline import FeatureEngine
+from titan_ray.lazy import load
 from titan_ray.ml.env import ActionMap, EnvSettings, FeatureScaler, observation
 from titan_ray.models.base import Reasons, TradingModel
 from titan_ray.models.params import PpoParams
 
 POLICY_FILE = "policy.json"
 MODULE_DIR = "rl_module"
+
+
+def torch_threads(n: int) -> Any:
+    """``titan_ray.explain.threads.torch_threads``, loaded on first use (it imports torch)."""
+    return load("titan_ray.explain.threads:torch_threads")(n)
+
+
+class PolicyTrainer(Protocol):
+    """Start-up training: a saved ``ppo`` policy folder for ``model``, trained on ``history``."""
+
+    def __call__(self, model: PpoModel, history: BarBatch) -> Path: ...
 
 
 def _pack(folder: Path) -> bytes:
@@ -53,11 +73,27 @@ def _pack(folder: Path) -> bytes:
     return buf.getvalue()
 
 
+@contextmanager
+def quiet_rllib() -> Iterator[None]:
+    """RLlib's notices that concern its own code (a deprecated constructor it calls itself, "the new API
+    stack is on"), silenced for a block: an arena's terminal shows what a trader needs to read."""
+    loggers = [logging.getLogger(n) for n in ("ray._common.deprecation", "ray.rllib.algorithms.algorithm_config")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def load_module(folder: Path) -> Any:
     """The RLModule saved in ``folder`` (an RLlib checkpoint of one module)."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    module = RLModule.from_checkpoint(str(folder))
+    with quiet_rllib():
+        module = RLModule.from_checkpoint(str(folder))
     module.eval()
     return module
 
@@ -129,6 +165,9 @@ class PpoModel(TradingModel):
         # what the registry records beside a saved policy; the training driver registers its own
         self.training_window: dict[str, Any] = {}
         self.metrics: dict[str, float] = {}
+        # start-up training (no policy yet): trains on the warm-up bars kept in ``_history``
+        self.trainer: PolicyTrainer | None = None
+        self._history: list[BarBatch] = []
         self._setup_state()
 
     # --- artefacts ------------------------------------------------------------------------------
@@ -187,7 +226,8 @@ class PpoModel(TradingModel):
             if self._blob is None:
                 raise RuntimeError(
                     f"model {self.name!r} (ppo) has no trained policy: give it `artifact: NAME` in the arena "
-                    "config (a policy registered by `titan-ray train-ppo`)")
+                    "config (a policy registered by `titan-ray train-ppo`), or leave `artifact` out in an arena, "
+                    "which trains one on its warm-up bars (replay.warmup_bars)")
             with tempfile.TemporaryDirectory(prefix="titan-ray-ppo-") as tmp:
                 with tarfile.open(fileobj=io.BytesIO(self._blob), mode="r:gz") as tar:
                     tar.extractall(tmp, filter="data")
@@ -199,8 +239,32 @@ class PpoModel(TradingModel):
 
     def observe(self, bars: BarBatch) -> None:
         if self._meta is None:
-            _ = self.policy  # raises the "no trained policy" error
+            if self.trainer is None:
+                _ = self.policy  # raises the "no trained policy" error
+            self._history.append(bars)  # warm-up bars: what the start-up policy trains on
+            return
         self._stream.update(bars)
+
+    def _pieces(self, bars: BarBatch) -> Iterator[BarBatch]:
+        if self._meta is None and self.trainer is not None:
+            self._train(bars.start)
+        yield bars
+
+    def _train(self, first: int) -> None:
+        """Get a policy for the warm-up bars seen (every bar before ``first``) and catch up on them."""
+        if not self._history:
+            raise ValueError(f"model {self.name!r} (ppo) has no policy and no warm-up bars to train one on before "
+                             f"bar {first}: set replay.warmup_bars (at least {self.params.min_history()}) or give "
+                             "it `artifact: NAME`")
+        history = BarBatch.concat(self._history)
+        assert history.stop == first, (history.stop, first)  # the bars before the first decision, no more
+        folder = self.trainer(self, history)
+        self.load_artifacts(folder)
+        if not self.long_only:  # the ledger was told the side before training: a start-up book is long-only
+            raise RuntimeError(f"the start-up policy in {folder} can go short, but model {self.name!r} trades a "
+                               "long-only book; a start-up trainer must train levels >= 0")
+        self._history = []
+        self._stream.update(history)
 
     def _fresh(self, symbols: Sequence[str]) -> PpoModel:
         fresh = PpoModel(self.name, self.params.model_dump(), tuple(symbols), seed=self.seed)

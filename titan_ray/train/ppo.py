@@ -16,11 +16,22 @@ The parts:
   registers the best (kind ``ppo``: the RLModule checkpoint and ``policy.json``). The summary
   table (trial, searched settings, iterations, training return, validation return and Sharpe,
   buy-and-hold over the same bars) is printed and saved.
+- ``StartupTrainer`` and ``startup_models``: an arena ``ppo`` model with no ``artifact`` trains at
+  start-up, in its own actor, on the warm-up bars it saw before its first decision (the
+  ``STARTUP_*`` recipe below: RLlib PPO built directly, no Tune, on one thread, seeded, so the
+  same bars give the same policy bit for bit). The policy is registered as ``NAME-startup`` with
+  the recipe and the bars' fingerprint; a later run whose warm-up bars and recipe match loads it
+  instead of training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import shutil
+import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,15 +42,15 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from titan_ray.config import ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig
+from titan_ray.config import ArenaConfig, ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig
 from titan_ray.data.providers import make_provider
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.calendar import periods_per_year
 from titan_ray.features.pipeline import FeatureEngine
 from titan_ray.metrics.performance import returns_from_equity, sharpe
 from titan_ray.ml.env import ActionMap, EnvSettings, MarketWindow, TradingEnv
-from titan_ray.models.ppo import Policy, load_module, write_policy
-from titan_ray.registry import ModelRegistry, fingerprint
+from titan_ray.models.ppo import Policy, PpoModel, load_module, quiet_rllib, torch_threads, write_policy
+from titan_ray.registry import ModelRegistry, ModelVersion, default_root, fingerprint
 from titan_ray.train.space import (
     Domain,
     Strict,
@@ -63,6 +74,8 @@ class PpoSettings(Strict):
     lambda_: float = Field(0.95, ge=0, le=1, description="GAE lambda")
     clip_param: float = Field(0.2, gt=0, description="PPO's policy-ratio clip")
     entropy_coeff: float = Field(0.01, ge=0, description="entropy bonus (exploration)")
+    kl_coeff: float = Field(0.2, ge=0, description="initial weight of the KL penalty against the sampling "
+                            "policy (RLlib adapts it); 0 = no KL penalty, the clip alone")
     vf_loss_coeff: float = Field(0.5, ge=0, description="value-function loss weight")
     grad_clip: float | None = Field(0.5, gt=0, description="gradient-norm clip; null = none")
     num_epochs: int = Field(8, ge=1, description="passes over each train batch")
@@ -227,8 +240,9 @@ class PpoResult:
     best: dict[str, Any]
 
 
-def algorithm_config(cfg: PpoConfig, env_name: str) -> Any:
-    """The RLlib ``PPOConfig`` of a trial (searched settings as Tune domains)."""
+def algorithm_config(cfg: PpoConfig, env_name: str | type) -> Any:
+    """The RLlib ``PPOConfig`` of a trial (searched settings as Tune domains); ``env_name`` is an env
+    registered with Tune, or an env class."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
@@ -247,6 +261,7 @@ def algorithm_config(cfg: PpoConfig, env_name: str) -> Any:
                      rollout_fragment_length=fragment)
         .training(lr=p["lr"], gamma=p["gamma"], lambda_=p["lambda_"], clip_param=p["clip_param"],
                   entropy_coeff=p["entropy_coeff"], vf_loss_coeff=p["vf_loss_coeff"], grad_clip=p["grad_clip"],
+                  use_kl_loss=cfg.ppo.kl_coeff > 0, kl_coeff=cfg.ppo.kl_coeff,
                   num_epochs=p["num_epochs"], minibatch_size=p["minibatch_size"],
                   train_batch_size_per_learner=cfg.ppo.train_batch_size)
         .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(cfg.ppo.fcnet_hiddens),
@@ -394,3 +409,159 @@ def _save(run_dir: Path, rows: list[dict[str, Any]], table: str, ref: str, best:
         run_dir / "summary.csv", index=False)
     (run_dir / "summary.txt").write_text(table + "\n")
     (run_dir / "best.json").write_text(json.dumps({"registered": ref, **best}, indent=2, default=str) + "\n")
+
+
+# --- start-up training: the policy of an arena `ppo` model with no `artifact` --------------------
+
+# The recipe, chosen on the default arena (12 symbols, 1,000 warm-up bars of 15 minutes, 11 bps a
+# trade; docs/training.md has the figures): long or flat per symbol, so the ledger's long-only
+# book fits; slow features (``PpoParams.train_features``), so a greedy policy does not flip with
+# every bar's noise; a short horizon (gamma 0.5) because a trade's cost is paid at once; and
+# PPO's ratio (one for all the symbols' actions together) clipped at 0.5 with no KL penalty: the
+# defaults (0.3 and an adaptive KL penalty) let each symbol's policy move only a little per
+# update, and learned the same several times slower.
+STARTUP_ENV = EnvSettings(episode_bars=64, actions="discrete", levels=(0.0, 1.0))
+STARTUP_PPO = PpoSettings(lr=3e-3, gamma=0.5, lambda_=0.5, clip_param=0.5, kl_coeff=0.0, entropy_coeff=0.0,
+                          num_epochs=20, minibatch_size=512, train_batch_size=4096, fcnet_hiddens=[32, 32])
+STARTUP_ROLLOUT = RolloutSettings(num_env_runners=0, num_envs_per_env_runner=32)
+STEPS_PER_CPU_SECOND = 1300  # what the estimate printed before training assumes (measured: 1,300-1,500)
+RLLIB_START_S = 4.0  # importing RLlib and building the algorithm (measured: ~4 CPU-s)
+
+
+def startup_config(name: str, history: BarBatch, params: Any, *, seed: int, ledger: LedgerConfig,
+                   risk: RiskConfig, registry: str) -> PpoConfig:
+    """The start-up recipe as a ``PpoConfig``: ``params`` (``PpoParams``) set the steps and features."""
+    batch = STARTUP_PPO.train_batch_size
+    return PpoConfig(
+        name=name, seed=seed, train_bars=len(history), features=list(params.train_features), ledger=ledger,
+        risk=risk, env=STARTUP_ENV, ppo=STARTUP_PPO, rollout=STARTUP_ROLLOUT,
+        training=TrainingSettings(iterations=max(1, math.ceil(params.train_steps / batch)), checkpoint_every=0,
+                                  keep_checkpoints=1),
+        registry=RegistryConfig(path=registry),
+    )
+
+
+def startup_recipe(cfg: PpoConfig, calendar: str) -> dict[str, Any]:
+    """What makes two start-up policies the same, besides their bars: the registry's match key."""
+    recipe = cfg.model_dump(mode="json", include={"seed", "features", "ledger", "risk", "env", "ppo", "rollout",
+                                                  "training"})
+    recipe["ledger"].pop("journal", None)  # where the arena's ledger journals changes no trade
+    return json.loads(json.dumps({**recipe, "calendar": calendar}))
+
+
+@dataclass(frozen=True)
+class StartupTrainer:
+    """An arena ``ppo`` model's ``trainer`` (``models.ppo.PolicyTrainer``): the folder of a policy for
+    the warm-up bars the model hands over, from the registry when one was trained on the same bars
+    with the same recipe, else trained here (in the model's actor) and registered."""
+
+    registry: str  # the registry's root, absolute
+    name: str  # the registry name of this model's start-up policies
+    calendar: str
+    ledger: LedgerConfig
+    risk: RiskConfig
+    say: Callable[[str], None] = echo
+
+    def __call__(self, model: PpoModel, history: BarBatch) -> Path:
+        found = self.find(model, history)
+        if found is not None:
+            self.say(f"{model.name}: the PPO policy {found.ref} in {self.registry} was trained on these "
+                     f"{len(history):,} warm-up bars; using it")
+            return found.path
+        cfg = self.config(model, history)
+        return train_startup(cfg, history, calendar=self.calendar, recipe=startup_recipe(cfg, self.calendar),
+                             label=model.name, say=self.say).path
+
+    def config(self, model: PpoModel, history: BarBatch) -> PpoConfig:
+        return startup_config(self.name, history, model.params, seed=model.seed, ledger=self.ledger, risk=self.risk,
+                              registry=self.registry)
+
+    def find(self, model: PpoModel, history: BarBatch) -> ModelVersion | None:
+        """The latest registered start-up policy trained on ``history`` with this recipe, if any."""
+        recipe, key = startup_recipe(self.config(model, history), self.calendar), fingerprint(history)
+        for version in reversed(ModelRegistry(self.registry).versions(self.name)):
+            if version.meta.get("data_fingerprint") == key and version.meta.get("extra", {}).get("recipe") == recipe:
+                return version
+        return None
+
+
+def train_startup(cfg: PpoConfig, history: BarBatch, *, calendar: str, recipe: dict[str, Any], label: str,
+                  say: Callable[[str], None] = echo, clock: Callable[[], float] = time.perf_counter) -> ModelVersion:
+    """Train the start-up policy on ``history`` (RLlib PPO, no Tune, in this process), register it."""
+    engine = FeatureEngine(cfg.features)
+    window = MarketWindow.build(history, engine.transform(history), engine.names, calendar=calendar,
+                                clip=cfg.env.clip_obs)
+    iterations, batch = cfg.training.iterations, cfg.ppo.train_batch_size
+    say(f"{label}: no PPO policy in {cfg.registry.path} for these warm-up bars yet; training one with RLlib PPO on "
+        f"bars {history.start}..{history.stop - 1} ({window.n_symbols} symbols x {', '.join(engine.names)}): "
+        f"{iterations} iteration{'s' if iterations > 1 else ''} of {batch:,} steps, about "
+        f"{RLLIB_START_S + iterations * batch / STEPS_PER_CPU_SECOND:.0f} s on an idle core")
+    start = clock()
+    algo_cfg = algorithm_config(cfg, TradingEnv)
+    algo_cfg.environment(env_config={**algo_cfg.env_config, "window": window}).debugging(log_sys_usage=False)
+    # one torch thread: the arena's other models share the cores, and the floats repeat run to run
+    with torch_threads(1), quiet_rllib():
+        algo = algo_cfg.build_algo()
+        try:
+            returns = []
+            for i in range(iterations):
+                began = clock()
+                returns.append(float(lookup(algo.train(), TRAIN_METRIC, np.nan)))
+                if i == 0 and iterations > 1:
+                    took = clock() - began
+                    say(f"{label}: iteration 1/{iterations} took {took:.1f} s; about {took * (iterations - 1):.0f} s "
+                        "to go")
+            with tempfile.TemporaryDirectory(prefix="titan-ray-ppo-") as tmp:
+                module = module_dir(Path(algo.save_to_path(str(Path(tmp) / "algorithm"))))
+                metrics = {"train_episode_return_first": returns[0], "train_episode_return_mean": returns[-1],
+                           "iterations": float(iterations), "env_steps": float(iterations * batch),
+                           "train_seconds": clock() - start}
+                version = _register_startup(cfg, history, window, module, recipe, metrics)
+        finally:
+            algo.stop()
+            # RLlib makes an empty folder under ~/ray_results for an algorithm built outside Tune: no trace in ~
+            shutil.rmtree(algo.logdir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # ~/ray_results itself, unless something else is in it
+                Path(algo.logdir).parent.rmdir()
+    m = version.meta["metrics"]
+    say(f"{label}: trained in {clock() - start:.0f} s ({iterations * batch:,} steps; mean episode return "
+        f"{returns[0]:+.2f} -> {returns[-1]:+.2f} % per {cfg.env.episode_bars} bars); greedy over the warm-up bars "
+        f"{m['warmup_greedy_return']:+.1%} (buy-and-hold {m['warmup_buy_and_hold_return']:+.1%}); registered "
+        f"{version.ref}")
+    return version
+
+
+def _register_startup(cfg: PpoConfig, history: BarBatch, window: MarketWindow, module: Path, recipe: dict[str, Any],
+                      metrics: dict[str, float]) -> ModelVersion:
+    """Register a start-up policy (the RLModule in ``module``), with its greedy and buy-and-hold returns
+    over the warm-up bars it trained on, its recipe and the bars' fingerprint (what a later run matches)."""
+    policy = Policy(load_module(module), ActionMap(cfg.env, window.n_symbols))
+    first, n = window.first_valid, len(history) - 1 - window.first_valid
+    initial = float(cfg.ledger.initial_cash)
+    metrics = {**metrics, "warmup_greedy_return": float(greedy_run(policy, window, cfg, first, n)[-1] / initial - 1),
+               "warmup_buy_and_hold_return": float(hold_run(window, cfg, first, n)[-1] / initial - 1)}
+    return ModelRegistry(cfg.registry.path).register(
+        cfg.name, "ppo", {"deterministic": True},
+        save=lambda folder: write_policy(folder, module, symbols=history.symbols, scaler=window.scaler.to_dict(),
+                                         env=cfg.env.model_dump(mode="json"),
+                                         extra={"ppo": cfg.ppo.model_dump(mode="json")}),
+        features=window.scaler.names, metrics=metrics, data_fingerprint=fingerprint(history),
+        training_window={"start_bar": history.start, "stop_bar": history.stop,
+                         "episode_bars": [window.first_valid, len(history)],
+                         "first_timestamp": int(history.timestamps[0]), "last_timestamp": int(history.timestamps[-1])},
+        extra={"recipe": recipe, "symbols": list(history.symbols),
+               "trained_by": "titan-ray arena (start-up training on the warm-up bars)"},
+    )
+
+
+def startup_models(config: ArenaConfig, symbols: tuple[str, ...], calendar: str) -> dict[str, PpoModel]:
+    """The arena's ``ppo`` models with no ``artifact``, each with its ``StartupTrainer`` (built on the
+    driver, light: torch and RLlib load in the model's actor, when it trains)."""
+    root = str(default_root(config.registry.path).resolve())
+    out: dict[str, PpoModel] = {}
+    for spec in config.models:
+        if spec.kind == "ppo" and spec.artifact is None:
+            model = PpoModel(spec.name, spec.params, tuple(symbols), seed=config.seed)
+            model.trainer = StartupTrainer(root, f"{spec.name}-startup", calendar, config.ledger, config.risk)
+            out[spec.name] = model
+    return out

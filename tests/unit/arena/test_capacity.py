@@ -33,7 +33,7 @@ def test_any_number_of_rule_models_fits_a_laptop_by_default() -> None:
 
 def test_the_default_arena_with_its_learned_models_fits_a_laptop() -> None:
     requests = arena_requests(load_config(), market_on_driver=False, ledger_on_driver=True)
-    assert sum(r.resources["CPU"] for r in requests) == 1.0  # four learned models at 0.25, the rest 0
+    assert sum(r.resources["CPU"] for r in requests) == 1.25  # five learned models at 0.25, the rest 0
     assert check(requests, LAPTOP, "laptop") == []
 
 

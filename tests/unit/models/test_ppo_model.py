@@ -2,7 +2,9 @@
 
 It must act as the env would (same observation, same action map), not depend on the chunk size,
 survive pickling (Ray actors get copies), and explain each trade with Integrated Gradients that add
-up to the chosen action's probability.
+up to the chosen action's probability. With a start-up ``trainer`` (an arena `ppo` with no
+`artifact`), it must hand the trainer exactly the warm-up bars, once, at its first decision, and
+then trade as the policy the trainer gave it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ def market() -> tuple[BarBatch, str]:
 @pytest.fixture(scope="module")
 def registered(market, tmp_path_factory):
     """A randomly initialised PPO RLModule for the env's spaces, registered as kind `ppo`."""
+    return _register(market, tmp_path_factory.mktemp("ppo"), (-1.0, 0.0, 1.0))
+
+
+@pytest.fixture(scope="module")
+def long_only(market, tmp_path_factory):
+    """The same with levels flat / long, as the arena's start-up policies are."""
+    return _register(market, tmp_path_factory.mktemp("ppo-long"), (0.0, 1.0))
+
+
+def _register(market, tmp, levels):
     import torch
     from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
@@ -43,7 +55,7 @@ def registered(market, tmp_path_factory):
     engine = FeatureEngine(FEATURES)
     train = bars.slice(0, START)
     window = MarketWindow.build(train, engine.transform(train), engine.names, calendar=calendar)
-    settings = EnvSettings(episode_bars=50, levels=(-1.0, 0.0, 1.0))
+    settings = EnvSettings(episode_bars=50, levels=levels)
     env = TradingEnv({"window": window, "settings": settings})
     torch.manual_seed(0)
     module = RLModuleSpec(module_class=DefaultPPOTorchRLModule, observation_space=env.observation_space,
@@ -51,7 +63,6 @@ def registered(market, tmp_path_factory):
     with torch.no_grad():  # make the untrained policy decisive, so that it trades
         for p in module.parameters():
             p.mul_(8.0)
-    tmp = tmp_path_factory.mktemp("ppo")
     module.save_to_path(str(tmp / "module"))
     registry = ModelRegistry(tmp / "registry")
     version = registry.register(
@@ -133,3 +144,60 @@ def test_wrong_symbols_are_refused_with_the_reason(registered, market):
     registry, version, *_ = registered
     with pytest.raises(ValueError, match="needs the symbols it was trained on"):
         registry.load_model(version, name="ppo", symbols=("XXX", "YYY", "ZZZ"), seed=1)
+
+
+class _Trainer:
+    """A start-up trainer that hands back a saved policy and keeps the bars it was given."""
+
+    def __init__(self, folder):
+        self.folder, self.given = folder, []
+
+    def __call__(self, model, history):
+        self.given.append(history)
+        return self.folder
+
+
+def _untrained(market, trainer):
+    from titan_ray.models.ppo import PpoModel
+
+    model = PpoModel("ppo", {}, market[0].symbols, seed=1)
+    model.trainer = trainer
+    return model
+
+
+def test_a_start_up_model_trains_once_on_exactly_the_warm_up_bars_then_trades_that_policy(long_only, market):
+    bars, _ = market
+    registry, version, *_ = long_only
+    trainer = _Trainer(version.path)
+    model = _untrained(market, trainer)
+    for piece in bars.slice(0, START).chunks(77):
+        model.observe(piece)
+    assert trainer.given == []  # nothing trains before the first decision
+    weights = np.vstack([model.decide(piece).weights for piece in bars.slice(START, len(bars)).chunks(50)])
+    [history] = trainer.given
+    assert (history.start, history.stop) == (0, START)  # every bar before the first traded one, no later bar
+    np.testing.assert_array_equal(history.timestamps, bars.timestamps[:START])
+    np.testing.assert_array_equal(history.close, bars.close[:START])
+    loaded, _ = _run(registry.load_model(version, name="ppo", symbols=bars.symbols, seed=1), bars, 120)
+    np.testing.assert_array_equal(weights, loaded)  # its feature stream caught up on the warm-up bars
+    assert np.abs(np.diff(weights, axis=0)).sum() > 0 and model.long_only
+    for chunk in (1, 13):
+        np.testing.assert_array_equal(_run(_untrained(market, _Trainer(version.path)), bars, chunk)[0], weights)
+    copied = pickle.loads(pickle.dumps(_untrained(market, _Trainer(version.path))))  # what an actor receives
+    np.testing.assert_array_equal(_run(copied, bars, 64)[0], weights)
+
+
+def test_a_start_up_policy_must_be_long_only(registered, market):
+    """The arena's ledger learns a model's side before the model trains: the start-up book is long-only."""
+    bars, _ = market
+    model = _untrained(market, _Trainer(registered[1].path))
+    model.observe(bars.slice(0, START))
+    with pytest.raises(RuntimeError, match="long-only"):
+        model.decide(bars.slice(START, START + 10))
+
+
+def test_a_start_up_model_with_no_warm_up_bars_says_what_to_set(long_only, market):
+    bars, _ = market
+    model = _untrained(market, _Trainer(long_only[1].path))
+    with pytest.raises(ValueError, match=r"set replay.warmup_bars \(at least 277\)"):
+        model.decide(bars.slice(0, 10))
