@@ -21,6 +21,16 @@ _hypothesis_settings.register_profile("titan-ray", deadline=None)
 _hypothesis_settings.load_profile("titan-ray")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The model registry of every test that names none (the default arena's ppo registers the policy it
+    trains there): a folder of the session's, never ./registry in the checkout. Set before Ray starts,
+    so its workers see it too."""
+    if "TITAN_RAY_REGISTRY" not in os.environ:
+        import tempfile
+
+        os.environ["TITAN_RAY_REGISTRY"] = tempfile.mkdtemp(prefix="titan-ray-test-registry-")
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """A real local Ray, started once: starting Ray costs seconds, so tests share it. Serve runs in
