@@ -166,6 +166,9 @@ class ArenaCluster:
         self.models = {spec.name: actors[spec.name] for spec in config.models}
         # each model is built by its info() call, in its actor (a learned one loads torch or LightGBM)
         infos = {name: m.info.remote() for name, m in self.models.items()}
+        # held for the run: a restarted ledger reads them again (Ray keeps nested references in an
+        # actor's arguments alive only as long as someone else holds them)
+        self._model_infos = infos
         self.ledger = self._spawn(LedgerActor.options(
             num_cpus=SERVICE_CPUS, max_restarts=-1, max_task_retries=-1,
             scheduling_strategy=_on_driver_node() if ledger_on_driver else "DEFAULT",
