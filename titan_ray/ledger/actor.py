@@ -149,12 +149,16 @@ class LedgerActor:
     async def kill_switch(self, model: str, on: bool = True) -> None:
         if model not in self._ledger.books:
             raise KeyError(f"unknown model {model!r}; models: {sorted(self._ledger.books)}")
-        async with self._turn:  # between two chunks, and journaled after every chunk booked before it
-            self._kills += 1
-            if self._journal is not None:
-                entry = encode(("kill", self._kills, model, on))
-                await asyncio.get_running_loop().run_in_executor(self._writer, self._write, f"kill:{self._kills}", entry)
-            self._ledger.kill_switch(model, on)
+        # At once, between two bookings (this loop runs one coroutine at a time), and journaled by the
+        # same writer thread, so after every chunk booked before it and before every chunk after it.
+        self._kills += 1
+        written = None
+        if self._journal is not None:
+            entry = encode(("kill", self._kills, model, on))
+            written = asyncio.get_running_loop().run_in_executor(self._writer, self._write, f"kill:{self._kills}", entry)
+        self._ledger.kill_switch(model, on)
+        if written is not None:
+            await written  # answered once journaled, as a chunk is
 
     def last_seq(self) -> int:
         return self._ledger.last_seq
