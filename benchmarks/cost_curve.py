@@ -66,11 +66,11 @@ class Point:
         return self.n_bars * self.models / self.ledger if self.ledger > 0 else float("nan")
 
 
-def config(n_models: int, symbols: int, bars: int, chunk_size: int = 512) -> dict:
+def config(n_models: int, symbols: int, bars: int, chunk_size: int | str = "auto") -> dict:
     return {
         "seed": 11,
         "data": {"provider": "synthetic", "n_symbols": symbols, "bars": bars, "frequency": "15min"},
-        "replay": {"chunk_size": chunk_size},
+        "replay": {"chunk_size": int(chunk_size) if str(chunk_size).isdigit() else chunk_size},
         "ledger": {"commission_bps": 10},
         "models": [
             {"name": f"sma{i}", "kind": "sma_crossover", "params": {"fast": 5 + i % 10, "slow": 20 + i % 40}}
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, nargs="+", default=[1, 10, 32, 100])
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--bars", type=int, default=20_000, help="timestamps per symbol")
-    parser.add_argument("--chunk-size", type=int, default=512, help="replay.chunk_size of every point")
+    parser.add_argument("--chunk-size", default="auto", help="replay.chunk_size of every point (auto, or timestamps)")
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     parser.add_argument("--cpus-per-node", type=int, default=1, help="the loopback cluster's CPUs per node")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one point may take")

@@ -32,9 +32,21 @@ verdict is the median over rounds of each round's share of bare.
 Serve knobs (``--model-replicas``, ``--max-ongoing``) and the modes (``--servers``) are recorded
 with the figures.
 
+``--with-arena`` measures something else: ``titan-ray serve`` started as users run it (its own
+private Ray, ``serve_configs/arena.yaml``, the live arena trading), once it trades, and the two
+prediction routes a user calls, each with the example request the server publishes for it:
+``/v1/predict/lgbm`` (``GET /v1/models/lgbm``) and ``/v1/experiments/lgbm-vs-sma/predict`` (``GET
+/v1/experiments/lgbm-vs-sma``), in interleaved rounds (predict, experiment, predict, ...). Per round:
+requests/s, p50, p99, the 1-minute load average, the bars the arena booked meanwhile and the CPU
+seconds its processes and the Serve replicas used; then the median over rounds of each route, against
+the targets (predict p99 <= 50 ms, experiment p99 <= 100 ms at concurrency 8). ``--window N`` posts the
+last N rows of lgbm's example to both routes instead (to compare with a server that publishes other
+examples).
+
     .venv/bin/python benchmarks/serve_latency.py                    # ~2 min
     .venv/bin/python benchmarks/serve_latency.py --concurrency 8 --rounds 5 --servers bare haproxy
     .venv/bin/python benchmarks/serve_latency.py --concurrency 8 --json results/serve.json
+    .venv/bin/python benchmarks/serve_latency.py --with-arena --rounds 5 --concurrency 8   # ~4 min
     .venv/bin/python benchmarks/serve_latency.py --help
 """
 
@@ -64,6 +76,9 @@ MODELS = {
     # a rule model: almost no model work, so the figures show the serving overhead alone
     "sma": {"name": "sma", "kind": "sma_crossover", "params": {"fast": 10, "slow": 30}},
 }
+
+
+BARE_WINDOW = 64  # bars of the request of the bare/haproxy/python comparison
 
 
 def log(msg: str) -> None:
@@ -281,11 +296,156 @@ def _measure_server(server: str, args: argparse.Namespace, passed: list[str], pa
         return json.loads(Path(out.name).read_text())
 
 
+# --- --with-arena: `titan-ray serve` as users run it, its live arena trading ---------------------------
+
+ARENA_PROCESSES = (b"ray::ArenaService", b"ray::ModelActor", b"ray::LedgerActor", b"ray::MarketDataActor",
+                   b"ray::WatchdogActor")
+TARGETS_MS = {"predict": 50.0, "experiment": 100.0}  # p99 at concurrency 8, with the arena trading
+
+
+def _get_json(port: int, path: str, timeout: float = 60.0) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def _process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds used so far by the live arena's processes and by the Serve replicas under ``root``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"arena": 0.0, "replicas": 0.0}
+    for pid in _process_tree(root):
+        try:
+            name = Path(f"/proc/{pid}/cmdline").read_bytes()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = ("arena" if name.startswith(ARENA_PROCESSES) else
+                "replicas" if name.startswith(b"ray::ServeReplica") else None)
+        if kind:
+            out[kind] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def with_arena(args: argparse.Namespace) -> int:
+    """``titan-ray serve`` (a private Ray, its live arena) in a child process, measured, stopped."""
+    import signal
+    import tempfile
+    import threading
+
+    before = os.getloadavg()
+    port = free_port()
+    registry = tempfile.mkdtemp(prefix="titan-ray-bench-registry-")  # lgbm trained at start-up, as on a fresh clone
+    env = {**os.environ, "TITAN_RAY_REGISTRY": registry}
+    command = [sys.executable, "-m", "titan_ray.cli", "serve", "--config", str(args.serve_config),
+               "--port", str(port)]
+    log(f"load average before the server starts: {before[0]:.2f} {before[1]:.2f} {before[2]:.2f} "
+        f"({os.cpu_count()} CPUs)")
+    log("starting: " + " ".join(command[1:]))
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(server.stdout), daemon=True)
+    reader.start()
+    rows: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 600
+        while not any(line.startswith("Ctrl-C") for line in output):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("titan-ray serve did not come up:\n" + "".join(output))
+            time.sleep(0.5)
+        while (arena := _get_json(port, "/healthz")["arena"])["bars_done"] < args.arena_bars:
+            if arena["status"] != "running" or time.monotonic() > deadline:
+                raise SystemExit(f"the live arena is not trading: {arena}")
+            time.sleep(1)
+        experiment = _get_json(port, f"/v1/experiments/{args.experiment}")
+        routes = {"predict": (model_route(args.model), _get_json(port, f"/v1/models/{args.model}")["example_request"]),
+                  "experiment": (f"/v1/experiments/{args.experiment}/predict", experiment["example_request"])}
+        if args.window:
+            bars = routes["predict"][1]["bars"]
+            if len(bars["close"]) < args.window:
+                raise SystemExit(f"--window {args.window}: the server's example has {len(bars['close'])} rows")
+            cut = {"bars": {k: v if k == "symbols" else v[-args.window:] for k, v in bars.items()}}
+            routes = {name: (path, cut) for name, (path, _) in routes.items()}
+        bodies = {name: json.dumps(body).encode() for name, (_, body) in routes.items()}
+        for name, (path, _) in routes.items():
+            wait_ready(port, path, bodies[name])
+        deadline = time.monotonic() + 60  # the router loads its arms' models (where it does) before we measure
+        while any(a.get("answered_in", "router") != "router" for a in experiment["arms"] if not a["shadow"]):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+            experiment = _get_json(port, f"/v1/experiments/{args.experiment}")
+        windows = {name: len(body["bars"]["close"]) for name, (_, body) in routes.items()}
+        log(f"titan-ray serve on port {port}, the arena at bar {arena['bars_done']}; request windows {windows} rows")
+        for round_ in range(1, args.rounds + 1):
+            for name, (path, _) in routes.items():
+                load = os.getloadavg()[0]
+                bars0, cpu0 = _get_json(port, "/healthz")["arena"]["bars_done"], _cpu_seconds(server.pid)
+                (row,) = measure(port, bodies[name], path, args.concurrency[:1], args.warmup, args.duration, name[:5])
+                bars1, cpu1 = _get_json(port, "/healthz")["arena"]["bars_done"], _cpu_seconds(server.pid)
+                span = args.warmup + args.duration
+                rows.append({**row, "route": name, "path": path, "round": round_, "loadavg_1m": load,
+                             "arena_bars": bars1 - bars0,
+                             "arena_cpu_share": (cpu1["arena"] - cpu0["arena"]) / span,
+                             "replicas_cpu_share": (cpu1["replicas"] - cpu0["replicas"]) / span})
+                log(f"    round {round_}: load average {load:.2f}, arena +{bars1 - bars0} bars, CPU: arena "
+                    f"{rows[-1]['arena_cpu_share']:.2f} cores, replicas {rows[-1]['replicas_cpu_share']:.2f} cores")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGINT)  # Ctrl-C, as a terminal sends it
+            try:
+                server.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+        reader.join(timeout=10)
+    print(f"{'route':12s}{'round':>6s}{'conc':>6s}{'req/s':>9s}{'p50 ms':>9s}{'p99 ms':>9s}{'load':>7s}"
+          f"{'bars':>6s}{'arena':>7s}{'replicas':>9s}")
+    for r in rows:
+        print(f"{r['route']:12s}{r['round']:6d}{r['concurrency']:6d}{r['rps']:9.0f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
+              f"{r['loadavg_1m']:7.2f}{r['arena_bars']:6d}{r['arena_cpu_share']:7.2f}{r['replicas_cpu_share']:9.2f}")
+    summary: dict[str, Any] = {}
+    for name, target in TARGETS_MS.items():
+        mine = [r for r in rows if r["route"] == name]
+        med = {k: float(np.median([r[k] for r in mine])) for k in ("rps", "p50_ms", "p99_ms", "loadavg_1m")}
+        summary[name] = {**med, "target_p99_ms": target, "meets_target": med["p99_ms"] <= target,
+                         "p99s_ms": [r["p99_ms"] for r in mine], "rounds": len(mine)}
+        print(f"{name} ({mine[0]['path']}) at concurrency {mine[0]['concurrency']}, live arena trading: median of "
+              f"{len(mine)} rounds {med['rps']:.0f} req/s, p50 {med['p50_ms']:.1f} ms, p99 {med['p99_ms']:.1f} ms "
+              f"(target <= {target:.0f} ms: {'met' if med['p99_ms'] <= target else 'NOT met'}; rounds "
+              f"{min(summary[name]['p99s_ms']):.1f}-{max(summary[name]['p99s_ms']):.1f} ms), load average "
+              f"{med['loadavg_1m']:.2f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"mode": "with-arena", "rows": rows, "summary": summary,
+                                         "load_before": before, "cpus": os.cpu_count(),
+                                         "settings": {k: v for k, v in vars(args).items() if k != "json"}},
+                                        indent=2, default=str) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(MODELS), default="lgbm",
                    help="lgbm: the LightGBM model of arena.yaml (SHAP explanation per request); sma: a rule model")
-    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], metavar="N")
+    p.add_argument("--concurrency", type=int, nargs="+", metavar="N",
+                   help="concurrent clients (default 1 8 32; --with-arena: 8)")
     p.add_argument("--duration", type=float, default=8.0, help="measured seconds per concurrency (default 8)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default 2)")
     p.add_argument("--model-replicas", type=int, default=1)
@@ -295,6 +455,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1, metavar="N",
                    help="measure every server N times, interleaved; the verdict is the median (default 1)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--with-arena", action="store_true",
+                   help="measure `titan-ray serve` as users run it, its live arena trading: /v1/predict/MODEL and "
+                        "the experiment's route, interleaved rounds (only the first --concurrency is used)")
+    p.add_argument("--serve-config", type=Path, default=Path("serve_configs/arena.yaml"),
+                   help="--with-arena: the Serve config titan-ray serve runs (default serve_configs/arena.yaml)")
+    p.add_argument("--experiment", default="lgbm-vs-sma", help="--with-arena: the experiment measured")
+    p.add_argument("--window", type=int, metavar="N",
+                   help="--with-arena: post the last N rows of the model's example to both routes")
+    p.add_argument("--arena-bars", type=int, default=20,
+                   help="--with-arena: bars the live arena has booked before measuring (default 20)")
     p.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--serve-mode", choices=["haproxy", "python"], help=argparse.SUPPRESS)
     p.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
@@ -302,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds: at least 1")
+    args.concurrency = args.concurrency or ([8] if args.with_arena else [1, 8, 32])
+    if args.with_arena:
+        return with_arena(args)
     model = MODELS[args.model]
     if args.bare_server:
         run_bare(args.bare_server, model, args.registry)
@@ -310,12 +483,13 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     from titan_ray.serve.loading import load_predictor
-    from titan_ray.serve.predictor import example_request
+    from titan_ray.serve.predictor import shortest_window, synthetic_window
     from titan_ray.serve.settings import ServedModel
 
     registry = args.registry or tempfile.mkdtemp(prefix="titan-ray-bench-registry-")
     predictor = load_predictor(ServedModel.model_validate(model), registry_root=registry)  # trains lgbm once
-    body = json.dumps(example_request(predictor)).encode()
+    # a 64-bar window (at least), as the figures in docs/serve.md were measured with
+    body = json.dumps(synthetic_window(max(BARE_WINDOW, shortest_window(predictor)))).encode()
     path = model_route(model["name"])
     if args.serve_mode:
         args.rows.write_text(json.dumps(measure_serve(args, model, registry, body, path)))

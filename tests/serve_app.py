@@ -24,9 +24,11 @@ MODELS = [
     {"name": "rsi", "kind": "rsi_reversion", "params": RSI},
     {"name": "hold", "kind": "buy_and_hold"},
 ]
+# The control arm's model needs the shortest window (5 bars), the treatment's the longest (8): an
+# example built for the control alone would be refused by the treatment.
 EXPERIMENT = {"name": "ab", "seed": 1, "arms": [
-    {"name": "control", "model": "sma", "weight": 0.7},
-    {"name": "treatment", "model": "sma_fast", "weight": 0.3},
+    {"name": "control", "model": "sma_fast", "weight": 0.7},
+    {"name": "treatment", "model": "sma", "weight": 0.3},
     {"name": "shadow", "model": "rsi", "shadow": True},
 ]}
 
@@ -98,8 +100,8 @@ class ServeApp:
 def serve_app(port: int, token: str, *, min_bars: int = 40, timeout: float = 180.0) -> Iterator[ServeApp]:
     """Start the app on 127.0.0.1:``port`` (Ray must be initialised) and wait until its arena trades."""
     import ray
-    from ray import serve
 
+    from titan_ray.commands.serve import shutdown_serve
     from titan_ray.serve.settings import ARENA_NAMESPACE
 
     arena_actor = f"titan-ray-arena-test-{uuid.uuid4().hex[:8]}"
@@ -116,7 +118,7 @@ def serve_app(port: int, token: str, *, min_bars: int = 40, timeout: float = 180
             time.sleep(0.5)
         yield ServeApp(base, port, token, arena_actor)
     finally:
-        serve.shutdown()
+        shutdown_serve()
         try:
             ray.kill(ray.get_actor(arena_actor, namespace=ARENA_NAMESPACE), no_restart=True)
         except ValueError:

@@ -6,6 +6,7 @@ import json
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,7 +169,7 @@ def test_split_ratio_sticky_keys_and_shadow(serve_url, example):
     share = arms.count("control") / n
     assert abs(share - 0.7) < 4 * math.sqrt(0.7 * 0.3 / n), share  # four standard errors
     models = {a["arm"]: a["model"] for a in answers}
-    assert models == {"control": "sma", "treatment": "sma_fast"}
+    assert models == {"control": "sma_fast", "treatment": "sma"}
 
     keys = [f"client-{i}" for i in range(60)]
     requests_ = [(example, {"X-Client-Key": k}) for k in keys * 3]
@@ -214,6 +215,85 @@ def test_experiment_report(serve_url):
     assert r.status_code == 200 and r.json()["arm"] in ("control", "treatment")
     listed = _get(serve_url, "/v1/experiments")["experiments"]
     assert listed[0]["name"] == "ab" and {a["name"] for a in listed[0]["arms"]} == set(arms)
+
+
+def _arm_keys(weights: dict[str, float]) -> dict[str, str]:
+    """An X-Client-Key per live arm of ``ab`` that the router sends to that arm (its sticky choice)."""
+    from titan_ray.serve.experiments import pick, sticky_point
+
+    keys: dict[str, str] = {}
+    i = 0
+    while len(keys) < sum(w > 0 for w in weights.values()):
+        keys.setdefault(pick(weights, sticky_point("ab", f"client-{i}")), f"client-{i}")
+        i += 1
+    return keys
+
+
+def _shadow_row(url: str) -> dict:
+    return {a["name"]: a for a in _get(url, "/v1/experiments/ab")["arms"]}["shadow"]
+
+
+def test_the_experiment_example_is_answered_by_every_arm_and_the_shadow(serve_url):
+    """The control's model needs the shortest window (5 bars), the treatment's the longest (8): the
+    experiment's example is as long as the longest need, and posted through the experiment's own
+    route (HAProxy -> its app) every live arm answers it 200, and so does the shadow."""
+    models = {m["name"]: m for m in _get(serve_url, "/v1/models")["models"]}
+    report = _get(serve_url, "/v1/experiments/ab")
+    arms = {a["name"]: a for a in report["arms"]}
+    need = {name: models[a["model"]]["min_rows"] for name, a in arms.items()}
+    example = report["example_request"]
+    assert len(example["bars"]["close"]) == max(need.values()) == need["treatment"] > need["control"], need
+    before = _shadow_row(serve_url)
+    keys = _arm_keys({name: a["weight"] for name, a in arms.items() if not a["shadow"]})
+    assert set(keys) == {"control", "treatment"}
+    sent = 0
+    for arm, key in keys.items():
+        for _ in range(3):
+            r = requests.post(f"{serve_url}/v1/experiments/ab/predict", json=example, timeout=30,
+                              headers={"X-Client-Key": key})
+            assert r.status_code == 200, (arm, r.text)
+            assert r.json()["arm"] == arm and r.json()["model"] == arms[arm]["model"]
+            sent += 1
+    deadline = time.monotonic() + 30
+    while (after := _shadow_row(serve_url))["agreement"]["compared"] < before["agreement"]["compared"] + sent:
+        assert time.monotonic() < deadline, (before, after)
+        time.sleep(0.3)
+    # compared: the shadow answered 200 (a refusal is an answer that is never compared)
+    assert after["agreement"]["compared"] - before["agreement"]["compared"] == sent
+    assert after["requests"] - before["requests"] == sent and after["errors"] == before["errors"]
+    assert after["dropped"] == 0
+
+
+def test_every_model_answers_its_own_example_and_no_shorter_window(serve_url):
+    for m in _get(serve_url, "/v1/models")["models"]:
+        detail = _get(serve_url, f"/v1/models/{m['name']}")
+        example = detail["example_request"]
+        assert len(example["bars"]["close"]) == detail["min_rows"] == m["min_rows"]
+        r = requests.post(f"{serve_url}/v1/predict/{m['name']}", json=example, timeout=30)
+        assert r.status_code == 200, (m["name"], r.text)
+        if detail["min_rows"] > 2:  # a window has two bars at least: hold answers any
+            shorter = {"bars": {k: v[1:] if k != "symbols" else v for k, v in example["bars"].items()}}
+            r = requests.post(f"{serve_url}/v1/predict/{m['name']}", json=shorter, timeout=30)
+            assert r.status_code == 422 and "too few" in r.text, (m["name"], r.text)
+
+
+def test_the_router_answers_as_the_arms_own_apps(serve_url, example):
+    """The live arms' model versions are loaded in the experiment's router, which answers without a
+    call to another replica: the same answer as the model's own app gives."""
+    deadline = time.monotonic() + 60
+    while True:
+        arms = {a["name"]: a for a in _get(serve_url, "/v1/experiments/ab")["arms"]}
+        if all(a["answered_in"] == "router" for a in arms.values() if not a["shadow"]):
+            break
+        assert time.monotonic() < deadline, arms
+        time.sleep(0.5)
+    assert arms["shadow"]["answered_in"] == "model-rsi", "shadow copies go to the shadow's own app"
+    for arm, key in _arm_keys({n: a["weight"] for n, a in arms.items() if not a["shadow"]}).items():
+        routed = requests.post(f"{serve_url}/v1/experiments/ab/predict", json=example, timeout=30,
+                               headers={"X-Client-Key": key}).json()
+        own = requests.post(f"{serve_url}/v1/predict/{arms[arm]['model']}", json=example, timeout=30).json()
+        assert routed.pop("experiment") == "ab" and routed.pop("arm") == arm
+        assert routed == own
 
 
 def test_weights_change_live_without_restarting_the_router(serve_app, example):
@@ -306,6 +386,23 @@ def test_kill_switch_flattens_a_model(serve_url, serve_token):
         assert time.monotonic() < deadline, "the kill switch must flatten the model"
         time.sleep(0.5)
     assert requests.post(f"{serve_url}/v1/models/ghost/kill-switch", headers=auth, timeout=30).status_code == 404
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_arena_runs_below_the_serve_replicas(serve_url):
+    """The live arena's processes (its service, market, models, ledger, watchdog) run at niceness 19,
+    the model replicas at Ray's: a prediction does not wait while the arena trades."""
+    expected = {"service", "market", "ledger", "watchdog"} | {f"model {m}" for m in ("sma", "sma_fast", "rsi", "hold")}
+    deadline = time.monotonic() + 60
+    while set(nice := _get(serve_url, "/healthz")["arena"]["nice"]) != expected:
+        assert time.monotonic() < deadline, nice
+        time.sleep(0.5)
+    assert set(nice.values()) == {19}, nice
+    replica = int(_get(serve_url, "/v1/models/sma")["replica"].split("-")[0])
+    assert _nice(replica) < 19
 
 
 def _predict_count(serve_url: str) -> float:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -41,24 +43,79 @@ def _config(tmp_path: Path) -> Path:
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}  # the command's own defaults
+    # a session of its own, as a shell gives a command: Ctrl-C goes to its whole process group
     return subprocess.Popen([sys.executable, "-m", "titan_ray.cli", "serve", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+class Console:
+    """The command's output, read as it comes (by a thread), each line with when it came."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: list[tuple[float, str]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append((time.monotonic(), line))
+
+    def text(self, since: float = -1e18) -> str:
+        return "".join(line for at, line in list(self.lines) if at >= since)
+
+    def until_up(self, timeout: float = 300.0) -> str:
+        """The output until the command is up: its ``ready:`` line and the one that says how to stop it."""
+        deadline = time.monotonic() + timeout
+        while "Ctrl-C (or SIGTERM) stops it." not in self.text():
+            assert self.proc.poll() is None or self._reader.is_alive(), self.text()
+            assert time.monotonic() < deadline, self.text()
+            time.sleep(0.1)
+        return self.text()
+
+    def stop(self, sig: int, bound: float) -> tuple[str, float]:
+        """Send ``sig`` once the output has been quiet for 3 s (Ray's start-up warnings can reach the
+        driver seconds late on a busy machine: they are not what stopping prints) (SIGINT as a terminal's Ctrl-C does,
+        to the command's process group, which Ray's own processes partly share; SIGTERM to the command,
+        as a service manager does); what the command printed after it, and how long it took to exit
+        (within ``bound``)."""
+        settle = time.monotonic() + 30
+        while self.lines and time.monotonic() - self.lines[-1][0] < 3.0 and time.monotonic() < settle:
+            time.sleep(0.2)
+        start = time.monotonic()
+        if sig == signal.SIGINT:
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=bound)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"`titan-ray serve` did not exit within {bound:.0f} s of the signal: {self.text(start)}")
+        took = time.monotonic() - start
+        self._reader.join(timeout=30)
+        return self.text(start), took
+
+
+NOISE = ("Traceback", "failed", "Failed", "Error", "error", "infinite retries", "WARNING", "Exception")
+
+
+def _assert_quiet_stop(rest: str, stopped: str) -> None:
+    """Stopping prints what it stopped and nothing else: no traceback, no Ray noise."""
+    noise = [line for line in rest.splitlines() if any(word in line for word in NOISE)]
+    assert not noise, rest
+    lines = [line for line in rest.splitlines() if line.strip()]
+    assert lines == ["stopping ...", stopped], rest
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_command_starts_answers_and_stops(tmp_path, stop):
     port = free_port()
-    haproxy_files = set(Path("/tmp").glob(f"{PRIVATE_FILES_PREFIX}*"))  # the test session's own
     proc = _cli("--config", str(_config(tmp_path)), "--port", str(port), "--timeout", "240")
-    lines: list[str] = []
+    console = Console(proc)
     try:
-        deadline = time.monotonic() + 300
-        while not any(line.startswith("ready:") for line in lines):
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "".join(lines)
-            lines.append(line)
-            assert time.monotonic() < deadline, "".join(lines)
-        out = "".join(lines)
+        out = console.until_up()
         assert "haproxy proxy" in out and f"http://127.0.0.1:{port}/" in out, out
         base = f"http://127.0.0.1:{port}"
         models = requests.get(f"{base}/v1/models", timeout=30).json()["models"]
@@ -69,15 +126,16 @@ def test_serve_command_starts_answers_and_stops(tmp_path, stop):
         assert all(p["target_weight"] > 0 for p in answer.json()["predictions"])
         assert requests.post(f"{base}/v1/predict/ghost", json=example, timeout=30).status_code == 404
         spawned = _descendants(proc.pid)
-        assert any(b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in spawned), "HAProxy mode"
+        haproxy = [Path(f"/proc/{pid}/cmdline").read_bytes().decode() for pid in spawned
+                   if b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert haproxy, "HAProxy mode"
+        # the command's own HAProxy files (other Serves on this machine have theirs)
+        files = {Path(m) for c in haproxy for m in re.findall(rf"/tmp/{PRIVATE_FILES_PREFIX}[^/\x00]+", c)}
+        assert files, haproxy
     finally:
-        proc.send_signal(stop)
-        try:
-            rest, _ = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rest, _ = proc.communicate()
-    assert proc.returncode == 0, "".join(lines) + rest
+        rest, _ = console.stop(stop, 120)
+    assert proc.returncode == 0, console.text()
+    _assert_quiet_stop(rest, "stopped: the applications titan-ray, model-sma, model-hold; Serve; the private Ray")
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
     deadline = time.monotonic() + 30
@@ -85,7 +143,95 @@ def test_serve_command_starts_answers_and_stops(tmp_path, stop):
         time.sleep(0.5)
     names = [Path(f"/proc/{pid}/cmdline").read_bytes()[:80] for pid in alive if Path(f"/proc/{pid}").exists()]
     assert not names, f"the private Ray (raylet, GCS, workers, HAProxy) must stop with the command: {names}"
-    assert set(Path("/tmp").glob(f"{PRIVATE_FILES_PREFIX}*")) == haproxy_files, "HAProxy's files must go with the command"
+    assert not [f for f in files if f.exists()], "HAProxy's files must go with the command"
+
+
+def _shipped(tmp_path: Path) -> Path:
+    """serve_configs/arena.yaml as shipped, with a smaller live arena of the same models (3 symbols,
+    3000 bars, 200 warm-up bars for lgbm's fit) so that it trades within seconds."""
+    raw = yaml.safe_load((ROOT / "serve_configs" / "arena.yaml").read_text())
+    main = next(a for a in raw["applications"] if a["name"] == "titan-ray")
+    arena = main["args"]["arena"]["config"]
+    arena["data"].update(n_symbols=3, bars=3000)
+    arena["replay"]["warmup_bars"] = 200
+    path = tmp_path / "arena.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _keys(experiment: str, weights: dict[str, float]) -> dict[str, str]:
+    """An X-Client-Key per live arm that the experiment's router sends to that arm (its sticky choice)."""
+    from titan_ray.serve.experiments import pick, sticky_point
+
+    keys: dict[str, str] = {}
+    i = 0
+    while len(keys) < sum(w > 0 for w in weights.values()):
+        keys.setdefault(pick(weights, sticky_point(experiment, f"client-{i}")), f"client-{i}")
+        i += 1
+    return keys
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_shipped_experiment_answers_its_example_on_every_arm_and_stops_quietly(tmp_path):
+    """serve_configs/arena.yaml through `titan-ray serve`: lgbm (the treatment) needs a longer window
+    than sma (the control); the experiment's example is as long as lgbm needs, and through the
+    experiment's route every arm answers it 200, the rsi shadow too. The live arena runs below the
+    replicas. Ctrl-C prints what it stopped and nothing else, and the command exits within a bound."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_SERVE_", "RAY_worker_niceness"))}
+    env["TITAN_RAY_REGISTRY"] = str(tmp_path / "registry")  # lgbm is trained into it at start-up
+    proc = _cli("--config", str(_shipped(tmp_path)), "--port", str(port), "--timeout", "280", env=env)
+    console = Console(proc)
+    try:
+        console.until_up()
+        base = f"http://127.0.0.1:{port}"
+        models = {m["name"]: m for m in requests.get(f"{base}/v1/models", timeout=30).json()["models"]}
+        for name in models:  # every model answers its own example
+            example = requests.get(f"{base}/v1/models/{name}", timeout=30).json()["example_request"]
+            assert len(example["bars"]["close"]) == models[name]["min_rows"]
+            r = requests.post(f"{base}/v1/predict/{name}", json=example, timeout=30)
+            assert r.status_code == 200, (name, r.text)
+
+        report = requests.get(f"{base}/v1/experiments/lgbm-vs-sma", timeout=60).json()
+        arms = {a["name"]: a for a in report["arms"]}
+        need = {name: models[a["model"]]["min_rows"] for name, a in arms.items()}
+        example = report["example_request"]
+        assert len(example["bars"]["close"]) == max(need.values()) == need["treatment"] > need["control"], need
+        before = arms["shadow"]["agreement"]["compared"]
+        sent = 0
+        for arm, key in _keys("lgbm-vs-sma", {n: a["weight"] for n, a in arms.items() if not a["shadow"]}).items():
+            for _ in range(3):
+                r = requests.post(f"{base}/v1/experiments/lgbm-vs-sma/predict", json=example, timeout=30,
+                                  headers={"X-Client-Key": key})
+                assert r.status_code == 200, (arm, r.text)
+                assert r.json()["arm"] == arm and r.json()["model"] == arms[arm]["model"]
+                sent += 1
+        assert sent == 6
+        deadline = time.monotonic() + 30
+        while True:  # the shadow's copies are answered after the answers, in batches
+            shadow = {a["name"]: a for a in requests.get(f"{base}/v1/experiments/lgbm-vs-sma", timeout=30)
+                      .json()["arms"]}["shadow"]
+            if shadow["agreement"]["compared"] >= before + sent or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert shadow["agreement"]["compared"] == before + sent and shadow["errors"] == 0, shadow
+
+        deadline = time.monotonic() + 120
+        while len(nice := requests.get(f"{base}/healthz", timeout=30).json()["arena"]["nice"]) < 9:
+            assert time.monotonic() < deadline, nice  # service, market, ledger, watchdog and 5 models
+            time.sleep(1)
+        assert set(nice.values()) == {19}, nice
+        replica = int(models["lgbm"]["replica"].split("-")[0])
+        assert _nice(replica) == os.nice(0), "the replicas run at this process's niceness, not Ray's 15"
+    finally:
+        rest, took = console.stop(signal.SIGINT, 90)
+    assert proc.returncode == 0, console.text()
+    _assert_quiet_stop(rest, "stopped: the applications titan-ray, model-lgbm, model-sma, model-rsi, model-hold, "
+                             "experiment-lgbm-vs-sma; Serve; the live arena 'titan-ray-arena' and the private Ray")
+    assert took < 60, f"stopping took {took:.0f} s"
 
 
 def _descendants(pid: int) -> list[int]:

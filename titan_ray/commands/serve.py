@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import ray
@@ -16,10 +16,14 @@ from pydantic import ValidationError
 from ray import serve
 from ray.exceptions import AuthenticationError
 from ray.serve._private.api import serve_start
+from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+from ray.serve.context import _disconnect, _get_global_client
 from ray.serve.schema import ServeDeploySchema
 
 from titan_ray.config import ConfigError
-from titan_ray.serve.settings import check_deploy_config, private_serve_environ
+from titan_ray.serve.settings import ARENA_NAMESPACE, check_deploy_config, private_serve_environ
+
+WORKER_NICENESS = 0  # of a private Ray's workers (the Serve replicas); Ray's own default is 15
 
 
 def load_serve_config(path: Path) -> dict:
@@ -53,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         if args.address is None:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray needs no token
+            # Ray starts its workers at niceness 15, below every other program on the machine; a serving
+            # command's replicas run at the usual 0, and the live arena lowers itself (ArenaSettings.nice).
+            os.environ.setdefault("RAY_worker_niceness", str(WORKER_NICENESS))
             if args.proxy == "haproxy":
                 stack.enter_context(private_serve_environ())  # read by every Serve process at start
         return _deploy(args, raw)
@@ -79,10 +86,10 @@ def _deploy(args: argparse.Namespace, raw: dict) -> int:
     # which installs a handler of its own that aborts the process.
     signal.signal(signal.SIGTERM, _stop)
     schema = ServeDeploySchema.model_validate(raw)
+    names = [a.name for a in schema.applications]
     try:
         client = serve_start(http_options={"host": host, "port": port})
         client.deploy_apps(schema)
-        names = [a.name for a in schema.applications]
         print(f"deploying {', '.join(names)} (models missing from the registry are trained first) ...", flush=True)
         wait_running(names, args.timeout)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
@@ -95,12 +102,72 @@ def _deploy(args: argparse.Namespace, raw: dict) -> int:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("stopping ...", file=sys.stderr, flush=True)
+        print("stopping ...", flush=True)
         return 0
     finally:
         if not args.detach:
-            serve.shutdown()
-            ray.shutdown()
+            print(_stop_everything(args, raw, names), flush=True)
+
+
+def _stop_everything(args: argparse.Namespace, raw: dict, names: list[str]) -> str:
+    """Shut down what this command started, quietly; the line that says what was stopped.
+
+    Serve first (the applications, their replicas and proxies), then a private Ray, and with it the
+    live arena: its actors end with their processes, none with a call in flight that Ray would
+    retry and report. On a cluster the arena's detached actor keeps trading (a later deploy
+    attaches to it; ``ray.kill`` ends it).
+    """
+    # A second Ctrl-C while stopping would leave processes behind and print a traceback: stopping goes on.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    arena = _arena_actor(raw)
+    if arena is not None:
+        try:
+            ray.get_actor(arena, namespace=ARENA_NAMESPACE)
+        except ValueError:  # no arena runs under that name
+            arena = None
+    # What Ray's processes print while they go down is not for the user who stopped them: a start-up
+    # warning that Ray's log deduplication held back until the next line came, a dying replica's
+    # last words. The line returned says what was stopped, and whether Serve went down in time.
+    with open(os.devnull, "w") as sink, redirect_stdout(sink), redirect_stderr(sink):
+        stopped = [f"the applications {', '.join(names)}",
+                   "Serve" if shutdown_serve() else "Serve (its controller had not exited after 30 s)"]
+        ray.shutdown()
+    if args.address is None:
+        stopped.append(f"the live arena {arena!r} and the private Ray" if arena else "the private Ray")
+    elif arena:
+        stopped[-1] += f" (the live arena {arena!r} keeps running on the cluster: `ray.kill` ends it)"
+    return "stopped: " + "; ".join(stopped)
+
+
+def _arena_actor(raw: dict) -> str | None:
+    """The name of the live arena actor the main app of ``raw`` runs (or attaches to), if any."""
+    checked = check_deploy_config(raw)
+    main = checked["main"]
+    return main.arena.actor if main is not None and main.arena.folder is None else None
+
+
+def shutdown_serve(timeout_s: float = 30.0) -> bool:
+    """``serve.shutdown()``, quietly: the controller is told to shut down without a call that waits
+    for it (its own exit fails such a call, and Ray, retrying it, prints "Task
+    ServeController.graceful_shutdown failed ... infinite retries"), then watched until it is gone.
+    False when it is still there after ``timeout_s``."""
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return True
+    client.shutdown_cached_handles()
+    client._controller.graceful_shutdown.remote(wait=False)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+            except ValueError:  # gone: its applications, replicas and proxies went first
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        _disconnect()
 
 
 def _unreachable(address: str | None, exc: BaseException) -> str:

@@ -1,7 +1,7 @@
 """The TitanRay Serve applications: a FastAPI main ingress, and one app per model and experiment.
 
     HTTP ─┬─► /v1/predict/NAME               app model-NAME:       ModelServer   (deployments.py)
-          ├─► /v1/experiments/NAME/predict   app experiment-NAME:  ExperimentRouter ─► its arms' models
+          ├─► /v1/experiments/NAME/predict   app experiment-NAME:  ExperimentRouter (its live arms' models in it)
           └─► everything else                app titan-ray (``/``): Ingress (this module) ─┬─► the two above
                                                                                          └─► ArenaService
 
@@ -15,7 +15,7 @@ A prediction takes one hop in the cluster: its own application answers it. The b
     GET  /metrics                              Prometheus text (titan_ray.observability), all replicas
     GET  /v1/models, /v1/models/{model}        served models, with an example request
     POST /v1/predict/{model}                   a prediction (titan_ray.serve.predictor)
-    GET  /v1/experiments, /v1/experiments/{name}
+    GET  /v1/experiments, /v1/experiments/{name}   with an example request every arm answers
     POST /v1/experiments/{name}/predict        routed to an arm (sticky with X-Client-Key)
     PUT  /v1/experiments/{name}/weights        new arm weights, live          [bearer token]
     GET  /v1/leaderboard, /v1/equity, /v1/portfolios/{model}, /v1/trades/{model},
@@ -57,7 +57,7 @@ from titan_ray.registry import default_root
 from titan_ray.serve.arena_service import attach_or_start
 from titan_ray.serve.deployments import ExperimentRouter, ModelServer, app_handle, model_handle
 from titan_ray.serve.http import install
-from titan_ray.serve.predictor import PredictRequest
+from titan_ray.serve.predictor import MAX_BARS, PredictRequest, synthetic_window
 from titan_ray.serve.settings import (
     ARENA_NAMESPACE,
     AppSettings,
@@ -146,6 +146,7 @@ class Ingress:
         app.state.metrics = self._metrics
         self._arena = attach_or_start(self._settings.arena)
         self._info: dict[str, tuple[float, dict[str, Any]]] = {}  # name -> (fetched at, info)
+        self._examples: dict[str, tuple[tuple, dict[str, Any]]] = {}  # experiment -> (its arms' models, example)
 
     # --- auth -----------------------------------------------------------------------------------
 
@@ -229,6 +230,8 @@ class Ingress:
 
     @app.get("/v1/experiments/{name}")
     async def experiment(self, name: str) -> dict[str, Any]:
+        """The arms (counts, latency percentiles, arena records and their test against the control),
+        the shadow log, and an ``example_request`` that every arm answers, shadows included."""
         state = await _reach(self._router(name).describe.remote(), experiment_app(name))
         base = {a["name"]: a for a in await self._arms(state)}
         arms = [{**a, **base[a["name"]]} for a in state["arms"]]
@@ -241,10 +244,35 @@ class Ingress:
             comparison = {"control": control, "arms": {}, "tests": [], "reason": "no arena runs with this server"}
         for a in arms:
             a["metrics"] = comparison.get("arms", {}).get(a["name"], {})
-        example = await _reach(self._models[live[0]["model"]].example.remote(), model_app(live[0]["model"]))
+        example = await self._experiment_example(name, [a["model"] for a in arms])
         return {"name": name, "arms": arms, "weights_source": state["weights_source"],
                 "replica": state["replica"], "reconfigures": state["reconfigures"], "comparison": comparison,
                 "shadow_log": state["shadow_log"], "example_request": example}
+
+    async def _experiment_example(self, name: str, models: list[str]) -> dict[str, Any] | None:
+        """A request every arm answers, shadows included: a window of the longest of their models'
+        minimum-rows requirements (``min_rows``), checked against each model's app, and doubled while
+        one refuses it (a requirement besides the window's length). Kept until an arm's model changes."""
+        models = sorted(set(models))
+        infos = await asyncio.gather(*(self._model_info(m) for m in models))
+        key = tuple((m, i["artifact"], i["version"], json.dumps(i["params"], sort_keys=True), i["min_rows"])
+                    for m, i in zip(models, infos, strict=True))
+        cached = self._examples.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        rows = max(int(i["min_rows"]) for i in infos)
+        while True:
+            body = synthetic_window(rows)
+            raw = json.dumps(body).encode()
+            answers = await asyncio.gather(*(_reach(self._models[m].predict_json.remote(raw), model_app(m))
+                                             for m in models))
+            if all(status == 200 for status, _ in answers):
+                break
+            if rows >= MAX_BARS:
+                return None  # no synthetic window suits every arm; the report says so with example_request null
+            rows = min(2 * rows, MAX_BARS)
+        self._examples[name] = (key, body)
+        return body
 
     def _arena_model(self, served: str) -> str:
         return self._info[served][1]["arena_model"]

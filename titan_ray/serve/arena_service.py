@@ -8,6 +8,14 @@ clients ask; when the run ends it keeps the final results. The payloads come fro
 ``titan_ray.arena.views``, the same functions ``titan-ray report`` uses on a run folder. With
 ``folder`` it serves a finished run folder instead of running an arena.
 
+The live arena runs at a lower CPU share than the Serve replicas: ``ArenaSettings.nice``
+(default 19) is applied to the service's own process and, through ``__ray_call__``, to every actor
+of its run (market, models, ledger, watchdog), again every ``RENICE_EVERY_S`` for actors that
+restarted. Its pace is slow (a bar every half second), so when predictions take every core it
+falls behind for a moment and catches up; the replicas, at Ray's niceness (``titan-ray serve``
+runs its private Ray's workers at 0), keep their latency. ``status()["nice"]`` shows each
+process's niceness.
+
 Every ingress replica finds the actor by name (``attach_or_start``): the first creates it
 (``get_if_exists`` makes that atomic), the others and later deployments attach to it, and an
 arena already running in the cluster under that name is attached to, never started twice. The
@@ -20,10 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +49,27 @@ from titan_ray.serve.experiments import compare_arms
 from titan_ray.serve.settings import ARENA_NAMESPACE, ArenaSettings
 
 log = logging.getLogger("titan_ray.serve.arena")
+
+RENICE_EVERY_S = 30.0  # how often the arena's actors are lowered again (a restarted one comes up at Ray's)
+
+
+def lower_priority(nice: int) -> int:
+    """Raise this process's niceness to ``nice``, never lower it; its niceness after. Every thread's:
+    Linux keeps a niceness per thread (threads started later inherit their starter's)."""
+    tasks = Path("/proc/self/task")
+    for tid in [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def _lower_actor(actor: Any, nice: int) -> int:
+    """``lower_priority`` in an actor's process (``actor.__ray_call__``)."""
+    return lower_priority(nice)
+
 
 # What the packaged default arena becomes when served live with no `arena.config`: one bar per
 # message, 15-minute bars 900 times faster than real time (one bar a second in the session).
@@ -134,6 +165,11 @@ class ArenaService:
             return
         self._state = ArenaState(arena_config(s), refresh_s=s.refresh_s,
                                  leaderboard_refresh_s=s.leaderboard_refresh_s)
+        self._niceness: dict[str, int] = {}  # process -> its niceness
+        self._lowering: dict[str, Any] = {}  # process -> the call that lowers it (answers its niceness)
+        self._lowered_at = -1e18
+        if s.nice is not None:
+            self._niceness["service"] = lower_priority(s.nice)  # before the run's thread: it inherits it
         self._thread = threading.Thread(target=self._run, name="titan-ray-live-arena", daemon=True)
         self._state.status = "running"
         self._thread.start()
@@ -161,10 +197,25 @@ class ArenaService:
         self._state.periods = periods_per_year(info["frequency"], info["calendar"])
         self._state.bars_total = info["n_timestamps"] - info["warmup_bars"]
         self._state.handles = handles
+        self._lower_actors()
 
     def _on_progress(self, p: Any) -> None:
         self._state.bars_done = p.done_timestamps
         self._state.bars_total = p.total_timestamps
+        if time.monotonic() - self._lowered_at > RENICE_EVERY_S:
+            self._lower_actors()
+
+    def _lower_actors(self) -> None:
+        """Every actor of the run to ``nice`` (fire and forget: the run never waits for it)."""
+        nice, handles = self._settings.nice, self._state.handles
+        if nice is None or not handles:
+            return
+        self._lowered_at = time.monotonic()
+        actors = {"market": handles.get("market"), "ledger": handles.get("ledger"), "watchdog": handles.get("watchdog"),
+                  **{f"model {name}": h for name, h in (handles.get("models") or {}).items()}}
+        for name, actor in actors.items():
+            if actor is not None:
+                self._lowering[name] = actor.__ray_call__.remote(_lower_actor, nice)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -211,7 +262,20 @@ class ArenaService:
     def status(self) -> dict[str, Any]:
         st = self._state
         return {"status": st.status, "run_id": st.run_id, "error": st.error, "bars_done": st.bars_done,
-                "bars_total": st.bars_total, "models": st.models}
+                "bars_total": st.bars_total, "models": st.models, "nice": self._read_niceness()}
+
+    def _read_niceness(self) -> dict[str, int]:
+        """Each process's niceness, as far as the calls that lowered it have answered."""
+        lowering = getattr(self, "_lowering", {})  # none when serving a finished run's folder
+        for name, ref in list(lowering.items()):
+            ready, _ = ray.wait([ref], timeout=0)
+            if ready:
+                lowering.pop(name, None)
+                try:
+                    self._niceness[name] = ray.get(ref)
+                except Exception:  # noqa: BLE001 - the actor ended (restarting, or the run did)
+                    self._niceness.pop(name, None)
+        return dict(getattr(self, "_niceness", {}))
 
     def stats(self) -> dict[str, Any]:
         return self._state.stats(self._view())

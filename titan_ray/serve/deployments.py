@@ -12,15 +12,23 @@ main ingress (``titan_ray.serve.app``) reaches both through handles for everythi
 info, example requests, experiment reports and weights), and documents their routes.
 
 ``ModelServer`` holds one ``Predictor``, loaded once per replica (from the registry, trained first
-if the registry lacks it). Bad input is a 422 body, never an exception.
+if the registry lacks it), and the shortest window it answers (``min_rows``, its example). Bad
+input is a 422 body, never an exception.
 
-``ExperimentRouter`` holds a handle per arm and the experiment's ``ExperimentState``. Its weights
-live in ``user_config`` (``{"weights": {arm: w}}``): Serve calls ``reconfigure`` on the running
-replica when a deploy changes them, so the split changes live without a restart; ``set_weights``
-(the main ingress's authenticated PUT) does the same until the next deploy. A router keeps the
-experiment's counts, so it runs one replica; scale the arms instead. Shadow arms get a copy of the
-request in a background task after the answer is chosen: their answers are compared with the
-answered arm's and logged (``titan_ray.serve.shadow``), never returned.
+``ExperimentRouter`` holds the experiment's ``ExperimentState`` and, once loaded, each live arm's
+model version itself: it asks the arm's model app what it serves (``ModelServer.source``: a
+registered model pinned to its version) and builds the same ``Predictor``, so an experiment's
+answer takes the same one hop as a model's (no call from the router to another replica), and the
+router follows a model app's new version within ``ARM_REFRESH_S``. Until an arm is loaded, or
+where the registry cannot be read from the router's node, the arm's app answers through its handle.
+Its weights live in ``user_config`` (``{"weights": {arm: w}}``): Serve calls ``reconfigure`` on the
+running replica when a deploy changes them, so the split changes live without a restart;
+``set_weights`` (the main ingress's authenticated PUT) does the same until the next deploy. A
+router keeps the experiment's counts, so it runs one replica. Shadow arms get a copy of each
+request after the answer is chosen: the copies go to the shadow's model app in batches (one call
+per arm every ``SHADOW_BATCH_S``), their answers are compared with the answered arm's and logged
+(``titan_ray.serve.shadow``), never returned; when a shadow falls ``SHADOW_QUEUE`` copies behind,
+further copies are dropped and counted (``dropped``).
 
 No ``from __future__ import annotations`` here: FastAPI must see the route methods' real types.
 """
@@ -31,7 +39,7 @@ import logging
 import os
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import Header, Request
 from fastapi.responses import Response
@@ -41,7 +49,7 @@ from titan_ray.observability import ReplicaMetrics
 from titan_ray.serve.experiments import ExperimentState
 from titan_ray.serve.http import prefixed_app
 from titan_ray.serve.loading import load_predictor
-from titan_ray.serve.predictor import example_request
+from titan_ray.serve.predictor import Predictor, shortest_window, synthetic_window
 from titan_ray.serve.settings import (
     ARENA_NAMESPACE,
     ExperimentSpec,
@@ -51,7 +59,12 @@ from titan_ray.serve.settings import (
     model_route,
 )
 
+log = logging.getLogger("titan_ray.serve")
 shadow_log = logging.getLogger("titan_ray.serve.shadow")
+
+ARM_REFRESH_S = 5.0  # how often a router asks its arms' model apps which version they serve
+SHADOW_BATCH_S = 0.05  # shadow copies are shipped at most this often, in one call per shadow arm
+SHADOW_QUEUE = 10_000  # copies a shadow may fall behind before further ones are dropped (and counted)
 
 PREDICT_ROUTE = model_route("{model}")
 EXPERIMENT_ROUTE = experiment_route("{name}")
@@ -80,7 +93,8 @@ class ModelServer:
     def __init__(self, settings: dict[str, Any]) -> None:
         self._spec = ModelAppSettings.model_validate(settings)
         self._predictor = load_predictor(self._spec, registry_root=self._spec.registry, seed=self._spec.seed)
-        self._example = example_request(self._predictor, seed=self._spec.seed)
+        self._min_rows = shortest_window(self._predictor, seed=self._spec.seed)
+        self._example = synthetic_window(self._min_rows, seed=self._spec.seed)
         self._replica = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
         model_api.state.metrics = ReplicaMetrics(ARENA_NAMESPACE)
 
@@ -93,25 +107,86 @@ class ModelServer:
         """The same answer for a handle call (an experiment's arm): (HTTP status, JSON body)."""
         return self._predictor.answer_json(raw, extra)
 
+    def predict_batch(self, raws: list[bytes]) -> list[tuple[int, bytes, float]]:
+        """Answers to many request bodies in one call (an experiment's shadow copies): (HTTP status,
+        JSON body, seconds this replica took) each."""
+        out = []
+        for raw in raws:
+            start = time.perf_counter()
+            status, body = self._predictor.answer_json(raw)
+            out.append((status, body, time.perf_counter() - start))
+        return out
+
     def info(self) -> dict[str, Any]:
         return {**self._predictor.info.to_dict(), "replica": self._replica,
-                "arena_model": self._spec.arena_model or self._spec.name}
+                "arena_model": self._spec.arena_model or self._spec.name, "min_rows": self._min_rows}
 
     def example(self) -> dict[str, Any]:
         return self._example
 
+    def source(self) -> dict[str, Any]:
+        """The settings that build this replica's model version elsewhere (an experiment's router):
+        a registered model pinned to the version served here, never trained again."""
+        pinned = {"artifact": self._predictor.info.artifact, "train": None} if self._spec.artifact else {}
+        return self._spec.model_copy(update=pinned).model_dump(mode="json")
 
-@serve.deployment(num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.05})
+
+# Serve pickles an ingress class where it is decorated: what its methods call is defined above it.
+
+
+def _load_arm(source: dict[str, Any]) -> Predictor:
+    """A served model version built from its app's ``source``, warmed up (a learned model's first
+    explanation loads its explainer) so that no request pays for that."""
+    spec = ModelAppSettings.model_validate(source)
+    predictor = load_predictor(spec, registry_root=spec.registry, seed=spec.seed)
+    shortest_window(predictor, seed=spec.seed)
+    return predictor
+
+
+class LocalArm(NamedTuple):
+    """A live arm's model version loaded in the experiment's router (``ModelServer.source``)."""
+
+    source: dict[str, Any]
+    predictor: Predictor
+
+
+class ShadowCopy(NamedTuple):
+    arm: str  # the shadow arm
+    answered_by: str
+    raw: bytes
+    answered: bytes | None  # the answered arm's body when it answered 200
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(experiment_api)
 class ExperimentRouter:
     def __init__(self, spec: dict[str, Any]) -> None:
         self._spec = ExperimentSpec.model_validate(spec)
         self._state = ExperimentState(self._spec)
-        self._arms = {a.name: model_handle(a.model) for a in self._spec.arms}
+        self._arms = {a.name: a.model for a in self._spec.arms}
+        self._handles = {a.model: model_handle(a.model) for a in self._spec.arms}
+        self._live_models = sorted({a.model for a in self._spec.arms if not a.shadow})
+        self._local: dict[str, LocalArm] = {}  # model name -> its version, loaded here
+        self._load_errors: dict[str, str] = {}  # model name -> why it is not loaded here (logged once)
         self._replica = {"id": uuid.uuid4().hex[:12], "pid": os.getpid(), "started_at": time.time()}
         self._reconfigures = 0
+        self._shadow_queue: list[ShadowCopy] = []
+        self._shadow_ready = asyncio.Event()
         self._background: set[asyncio.Task] = set()
         experiment_api.state.metrics = ReplicaMetrics(ARENA_NAMESPACE)
+        try:
+            self._start_background()  # the constructor runs on the replica's event loop
+        except RuntimeError:
+            pass  # no loop here: started by the first request
+
+    def _start_background(self) -> None:
+        if self._background:
+            return
+        loop = asyncio.get_running_loop()
+        for work in (self._keep_arms_loaded(), self._ship_shadow_copies()):
+            task = loop.create_task(work)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         weights = (config or {}).get("weights")
@@ -126,6 +201,8 @@ class ExperimentRouter:
             return {"error": 422, "detail": str(err)}
         return self.describe()
 
+    # --- answering ------------------------------------------------------------------------------
+
     @experiment_api.post("/")
     async def predict(
         self, request: Request, x_client_key: Annotated[str | None, Header(max_length=256)] = None,
@@ -136,34 +213,94 @@ class ExperimentRouter:
         return _json(status, body)
 
     async def predict_json(self, raw: bytes, client_key: str | None) -> tuple[int, bytes, str]:
-        """(HTTP status, JSON body, arm): the chosen arm's answer, with ``experiment`` and ``arm`` in it."""
+        """(HTTP status, JSON body, arm): the chosen arm's answer, with ``experiment`` and ``arm`` in it.
+
+        The arm's model version is loaded in this replica (``_keep_arms_loaded``), so the answer is
+        computed here, as a model's own app computes it: no call to another replica. Until it is
+        loaded (the first seconds after a start), the arm's model app answers through its handle.
+        """
+        self._start_background()
         st = self._state
         arm = st.choose(client_key)
+        extra = {"experiment": self._spec.name, "arm": arm}
         start = time.perf_counter()
-        try:
-            status, body = await self._arms[arm].predict_json.remote(
-                raw, {"experiment": self._spec.name, "arm": arm})
-        except Exception as err:  # noqa: BLE001 - a dead arm is counted, and answered as 503
-            status, body = 503, json.dumps({"detail": f"arm {arm!r} failed: {type(err).__name__}: {err}"}).encode()
+        local = self._local.get(self._arms[arm])
+        if local is not None:
+            status, body = local.predictor.answer_json(raw, extra)
+        else:
+            try:
+                status, body = await self._handles[self._arms[arm]].predict_json.remote(raw, extra)
+            except Exception as err:  # noqa: BLE001 - a dead arm is counted, and answered as 503
+                status, body = 503, json.dumps({"detail": f"arm {arm!r} failed: {type(err).__name__}: {err}"}).encode()
         st.record(arm, time.perf_counter() - start, status < 500)
         for shadow in st.shadows():
-            task = asyncio.create_task(self._shadow(shadow, arm, raw, body if status == 200 else None))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._queue_shadow(ShadowCopy(shadow, arm, raw, body if status == 200 else None))
         return status, body, arm
 
-    async def _shadow(self, arm: str, answered_by: str, raw: bytes, answered: bytes | None) -> None:
-        start = time.perf_counter()
+    # --- the live arms' models, loaded here -------------------------------------------------------
+
+    async def _keep_arms_loaded(self) -> None:
+        """Load each live arm's model version from what its model app serves (``ModelServer.source``),
+        and again whenever that changes (a new version rolled out); checked every ``ARM_REFRESH_S``."""
+        while True:
+            for model in self._live_models:
+                try:
+                    source = await asyncio.wait_for(self._handles[model].source.remote(), ARM_REFRESH_S * 4)
+                except Exception as err:  # noqa: BLE001 - its app is not up yet (or gone): asked again soon
+                    log.debug("experiment %s: model %s does not answer yet: %r", self._spec.name, model, err)
+                    continue
+                loaded = self._local.get(model)
+                if loaded is not None and loaded.source == source:
+                    continue
+                try:
+                    self._local[model] = LocalArm(source, await asyncio.to_thread(_load_arm, source))
+                    log.info("experiment %s: model %s (%s) answers in the router", self._spec.name, model,
+                             source.get("artifact") or source.get("kind"))
+                except Exception as err:  # noqa: BLE001 - e.g. a registry this node cannot read: its app answers
+                    why = f"{type(err).__name__}: {err}"
+                    if self._load_errors.get(model) != why:  # once per reason, not every second
+                        self._load_errors[model] = why
+                        log.warning("experiment %s: model %s answers through its app: it could not be loaded "
+                                    "in the router: %s", self._spec.name, model, why)
+            await asyncio.sleep(ARM_REFRESH_S if len(self._local) == len(self._live_models) else 1.0)
+
+    # --- shadow arms: copies shipped in batches, after the answers ------------------------------------
+
+    def _queue_shadow(self, copy: ShadowCopy) -> None:
+        if len(self._shadow_queue) >= SHADOW_QUEUE:
+            self._state.drop_shadow(copy.arm)  # the shadow falls behind: counted, never waited for
+            return
+        self._shadow_queue.append(copy)
+        self._shadow_ready.set()
+
+    async def _ship_shadow_copies(self) -> None:
+        """Every ``SHADOW_BATCH_S``, the queued copies go to each shadow arm's model app in one call per
+        arm (``ModelServer.predict_batch``); their answers are compared with the answered arms' and logged."""
+        while True:
+            await self._shadow_ready.wait()
+            await asyncio.sleep(SHADOW_BATCH_S)
+            self._shadow_ready.clear()
+            copies, self._shadow_queue = self._shadow_queue, []
+            by_arm: dict[str, list[ShadowCopy]] = {}
+            for c in copies:
+                by_arm.setdefault(c.arm, []).append(c)
+            await asyncio.gather(*(self._shadow_batch(arm, batch) for arm, batch in by_arm.items()))
+
+    async def _shadow_batch(self, arm: str, batch: list[ShadowCopy]) -> None:
         try:
-            status, body = await self._arms[arm].predict_json.remote(raw)
+            answers = await self._handles[self._arms[arm]].predict_batch.remote([c.raw for c in batch])
         except Exception:  # noqa: BLE001 - a failing shadow is counted, never answered
-            status, body = 503, b"{}"
-        self._state.record(arm, time.perf_counter() - start, status < 500)
-        entry = self._state.record_shadow(arm, answered_by, json.loads(body) if status == 200 else None,
-                                          json.loads(answered) if answered is not None else None)
-        shadow_log.info("experiment %s shadow %s vs %s: %s", self._spec.name, arm, answered_by,
-                        {k: v for k, v in entry.items() if k in ("compared", "same_weights", "max_weight_difference")})
+            answers = [(503, b"{}", 0.0)] * len(batch)
+        for c, (status, body, seconds) in zip(batch, answers, strict=True):
+            self._state.record(arm, seconds, status < 500)
+            entry = self._state.record_shadow(arm, c.answered_by, json.loads(body) if status == 200 else None,
+                                              json.loads(c.answered) if c.answered is not None else None)
+            shadow_log.info("experiment %s shadow %s vs %s: %s", self._spec.name, arm, c.answered_by,
+                            {k: v for k, v in entry.items() if k in ("compared", "same_weights", "max_weight_difference")})
 
     def describe(self) -> dict[str, Any]:
-        return {**self._state.describe(), "replica": dict(self._replica), "reconfigures": self._reconfigures}
-
+        state = self._state.describe()
+        for row in state["arms"]:
+            row["answered_in"] = ("router" if row["model"] in self._local and not row["shadow"]
+                                  else model_app(row["model"]))
+        return {**state, "replica": dict(self._replica), "reconfigures": self._reconfigures}

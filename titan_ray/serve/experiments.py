@@ -9,7 +9,8 @@
   seeded generator.
 - ``shadows()`` are the shadow arms a request is copied to (each with its ``mirror`` share).
 - ``record(arm, seconds, ok)`` keeps per-arm counts and the latest latencies (a ring buffer) for
-  p50/p90/p99; shadow answers are compared with the answered arm's (``record_shadow``).
+  p50/p90/p99; shadow answers are compared with the answered arm's (``record_shadow``), and
+  copies a shadow was too far behind to take are counted (``drop_shadow``).
 - ``set_weights`` replaces the weights (``reconfigure`` from ``user_config``, or a PUT).
 
 ``compare_arms`` puts the arms' trading records side by side (from the live arena, where each arm's
@@ -61,6 +62,7 @@ def pick(weights: dict[str, float], u: float) -> str:
 class ArmStats:
     requests: int = 0
     errors: int = 0
+    dropped: int = 0  # shadow copies not sent: the shadow was too far behind
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
     def record(self, seconds: float, ok: bool) -> None:
@@ -73,7 +75,7 @@ class ArmStats:
         lat = np.fromiter(self.latencies, dtype=np.float64) * 1000.0
         pct = (dict(zip(("p50", "p90", "p99"), (float(x) for x in np.percentile(lat, [50, 90, 99])), strict=True))
                if len(lat) else {"p50": None, "p90": None, "p99": None})
-        return {"requests": self.requests, "errors": self.errors, "latency_ms": pct}
+        return {"requests": self.requests, "errors": self.errors, "dropped": self.dropped, "latency_ms": pct}
 
 
 class ExperimentState:
@@ -105,6 +107,9 @@ class ExperimentState:
 
     def record(self, arm: str, seconds: float, ok: bool) -> None:
         self.stats[arm].record(seconds, ok)
+
+    def drop_shadow(self, arm: str) -> None:
+        self.stats[arm].dropped += 1
 
     def record_shadow(self, arm: str, answered_arm: str, shadow: dict[str, Any] | None,
                       answered: dict[str, Any] | None) -> dict[str, Any]:

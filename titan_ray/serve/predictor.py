@@ -37,16 +37,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from titan_ray.config import DataConfig
 from titan_ray.data.synthetic import SyntheticProvider
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Feature
-from titan_ray.models.base import Prediction, TradingModel
+from titan_ray.models.base import Inputs, Prediction, TradingModel
 
 MAX_BARS = 5000
 MAX_SYMBOLS = 500
+MIN_WINDOW = 2  # rows of the shortest example (the synthetic provider's fewest bars)
 _MINUTE_NS = 60 * 10**9
 
 
@@ -79,9 +88,13 @@ class BarsIn(BaseModel):
             raise ValueError("every symbol must be 1-32 characters")
         return v
 
+    # The fields as arrays, made once while validating (``batch`` reads them): a null is NaN.
+    _arrays: dict[str, np.ndarray] = PrivateAttr(default_factory=dict)
+
     @model_validator(mode="after")
     def _shapes(self) -> BarsIn:
         t, s = len(self.close), len(self.symbols)
+        arrays: dict[str, np.ndarray] = {}
         for name in ("close", "open", "high", "low", "volume"):
             rows = getattr(self, name)
             if rows is None:
@@ -91,30 +104,43 @@ class BarsIn(BaseModel):
             bad = next((i for i, row in enumerate(rows) if len(row) != s), None)
             if bad is not None:
                 raise ValueError(f"bars.{name}[{bad}] has {len(rows[bad])} values; give one per symbol ({s})")
-            if name != "volume" and any(v is not None and not (math.isfinite(v) and v > 0) for r in rows for v in r):
+            values = np.array(rows, dtype=np.float64).reshape(t, s)  # null -> NaN
+            given = ~np.isnan(values)
+            if name != "volume" and (given & ~(np.isfinite(values) & (values > 0))).any():
                 raise ValueError(f"bars.{name}: prices must be finite and > 0 (null for a missing bar)")
-        if self.volume is not None and any(v is not None and not (math.isfinite(v) and v >= 0)
-                                           for r in self.volume for v in r):
-            raise ValueError("bars.volume: volumes must be finite and >= 0 (null when unknown)")
+            if name == "volume" and (given & ~(np.isfinite(values) & (values >= 0))).any():
+                raise ValueError("bars.volume: volumes must be finite and >= 0 (null when unknown)")
+            arrays[name] = values
         if self.timestamps is not None:
             if len(self.timestamps) != t:
                 raise ValueError(f"bars.timestamps has {len(self.timestamps)} entries; give one per row ({t})")
             ns = _timestamps_ns(self.timestamps)
             if len(ns) > 1 and not (np.diff(ns) > 0).all():
                 raise ValueError("bars.timestamps must be strictly increasing")
+            arrays["timestamps"] = ns
+        self._arrays = arrays
         return self
 
+    def _array(self, name: str) -> np.ndarray | None:
+        if name in self._arrays:
+            return self._arrays[name]
+        if name == "timestamps":
+            return _timestamps_ns(self.timestamps) if self.timestamps is not None else None
+        rows = getattr(self, name)
+        return _matrix(rows) if rows is not None else None
+
     def batch(self) -> BarBatch:
-        close = _matrix(self.close)
-        t = len(close)
-        ts = (_timestamps_ns(self.timestamps) if self.timestamps is not None
-              else np.arange(t, dtype=np.int64) * _MINUTE_NS)
-        volume = _matrix(self.volume) if self.volume is not None else np.full(close.shape, np.nan)
+        close = self._array("close")
+        assert close is not None
+        ts = self._array("timestamps")
+        if ts is None:
+            ts = np.arange(len(close), dtype=np.int64) * _MINUTE_NS
+        volume, open_, high, low = (self._array(n) for n in ("volume", "open", "high", "low"))
         return BarBatch.from_arrays(
-            ts, self.symbols, close=close, volume=volume,
-            open=_matrix(self.open) if self.open is not None else close,
-            high=_matrix(self.high) if self.high is not None else close,
-            low=_matrix(self.low) if self.low is not None else close,
+            ts, self.symbols, close=close, volume=volume if volume is not None else np.full(close.shape, np.nan),
+            open=open_ if open_ is not None else close,
+            high=high if high is not None else close,
+            low=low if low is not None else close,
         )
 
 
@@ -167,6 +193,11 @@ class Predictor:
         self._model = factory(("AAA",))
         self._inputs = self._model.inputs()
         self._head = {"model": info.name, "kind": info.kind, "version": info.version, "method": info.method}
+
+    @property
+    def inputs(self) -> Inputs:
+        """What one decision of the model reads (its features, their lookback and context)."""
+        return self._inputs
 
     def answer_json(self, raw: bytes, extra: dict[str, Any] | None = None) -> tuple[int, bytes]:
         """HTTP status and JSON body for a raw request body: parse, validate, predict, encode.
@@ -303,22 +334,45 @@ def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def synthetic_window(rows: int, *, seed: int = 7, symbols: int = 2) -> dict[str, Any]:
+    """A request body of ``rows`` synthetic 1-minute bars of ``symbols`` symbols (the examples' bars)."""
+    cfg = DataConfig(provider="synthetic", n_symbols=symbols, bars=rows, frequency="1min", calendar="continuous",
+                     start="2024-01-02T14:30:00Z")
+    b = SyntheticProvider(cfg, seed).load().bars
+    return {"bars": {
+        "symbols": list(b.symbols),
+        "timestamps": (b.timestamps // 10**9).tolist(),
+        **{f: np.round(getattr(b, f), 4).tolist() for f in ("open", "high", "low", "close")},
+        "volume": np.round(b.volume).tolist(),
+    }}
+
+
+def answers(predictor: Predictor, body: dict[str, Any]) -> bool:
+    """Whether ``predictor`` answers ``body`` (a request it refuses is a ``PredictError``)."""
+    try:
+        predictor.predict(PredictRequest.model_validate(body))
+    except PredictError:
+        return False
+    return True
+
+
+def shortest_window(predictor: Predictor, *, seed: int = 7, symbols: int = 2) -> int:
+    """The fewest rows of ``synthetic_window`` that ``predictor`` answers (its minimum-rows requirement):
+    doubling from ``MIN_WINDOW`` until it answers, then bisecting; always a row count it answered."""
+    refused, n = MIN_WINDOW - 1, MIN_WINDOW
+    while not answers(predictor, synthetic_window(n, seed=seed, symbols=symbols)):
+        if n >= MAX_BARS:
+            raise PredictError(f"model {predictor.info.name!r} answers no window up to {MAX_BARS} bars")
+        refused, n = n, min(2 * n, MAX_BARS)
+    while n - refused > 1:
+        mid = (refused + n) // 2
+        if answers(predictor, synthetic_window(mid, seed=seed, symbols=symbols)):
+            n = mid
+        else:
+            refused = mid
+    return n
+
+
 def example_request(predictor: Predictor, *, seed: int = 7, symbols: int = 2) -> dict[str, Any]:
-    """The shortest synthetic window (from 16 rows, doubling) that ``predictor`` answers."""
-    n = 16
-    while n <= MAX_BARS:
-        cfg = DataConfig(provider="synthetic", n_symbols=symbols, bars=n, frequency="1min", calendar="continuous",
-                         start="2024-01-02T14:30:00Z")
-        b = SyntheticProvider(cfg, seed).load().bars
-        body = {"bars": {
-            "symbols": list(b.symbols),
-            "timestamps": (b.timestamps // 10**9).tolist(),
-            **{f: np.round(getattr(b, f), 4).tolist() for f in ("open", "high", "low", "close")},
-            "volume": np.round(b.volume).tolist(),
-        }}
-        try:
-            predictor.predict(PredictRequest.model_validate(body))
-            return body
-        except PredictError:
-            n *= 2
-    raise PredictError(f"model {predictor.info.name!r} answers no window up to {MAX_BARS} bars")
+    """The shortest synthetic window that ``predictor`` answers (``shortest_window`` rows)."""
+    return synthetic_window(shortest_window(predictor, seed=seed, symbols=symbols), seed=seed, symbols=symbols)

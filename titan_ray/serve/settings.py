@@ -135,6 +135,10 @@ class ArenaSettings(_Strict):
     refresh_s: float = Field(1.0, gt=0, description="how stale the routes' view of the live ledger may be")
     leaderboard_refresh_s: float = Field(
         3.0, gt=0, description="how often the live leaderboard (with its bootstrap test) is recomputed")
+    nice: int | None = Field(
+        19, ge=0, le=19, description="the niceness the live arena's processes run at (its service actor, "
+        "market, models, ledger, watchdog), above the Serve replicas' so that predictions keep their "
+        "latency while it trades (its pace is slow: it catches up); null leaves Ray's")
 
     @field_validator("config")
     @classmethod

@@ -85,6 +85,8 @@ def test_stats_and_shadow_agreement():
     assert entry["same_weights"] is False and entry["max_weight_difference"] == 0.5
     assert s.record_shadow("ghost", "a", None, same)["compared"] is False
     assert s.describe()["arms"][2]["agreement"] == {"compared": 2, "same_weights": 1, "rate": 0.5}
+    s.drop_shadow("ghost")
+    assert s.describe()["arms"][2]["dropped"] == 1 and s.describe()["arms"][0]["dropped"] == 0
 
 
 def test_compare_arms_detects_a_real_edge():

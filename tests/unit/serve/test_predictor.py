@@ -19,7 +19,10 @@ from titan_ray.serve.predictor import (
     PredictError,
     Predictor,
     PredictRequest,
+    answers,
     example_request,
+    shortest_window,
+    synthetic_window,
 )
 from titan_ray.serve.settings import ServedModel
 
@@ -108,10 +111,13 @@ def test_optional_fields_default_sensibly():
 
 def test_example_request_is_the_shortest_answerable_window():
     p = predictor("rsi_reversion", {"period": 14, "low": 30, "high": 70})
+    assert shortest_window(p) == 15  # RSI(14) needs 15 bars
     ex = example_request(p)
-    assert len(ex["bars"]["close"]) == 16  # RSI(14) needs 15 bars: the first size tried that works
+    assert len(ex["bars"]["close"]) == 15 and answers(p, ex)
+    assert not answers(p, synthetic_window(14))
     long_sma = predictor("sma_crossover", {"fast": 10, "slow": 30})
-    assert len(example_request(long_sma)["bars"]["close"]) == 32
+    assert len(example_request(long_sma)["bars"]["close"]) == 30
+    assert shortest_window(predictor("buy_and_hold", {})) == 2  # a window has a previous bar
 
 
 # --- a learned model, trained here on a small synthetic market -----------------------------------------
@@ -156,6 +162,9 @@ def test_learned_model_takes_feature_rows(lgbm):
 def test_learned_window_too_short(lgbm):
     with pytest.raises(PredictError, match="too few|send at least"):
         lgbm.predict(bars([[100.0 + i] for i in range(5)]))
+    rows = shortest_window(lgbm)
+    assert rows > 30, "the features' lookback: longer than any rule model's window here"
+    assert answers(lgbm, synthetic_window(rows)) and not answers(lgbm, synthetic_window(rows - 1))
 
 
 # --- Serve sees a model through its public contract only -------------------------------------------
