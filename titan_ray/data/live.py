@@ -172,6 +172,8 @@ class LiveFeed:
         self._rows = SpilledColumns({"timestamp": ((), np.int64), **{f: ((n_s,), np.float64) for f in FIELDS}},
                                     memory_rows=max(1, memory_bars))
         self._finite = 0  # bars with a close, over every row appended: the feed's n_bars
+        self._first_ts: int | None = None  # the first and last bar times appended, kept as they come
+        self._last_ts: int | None = None
         for t in range(warm):
             self._append(int(h.timestamps[t]), np.array([getattr(h, f)[t] for f in FIELDS]))
         if warm:
@@ -287,6 +289,8 @@ class LiveFeed:
 
     def _append(self, t: int, row: np.ndarray) -> None:
         self._rows.append(timestamp=t, **{f: row[k] for k, f in enumerate(FIELDS)})
+        self._first_ts = t if self._first_ts is None else self._first_ts
+        self._last_ts = t
         self._finite += int(np.isfinite(row[FIELDS.index("close")]).sum())
 
     def _reject(self, bar: RejectedBar) -> None:
@@ -326,9 +330,6 @@ class LiveFeed:
         """The bars held in RAM: bounded by ``memory_bars``, whatever the history."""
         return self._rows.memory_bytes
 
-    def _timestamp(self, row: int) -> int:
-        return int(self._rows.slice(row, row + 1)["timestamp"][0])
-
     def info(self) -> dict[str, Any]:
         n = len(self._rows)
         return {
@@ -336,8 +337,8 @@ class LiveFeed:
             "symbols": self.symbols,
             "n_timestamps": n,
             "n_bars": self._finite,
-            "first_timestamp": self._timestamp(0) if n else None,
-            "last_timestamp": self._timestamp(n - 1) if n else None,
+            "first_timestamp": self._first_ts,
+            "last_timestamp": self._last_ts,
             "frequency": self.frequency,
             "calendar": self.calendar.value,
             "source": self.source_name,

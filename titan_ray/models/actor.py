@@ -13,7 +13,7 @@ Stacking: an actor whose model other models stack (``record``) keeps its signals
 before the call runs), and reads their ``signals`` where it was not (the warm-up bars it fits on,
 a replayed history). The inputs never call the meta-model, so the waits cannot form a cycle. A
 meta-model blocks in ``ray.get`` while its learned inputs compute out-of-fold signals (at its
-first fit): its heartbeat waits too, as during any model's fit.
+first fit); its heartbeat still answers, on its own thread.
 
 ``info()`` also says what the actor's process costs (``process_memory``) and which heavy libraries
 it has loaded: a rule model's actor loads none of torch, shap or LightGBM (the model kinds are
