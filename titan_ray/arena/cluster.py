@@ -22,7 +22,8 @@ Placement: before any actor is created, what each reserves (a model's ``num_cpus
 (``arena/capacity.py``), and the models' reservations are made together as one placement group
 with a timeout (``replay.placement_timeout_s``): an arena that does not fit stops with a
 ``PlacementError`` naming the model, its request, the cluster and the fix, never a silent queue.
-Model actors spread across the nodes (``SPREAD``), and nothing is written to a local path that
+A model that reserves nothing holds a token bundle in that group, so every model actor is placed
+by the group and they spread across the nodes (``SPREAD``), and nothing is written to a local path that
 another node must read: an actor that touches the driver's files (the market reading
 ``data.path`` or the bar cache, the ledger journaling to ``journal.sqlite`` in the results folder)
 is pinned to the driver's node; a Redis journal leaves the ledger free to go anywhere. Where each
@@ -277,38 +278,41 @@ def _on_driver_node() -> NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
 
 
+# A model that reserves nothing still gets a bundle of its own: Ray has no empty bundles, so it holds
+# one byte of memory. The bundle is what places it (Ray puts a task with no resources in a bundle on
+# that bundle's node).
+TOKEN_BUNDLE = {"memory": 1.0}
+
+
 def _reserve(requests: list[Request], timeout: float, cleanup: ExitStack) -> dict[str, Any]:
-    """The models' reservations, made together: a model's key (``models[3]``) → its actor's bundle.
+    """The models' places, made together: a model's key (``models[3]``) → its actor's bundle.
 
     Checked first against what the cluster has (a ``PlacementError`` at once when it can never fit);
     then one placement group, strategy ``SPREAD`` (the models' bundles on as many nodes as can hold
     them), granted whole or not at all, and a ``PlacementError`` after ``timeout`` seconds while
-    other work holds what it needs. Models that reserve nothing need no bundle (Ray has no empty
-    ones): they are dealt round the alive nodes, the driver's first, each pinned softly (a restart
-    may go elsewhere). Ray's ``SPREAD`` does not spread actors that reserve nothing: it can put them
-    all on one node.
+    other work holds what it needs. A model that reserves nothing (a rule model) gets a token bundle
+    in the same group: the group is placed by Ray's control store, which knows every alive node, so
+    the models spread the moment a node has joined. (Pinning them to nodes instead, even softly, is
+    decided by the driver node's scheduler from its view of the cluster, which may not have heard of
+    a node that joined a moment ago: then they all land on the driver's node.) When a node dies,
+    Ray places its bundles again on the nodes left, and the models restart there.
     """
     driver = ray.get_runtime_context().get_node_id()
     nodes = [Node(n["NodeID"], n["Resources"]) for n in ray.nodes() if n["Alive"]]
     problems = check(requests, nodes, driver)
     if problems:
         raise PlacementError("the arena does not fit on this Ray cluster:\n" + "\n".join(f"  {p}" for p in problems))
-    reserving = [r for r in requests if r.reserves and r.key is not None]
-    order = sorted(nodes, key=lambda n: (n.node_id != driver, n.node_id))
-    free = [r for r in requests if not r.reserves and r.key is not None and r.key.startswith("models[")]
-    dealt: dict[str, Any] = {
-        r.key: NodeAffinitySchedulingStrategy(node_id=order[i % len(order)].node_id, soft=True)
-        for i, r in enumerate(free) if r.key is not None
-    }
-    if not reserving:
-        return dealt
-    group = placement_group([{k: v for k, v in r.resources.items() if v > 0} for r in reserving], strategy="SPREAD")
+    models = [r for r in requests if r.key is not None and r.key.startswith("models[")]
+    if not models:
+        return {}
+    bundles = [{k: v for k, v in r.resources.items() if v > 0} or TOKEN_BUNDLE for r in models]
+    group = placement_group(bundles, strategy="SPREAD")
     cleanup.callback(remove_placement_group, group)  # registered first, so removed after the actors are killed
     if not group.wait(timeout_seconds=timeout):
-        raise PlacementError(pending(reserving, nodes, ray.available_resources(), timeout))
-    return dealt | {
+        raise PlacementError(pending(models, nodes, ray.available_resources(), timeout))
+    return {
         r.key: PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=i)
-        for i, r in enumerate(reserving) if r.key is not None
+        for i, r in enumerate(models) if r.key is not None
     }
 
 
