@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from titan_ray.config import ArenaConfig
-from titan_ray.domain.orders import OrderStatus
+from titan_ray.domain.orders import Fill, OrderRecord, OrderStatus, RoundTrip
 from titan_ray.ledger.engine import ModelResults
+from titan_ray.ledger.records import fields
 from titan_ray.metrics.performance import returns_from_equity, summarize
 from titan_ray.metrics.sample import Sample, annualisation_sample, withhold
 from titan_ray.metrics.significance import sharpe_difference_test
@@ -35,15 +36,19 @@ def build_leaderboard(
     returns = {name: returns_from_equity(r.equity, initial) for name, r in results.items()}
     rows = []
     for name, res in results.items():
+        # read as columns: no fill, order or round trip is made for the leaderboard
+        value = np.asarray(fields(res.fills, Fill._fields, "value_micro")["value_micro"], dtype=np.int64)
+        pnl = np.asarray(fields(res.round_trips, RoundTrip._fields, "pnl_micro")["pnl_micro"], dtype=np.int64)
+        status = fields(res.orders, OrderRecord._fields, "status")["status"]
         summary = summarize(
             res.equity,
             initial,
             periods,
             gross_exposure=res.gross_exposure,
-            traded_value=sum(f.value_micro for f in res.fills) / 1e6,
-            round_trip_pnl=np.array([t.pnl_micro / 1e6 for t in res.round_trips]),
+            traded_value=sum(value.tolist()) / 1e6,  # exact: Python's integers
+            round_trip_pnl=pnl / 1e6,
             n_orders=len(res.orders),
-            n_rejected=sum(o.status is OrderStatus.REJECTED for o in res.orders),
+            n_rejected=sum(s is OrderStatus.REJECTED for s in status),
         )
         sample = annualisation_sample(len(res.equity), periods, config.data.calendar)
         row: dict[str, Any] = {"model": name, **summary.to_dict()}

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ import pandas as pd
 from titan_ray.domain.decisions import ExplanationBatch
 from titan_ray.domain.orders import Fill, OrderRecord, RoundTrip, Side
 from titan_ray.ledger.engine import ModelResults
+from titan_ray.ledger.records import fields
 
 PLOT_POINTS = 2000  # per curve: about two per pixel of the chart's width, minimum and maximum kept
 
@@ -70,11 +70,6 @@ def equity_frame(results: dict[str, ModelResults]) -> pd.DataFrame:
 # --- columns from records -----------------------------------------------------------------------
 
 Columns = dict[str, np.ndarray]
-
-
-def _fields(records: Sequence[tuple], fields: tuple[str, ...], *names: str) -> dict[str, list]:
-    """NamedTuple records transposed: one list per field (``names`` of ``fields``, or all), no object per record."""
-    return {name: list(map(itemgetter(fields.index(name)), records)) for name in names or fields}
 
 
 def _objects(values: Sequence[Any]) -> np.ndarray:
@@ -106,7 +101,7 @@ def _frame(blocks: list[tuple[int, Columns]], columns: list[str]) -> pd.DataFram
 
 
 def _fill_columns(fills: list[Fill]) -> Columns:
-    f = _fields(fills, Fill._fields)
+    f = fields(fills, Fill._fields)
     value_micro, value = _micro(f["value_micro"])
     commission_micro, commission = _micro(f["commission_micro"])
     return {
@@ -120,7 +115,7 @@ def _fill_columns(fills: list[Fill]) -> Columns:
 
 
 def _round_trip_columns(trips: list[RoundTrip]) -> Columns:
-    t = _fields(trips, RoundTrip._fields)
+    t = fields(trips, RoundTrip._fields)
     pnl_micro, pnl = _micro(t["pnl_micro"])
     commission_micro, commission = _micro(t["commission_micro"])
     exit_bar, entry_bar = np.asarray(t["exit_bar"]), np.asarray(t["entry_bar"])
@@ -164,7 +159,7 @@ def orders_frame(results: dict[str, ModelResults]) -> pd.DataFrame:
 
 
 def _order_columns(orders: list[OrderRecord]) -> Columns:
-    o = _fields(orders, OrderRecord._fields)
+    o = fields(orders, OrderRecord._fields)
     return {
         "model": _objects(o["model"]), "order_id": np.asarray(o["order_id"]), "decision_id": _objects(o["decision_id"]),
         "symbol": _objects(o["symbol"]), "timestamp": np.asarray(o["timestamp"]), "bar": np.asarray(o["bar"]),
@@ -237,7 +232,7 @@ class _Outcomes:
     """
 
     def __init__(self, r: ModelResults) -> None:
-        o = _fields(r.orders, OrderRecord._fields, "decision_id", "status", "reason", "quantity", "filled")
+        o = fields(r.orders, OrderRecord._fields, "decision_id", "status", "reason", "quantity", "filled")
         ids = pd.Index(_objects(o["decision_id"]), dtype=object)
         last = ~ids.duplicated(keep="last")  # a decision's later order (the rest of a replaced one) wins
         self._orders = ids[last]
@@ -245,7 +240,7 @@ class _Outcomes:
             "order_status": _enum_values(o["status"])[last], "reject_reason": _enum_values(o["reason"])[last],
             "ordered_quantity": np.asarray(o["quantity"])[last], "filled_quantity": np.asarray(o["filled"])[last],
         }
-        f = _fields(r.fills, Fill._fields, "decision_id", "quantity", "price", "side")
+        f = fields(r.fills, Fill._fields, "decision_id", "quantity", "price", "side")
         codes, decided = pd.factorize(_objects(f["decision_id"]))
         qty = np.asarray(f["quantity"], dtype=np.float64)
         buy = np.fromiter((side is Side.BUY for side in f["side"]), dtype=bool, count=len(qty))

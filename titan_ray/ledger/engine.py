@@ -18,57 +18,43 @@ so a position is sized once, when the model asks for it, and then drifts with th
 How it is built: ``Ledger.apply`` prepares what a chunk's models share (marks, day keys) once,
 then books each model's chunk in one call of the compiled core (``ledger/kernel.py``) on that
 model's ``Book`` (``ledger/portfolio.py``): arrays of state and of records, no Python object per
-bar, fill or order. ``results`` and ``fills`` turn the records into the domain's NamedTuples and
-write each rejection's detail text from its code and numbers. Results never depend on the chunk
+bar, fill or order. ``results`` hands the records on as ``Records`` (``ledger/records.py``: the
+domain's NamedTuples, made when read) with each order's detail text, written from its code and
+numbers; ``fills`` makes a model's new fills for the live sink. Results never depend on the chunk
 size: all state that crosses a chunk boundary lives in the books.
 """
 
 from __future__ import annotations
 
-import gc
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter
 
 import numpy as np
 
 from titan_ray.config import FixedQuantitySizing, LedgerConfig, RiskConfig, SqrtImpactSlippage
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.calendar import Calendar, session_days
-from titan_ray.domain.decisions import DecisionId, Decisions, Explanation, ExplanationBatch
+from titan_ray.domain.decisions import Decisions, Explanation, ExplanationBatch
 from titan_ray.domain.orders import (
-    Cause,
     Fill,
     HaltReason,
     OrderRecord,
     OrderStatus,
     RejectReason,
     RoundTrip,
-    Side,
 )
 from titan_ray.ledger import kernel
 from titan_ray.ledger.money import Commission, to_micro
 from titan_ray.ledger.portfolio import Book
-from titan_ray.risk.engine import FORCED_BY, forced_explanations, reject_detail
+from titan_ray.ledger.records import REASON, STATUS, Causes, Records
+from titan_ray.risk.engine import forced_explanations, reject_detail
 
-# The kernel's codes as the domain's enums.
-_STATUS = {kernel.FILLED: OrderStatus.FILLED, kernel.PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
-           kernel.REJECTED: OrderStatus.REJECTED, kernel.REPLACED: OrderStatus.REPLACED}
-_REASON: dict[int, RejectReason | None] = {
-    kernel.NO_REASON: None, **{getattr(kernel, r.name): r for r in RejectReason},
-}
 _HALT = {kernel.HALT_NONE: None, kernel.HALT_CIRCUIT_BREAKER: HaltReason.CIRCUIT_BREAKER,
          kernel.HALT_KILL_SWITCH: HaltReason.KILL_SWITCH}
 _RISK_DETAILS = {kernel.DETAIL_KILL_SWITCH, kernel.DETAIL_CIRCUIT_BREAKER, kernel.DETAIL_DAILY_LOSS_LIMIT,
                  kernel.DETAIL_EQUITY_NOT_POSITIVE, kernel.DETAIL_POSITION_PCT, kernel.DETAIL_GROSS_AFTER}
-_SIDE = {int(kernel.BUY): Side.BUY, int(kernel.SELL): Side.SELL}
 _EXACT_LIMIT = 1 << 62  # the kernel's money is int64 micro-units
-# positions in a SYMBOL_STATE row (as ``.item()`` gives it) of the working order's fields
-(_WK_ID, _WK_CAUSE, _WK_CAUSE_BAR, _WK_TIMESTAMP, _WK_BAR, _WK_REQUESTED, _WK_REMAINING) = (
-    kernel.SYMBOL_STATE.names.index(f) for f in
-    ("wk_id", "wk_cause", "wk_cause_bar", "wk_timestamp", "wk_bar", "wk_requested", "wk_remaining"))
 
 
 @dataclass(frozen=True)
@@ -78,9 +64,10 @@ class ModelResults:
     equity: np.ndarray
     cash: np.ndarray
     gross_exposure: np.ndarray
-    orders: list[OrderRecord]
-    fills: list[Fill]
-    round_trips: list[RoundTrip]
+    # ``Records`` (the kernel's rows, read as NamedTuples) from the ledger; lists from the tests' oracle
+    orders: Sequence[OrderRecord]
+    fills: Sequence[Fill]
+    round_trips: Sequence[RoundTrip]
     # columnar, ``explanation_records`` renders them: the model's, then the risk rules' forced
     # flattenings (``rule`` set, ids ``risk:RULE:MODEL:SYMBOL:BAR``) in the order the rules fired
     explanations: list[ExplanationBatch]
@@ -123,6 +110,7 @@ class Ledger:
         self.books: dict[str, Book] = {
             name: Book(name, n, long_only, initial_micro) for name, long_only in models.items()
         }
+        self._causes = {name: Causes(name, self.symbols) for name in self.books}  # ids made once per decision
         self._last_close = np.full(n, np.nan)  # last finite close per symbol, for marks
         first = next(iter(self.books.values()), None)
         if first is not None:
@@ -212,8 +200,7 @@ class Ledger:
         return self._fill_list(self.books[model])[start:]
 
     def results(self) -> dict[str, ModelResults]:
-        with _no_gc():
-            return {name: self._model_results(book) for name, book in self.books.items()}
+        return {name: self._model_results(book) for name, book in self.books.items()}
 
     # --- chunk machinery ------------------------------------------------------------------------
 
@@ -232,56 +219,39 @@ class Ledger:
         return close_mark, open_mark
 
     # --- records into domain types --------------------------------------------------------------
-    # Each record becomes its NamedTuple once, the first time it is read, and the book keeps it:
-    # a live arena's views read results every few seconds, the training env reads each step's fills.
-
-    def _causes(self, book: Book, codes: list[int], bars: list[int], symbols: list[int]) -> list[Cause]:
-        """What caused each record: one ``DecisionId`` per decision (its orders and fills share
-        it, as they did when the ledger made them while booking), or a ``ForcedId`` per risk
-        rule's flattening of a symbol at a bar."""
-        memo, m, sym = book.decision_ids, book.model, self.symbols
-        out: list[Cause] = []
-        for code, bar, s in zip(codes, bars, symbols, strict=True):
-            did = memo.get((code, bar, s))
-            if did is None:
-                did = memo[code, bar, s] = (DecisionId(m, sym[s], bar) if code == kernel.CAUSE_DECISION
-                                            else FORCED_BY[code].decision_id(m, sym[s], bar))
-            out.append(did)
-        return out
+    # The live sink and the training env read a model's new fills after every chunk: each fill becomes
+    # its NamedTuple once and the book keeps it. Results leave as the record arrays (``Records``).
 
     def _sync_fills(self, book: Book) -> None:
         rows = book.fills()[len(book.fill_list):]
-        if not len(rows):
-            return
-        c = {name: rows[name].tolist() for name in kernel.FILL.names}
-        book.fill_list.extend(map(Fill._make, zip(
-            [book.model] * len(rows), c["order_id"], self._causes(book, c["cause"], c["cause_bar"], c["symbol"]),
-            map(self.symbols.__getitem__, c["symbol"]), c["timestamp"], c["bar"], map(_SIDE.__getitem__, c["side"]),
-            c["quantity"], c["price"], c["reference_price"], c["value"], c["commission"], strict=True)))
+        if len(rows):
+            book.fill_list.extend(Records("fill", self._causes[book.model], rows))
 
-    def _sync_orders(self, book: Book) -> None:
-        """The orders that have ended (filled, rejected, replaced), each with its detail text."""
-        rows = book.orders()[len(book.order_list):]
-        if not len(rows):
-            return
-        c = {name: rows[name].tolist() for name in kernel.ORDER.names}
-        symbols = list(map(self.symbols.__getitem__, c["symbol"]))
-        statuses = list(map(_STATUS.__getitem__, c["status"]))
-        reasons = list(map(_REASON.__getitem__, c["reason"]))
-        texts = [self._detail(book, *row) for row in zip(c["detail"], statuses, reasons, symbols, c["filled"],
-                                                              c["detail_a"], c["detail_b"], strict=True)]
-        book.order_list.extend(map(OrderRecord._make, zip(
-            [book.model] * len(rows), c["order_id"], self._causes(book, c["cause"], c["cause_bar"], c["symbol"]), symbols,
-            c["timestamp"], c["bar"], map(_SIDE.__getitem__, c["side"]), c["quantity"], c["filled"], statuses,
-            reasons, texts, strict=True)))
-
-    def _sync_round_trips(self, book: Book) -> None:
-        rows = book.round_trips()[len(book.trip_list):]
-        if not len(rows):
-            return
-        c = [rows[name].tolist() for name in kernel.TRIP.names]
-        c[0] = list(map(self.symbols.__getitem__, c[0]))
-        book.trip_list.extend(map(RoundTrip._make, zip([book.model] * len(rows), *c, strict=True)))
+    def _order_rows(self, book: Book) -> tuple[np.ndarray, list[str]]:
+        """Every order, by id: those that ended, and those still working at the end of the run (as
+        ``PARTIALLY_FILLED``), with each one's detail text."""
+        ended = book.orders()
+        details = [""] * len(ended)
+        need = (ended["detail"] != kernel.DETAIL_NONE) | ((ended["status"] == kernel.REJECTED) & (ended["filled"] > 0))
+        for i in np.flatnonzero(need).tolist():
+            o = ended[i]
+            details[i] = self._detail(book, int(o["detail"]), STATUS[int(o["status"])], REASON[int(o["reason"])],
+                                      self.symbols[int(o["symbol"])], float(o["filled"]), float(o["detail_a"]),
+                                      float(o["detail_b"]))
+        at = book.working()
+        working = np.zeros(len(at), kernel.ORDER)
+        w = book.state[at]
+        requested, remaining = w["wk_requested"], w["wk_remaining"]
+        for field in ("id", "cause", "cause_bar", "timestamp", "bar"):
+            working["order_id" if field == "id" else field] = w[f"wk_{field}"]
+        working["symbol"] = at
+        working["side"] = np.where(requested > 0, kernel.BUY, kernel.SELL)
+        working["quantity"], working["filled"] = np.abs(requested), np.abs(requested - remaining)
+        working["status"], working["reason"], working["detail"] = kernel.PARTIALLY_FILLED, kernel.NO_REASON, kernel.DETAIL_NONE
+        rows = np.concatenate([ended, working])
+        details += ["PARTIALLY_FILLED: still working when the run ended"] * len(at)
+        order = np.argsort(rows["order_id"], kind="stable")
+        return rows[order], [details[i] for i in order.tolist()]
 
     def _detail(self, book: Book, detail: int, status: OrderStatus, reason: RejectReason | None, symbol: str,
                 filled: float, a: float, b: float) -> str:
@@ -315,38 +285,20 @@ class Ledger:
         self._sync_fills(book)
         return list(book.fill_list)
 
-    def _trip_list(self, book: Book) -> list[RoundTrip]:
-        self._sync_round_trips(book)
-        return list(book.trip_list)
-
-    def _orders(self, book: Book) -> list[OrderRecord]:
-        """Every order by id: those that ended, and those still working at the end of the run."""
-        self._sync_orders(book)
-        out = list(book.order_list)
-        for s in book.working():
-            w = book.state[s].item()
-            requested, remaining = w[_WK_REQUESTED], w[_WK_REMAINING]
-            cause = self._causes(book, [w[_WK_CAUSE]], [w[_WK_CAUSE_BAR]], [int(s)])[0]
-            out.append(OrderRecord(book.model, w[_WK_ID], cause, self.symbols[s], w[_WK_TIMESTAMP], w[_WK_BAR],
-                                   Side.BUY if requested > 0 else Side.SELL, abs(requested),
-                                   abs(requested - remaining), OrderStatus.PARTIALLY_FILLED, None,
-                                   "PARTIALLY_FILLED: still working when the run ended"))
-        out.sort(key=attrgetter("order_id"))
-        return out
-
     def _model_results(self, book: Book) -> ModelResults:
         state, curve = book.state, book.curve()
         held = np.flatnonzero(state["position"])
         halted = _HALT[int(book.account[0]["halted"])]
+        causes = self._causes[book.model]
         return ModelResults(
             model=book.model,
             timestamps=curve["timestamp"].copy(),
             equity=curve["equity"].copy(),
             cash=curve["cash"].copy(),
             gross_exposure=curve["gross"].copy(),
-            orders=self._orders(book),
-            fills=self._fill_list(book),
-            round_trips=self._trip_list(book),
+            orders=Records("order", causes, *self._order_rows(book)),
+            fills=Records("fill", causes, book.fills().copy()),
+            round_trips=Records("round_trip", causes, book.round_trips().copy()),
             explanations=[*book.explanations, *forced_explanations(book.model, book.forced(), self.symbols)],
             positions={self.symbols[s]: state["position"][s].item() for s in held},
             avg_cost={self.symbols[s]: state["avg_cost"][s].item() for s in held},
@@ -389,20 +341,6 @@ def _rules(ledger: LedgerConfig, risk: RiskConfig) -> kernel.Rules:
 def _empty_chunk(n_symbols: int) -> tuple[np.ndarray, ...]:
     stamps, prices = _frozen(np.empty(0, np.int64), np.int64), _frozen(np.empty((0, n_symbols)))
     return stamps, stamps, prices, prices, prices, prices
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """The cyclic garbage collector paused while records become NamedTuples: hundreds of thousands
-    of new tuples would otherwise trigger collections that scan them all, again and again (half
-    the time of a large ``results()``); they hold no cycles, so nothing is left to collect."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _frozen(a: np.ndarray, dtype: type = np.float64) -> np.ndarray:

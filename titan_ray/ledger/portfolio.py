@@ -13,16 +13,16 @@ Cash moves only by fills (each fill's exact value and commission), equity is
 ``cash + sum(position * mark)``, and a round trip's P&L is the exact sum of its fills' cash
 flows, so the round trips of a run add up to its realized cash P&L to the micro-unit.
 
-The records stay columns; ``Ledger`` turns them into the domain's NamedTuples when results are
-read. ``reserve`` makes room before each call: the kernel writes without growing anything.
+The records stay columns; results carry them as ``Records`` (``ledger/records.py``), which make
+the domain's NamedTuples only when read. ``reserve`` makes room before each call: the kernel writes without growing anything.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from titan_ray.domain.decisions import DecisionId, ExplanationBatch
-from titan_ray.domain.orders import Fill, OrderRecord, RoundTrip
+from titan_ray.domain.decisions import ExplanationBatch
+from titan_ray.domain.orders import Fill
 from titan_ray.ledger.kernel import (
     ACCOUNT,
     CURVE,
@@ -60,13 +60,9 @@ class Book:
         self.forced_records = np.empty(0, FORCED)
         self.explanations: list[ExplanationBatch] = []  # per chunk, as the model sent them
         self.skipped: list[int] = []  # chunk sequence numbers without decisions
-        # The records as the domain's NamedTuples, each made once when first read (by ``Ledger``),
-        # and one DecisionId per decision, shared by the orders and fills it caused.
+        # The fills as the domain's NamedTuples, each made once when first read (by ``Ledger``: the
+        # live sink and the training env read the new ones after every chunk)
         self.fill_list: list[Fill] = []
-        self.order_list: list[OrderRecord] = []  # the orders that have ended, in the order they ended
-        self.trip_list: list[RoundTrip] = []
-        # by (cause, bar, symbol index): a model's decision (cause 0), or a risk rule's ForcedId
-        self.decision_ids: dict[tuple[int, int, int], DecisionId] = {}
 
     def reserve(self, n_bars: int) -> None:
         """Make room for the most records a chunk of ``n_bars`` (0: a kill switch) can write
