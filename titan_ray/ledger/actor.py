@@ -69,8 +69,9 @@ class LedgerActor:
     ) -> None:
         # each model's long_only, or a reference to its actor's info(): read here, so that this process
         # starts while the models are still being built (a restart reads them again: the driver holds them)
+        # (a constructor cannot await; futures wait as ray.get would, without its warning for async actors)
         refs = [v for v in models.values() if isinstance(v, ray.ObjectRef)]
-        infos = dict(zip(map(id, refs), ray.get(refs), strict=True)) if refs else {}
+        infos = {id(r): r.future().result() for r in refs}
         long_only = {n: infos[id(v)]["long_only"] if isinstance(v, ray.ObjectRef) else bool(v) for n, v in models.items()}
         self._ledger = Ledger(ledger=ledger, risk=risk, symbols=symbols, calendar=calendar, models=long_only)
         self._periods, self._calendar = periods_per_year, calendar
