@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -173,6 +174,42 @@ def _time_of_day(timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sin(angle), np.cos(angle)
 
 
+_RECURSION = None
+
+
+def _recursion() -> Any:
+    """The recursive averages' loop, compiled on first use (numba's cache; rule models never load it).
+
+    Per row ``i``, element by element, exactly the NumPy expressions it replaces: where an input has
+    started, ``rec + (x - rec) * alpha``; ``m = (rec[3] - rec[4]) / denom`` (NumPy's division: no
+    error on zero); where the symbol has started, ``signal + (m - signal) * alpha9``. Without fast
+    math, so the bits are those of the NumPy version.
+    """
+    global _RECURSION
+    if _RECURSION is None:
+        from numba import njit
+
+        @njit(cache=True, error_model="numpy")
+        def loop(clean, alpha, started_in, started, denom, alpha9, rec, signal, recs, macd, signals):
+            t, k, s = clean.shape
+            for i in range(t):
+                for j in range(k):
+                    for c in range(s):
+                        if started_in[i, j, c]:
+                            rec[j, c] = rec[j, c] + (clean[i, j, c] - rec[j, c]) * alpha[i, j, c]
+                for c in range(s):
+                    m = (rec[3, c] - rec[4, c]) / denom[i, c]
+                    if started[i, c]:
+                        signal[c] = signal[c] + (m - signal[c]) * alpha9[i, c]
+                    for j in range(k):
+                        recs[i, j, c] = rec[j, c]
+                    macd[i, c] = m
+                    signals[i, c] = signal[c]
+
+        _RECURSION = loop
+    return _RECURSION
+
+
 def _compute(chunk: BarBatch, st: _State) -> np.ndarray:
     t, s = len(chunk), chunk.n_symbols
     close = chunk.close
@@ -224,19 +261,17 @@ def _compute(chunk: BarBatch, st: _State) -> np.ndarray:
     recs = np.empty((t, 5, s))
     macd = np.empty((t, s))
     signals = np.empty((t, s))
-    # Everything that does not depend on the previous row, for all rows at once; the loop keeps the
-    # recursion only (the same float operations as row by row, so the same bits).
+    # Everything that does not depend on the previous row, for all rows at once; the compiled loop
+    # keeps the recursion only (the same float operations as row by row, so the same bits).
     clean = np.nan_to_num(inputs)
     alpha = np.maximum(_ALPHA, 1.0 / np.maximum(n_in, 1))
     started_in = n_in >= 1
     started = count >= 1
     denom = np.where(started, cur, 1.0)
     alpha9 = np.maximum(_SIGNAL_ALPHA, 1.0 / np.maximum(count, 1))
-    for i in range(t):
-        rec = np.where(started_in[i], rec + (clean[i] - rec) * alpha[i], rec)
-        m = (rec[3] - rec[4]) / denom[i]
-        signal = np.where(started[i], signal + (m - signal) * alpha9[i], signal)
-        recs[i], macd[i], signals[i] = rec, m, signal
+    rec, signal = rec.copy(), signal.copy()  # updated in place by the compiled loop
+    _recursion()(clean, alpha, started_in, np.ascontiguousarray(started), denom, alpha9, rec, signal, recs, macd,
+                 signals)
     gain, loss = recs[:, 0], recs[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         rsi = np.where(loss > 0, 100.0 - 100.0 / (1.0 + gain / loss), np.where(gain > 0, 100.0, 50.0))
