@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import signal
 import threading
 import time
 
@@ -176,9 +177,13 @@ def test_ctrl_c_ends_a_live_run_cleanly_with_results_written(ray_session, tmp_pa
             if p.done_timestamps == 6:
                 _thread.interrupt_main()  # what Ctrl-C does to the driver
 
+        # Ctrl-C as in a terminal: a job started in the background (`cmd &`, nohup, some CI runners)
+        # starts with SIGINT ignored, and then interrupt_main() does nothing
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             run_arena(config, tmp_path / "run", on_progress=on_progress)
         finally:
+            signal.signal(signal.SIGINT, previous)
             market.close()
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["live"]["stopped_by"] == "interrupted (Ctrl-C)", (info["live"], seen, fake.subscriptions)
