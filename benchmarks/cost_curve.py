@@ -12,7 +12,8 @@ so every point books the same bars. For each point it prints:
 - ``bar·model/s``: bars × models / replay seconds (and over the ledger's busy seconds);
 - ``peak RSS``: the largest sum of resident memory over every process of the run (the command, its
   Ray and every worker; on the cluster, the cluster's processes), sampled every 0.2 s;
-- ``per model``: the median peak RSS of one model actor's process (``ray::ModelActor``); on the
+- ``per model``: the median peak RSS of one model actor's process (``ray::ModelActor``, or
+  ``ray::ModelGroupActor`` with ``--models-per-actor``: then one process holds several models); on the
   loopback cluster the processes are those whose command line names its temporary folder (GCS,
   raylets, agents) and all their children (the workers); ``nan`` when no model actor was found.
 
@@ -66,11 +67,12 @@ class Point:
         return self.n_bars * self.models / self.ledger if self.ledger > 0 else float("nan")
 
 
-def config(n_models: int, symbols: int, bars: int, chunk_size: int | str = "auto") -> dict:
+def config(n_models: int, symbols: int, bars: int, chunk_size: int | str = "auto", per_actor: int = 1) -> dict:
     return {
         "seed": 11,
         "data": {"provider": "synthetic", "n_symbols": symbols, "bars": bars, "frequency": "15min"},
-        "replay": {"chunk_size": int(chunk_size) if str(chunk_size).isdigit() else chunk_size},
+        "replay": {"chunk_size": int(chunk_size) if str(chunk_size).isdigit() else chunk_size,
+                   "models_per_actor": per_actor},
         "ledger": {"commission_bps": 10},
         "models": [
             {"name": f"sma{i}", "kind": "sma_crossover", "params": {"fast": 5 + i % 10, "slow": 20 + i % 40}}
@@ -130,7 +132,8 @@ class MemorySampler:
                 try:
                     rss = p.memory_info().rss
                     total += rss
-                    if "ModelActor" in " ".join(p.cmdline()[:1]) or p.name().startswith("ray::ModelActor"):
+                    title = " ".join(p.cmdline()[:1])  # a model's actor, or a group of models' (ModelGroupActor)
+                    if any(k in title or p.name().startswith(f"ray::{k}") for k in ("ModelActor", "ModelGroupActor")):
                         self.actors[p.pid] = max(self.actors.get(p.pid, 0.0), rss)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
@@ -141,7 +144,8 @@ def run_point(work: Path, n_models: int, args: argparse.Namespace, cluster: dict
     """One point, or why the command failed (the last lines of its error output)."""
     folder = work / f"{'2n' if cluster else '1n'}-{n_models}"
     folder.mkdir()
-    (folder / "arena.yaml").write_text(yaml.safe_dump(config(n_models, args.symbols, args.bars, args.chunk_size)))
+    (folder / "arena.yaml").write_text(yaml.safe_dump(config(n_models, args.symbols, args.bars, args.chunk_size,
+                                                                 args.models_per_actor)))
     cmd = [str(TITAN_RAY), "arena", "--config", "arena.yaml", "--out", "out", "--quiet"]
     if cluster is not None:
         cmd += ["--address", str(cluster["address"])]
@@ -216,6 +220,8 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--bars", type=int, default=20_000, help="timestamps per symbol")
     parser.add_argument("--chunk-size", default="auto", help="replay.chunk_size of every point (auto, or timestamps)")
+    parser.add_argument("--models-per-actor", type=int, default=1,
+                        help="replay.models_per_actor of every point: 16 puts the rule models 16 to an actor")
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     parser.add_argument("--cpus-per-node", type=int, default=1, help="the loopback cluster's CPUs per node")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one point may take")

@@ -275,6 +275,12 @@ class ReplayConfig(_Strict):
     decision_timeout_s: float = Field(
         120.0, gt=0, description="a model that has not decided on a chunk by then skips it (recorded)"
     )
+    models_per_actor: int = Field(
+        1, ge=1, description="rule models that reserve nothing (num_cpus 0, no memory_mb, no artifact, not "
+        "stacked) share a Ray actor this many at a time: one process and one call per chunk for the lot, so "
+        "dozens fit on a laptop; 1 gives every model its own actor. A failing model skips its chunk alone; a "
+        "dead process restarts its models together"
+    )
     placement_timeout_s: float = Field(
         30.0, gt=0, description="how long the models' reserved CPUs (and memory) may wait for the cluster, "
         "and a model actor to start, before the run stops with what is still pending and why"

@@ -2,7 +2,7 @@
 
 ``arena_cluster`` joins Ray (or starts a private one) and yields an ``ArenaCluster``, whose
 construction creates the actors in this order: one ``MarketDataActor``, one ``ModelActor`` per
-competitor, one ``LedgerActor``, and, when configured, the ``WatchdogActor`` (driven by a
+competitor (or one ``ModelGroupActor`` per ``replay.models_per_actor`` rule models), one ``LedgerActor``, and, when configured, the ``WatchdogActor`` (driven by a
 ``HeartbeatMonitor`` thread, ``arena/monitor.py``) and an Alpaca ``PaperBrokerActor``. On the way
 out every actor is killed, the monitor stopped and the Ray it started shut down, however the run
 ended.
@@ -67,7 +67,7 @@ from titan_ray.domain.calendar import periods_per_year
 from titan_ray.domain.events import EventSink
 from titan_ray.ledger.actor import LedgerActor
 from titan_ray.ledger.engine import ModelResults
-from titan_ray.models.actor import ModelActor
+from titan_ray.models.actor import GroupMember, ModelActor, ModelGroupActor
 from titan_ray.ray_session import ensure_ray
 from titan_ray.registry import registered_models
 from titan_ray.train.ppo import startup_models
@@ -156,7 +156,14 @@ class ArenaCluster:
         stacked = {n for inputs in self._stacks.values() for n in inputs}
         index = {spec.name: i for i, spec in enumerate(config.models)}
         actors: dict[str, Any] = {}
+        # rule models by the dozen share an actor (replay.models_per_actor): one process, one call a chunk
+        self._groups = self._spawn_groups(config, bundles, index, stacked | set(self._stacks), trained, info)
+        packed = {m.name for _, members in self._groups for m in members}
+        for _, members in self._groups:
+            actors.update({m.name: m for m in members})
         for name in self._order:
+            if name in packed:
+                continue
             i, spec = index[name], config.models[index[name]]
             actors[name] = self._spawn(ModelActor.options(
                 num_cpus=spec.num_cpus, memory=spec.memory_mb * MIB, max_restarts=-1, max_task_retries=-1,
@@ -198,6 +205,28 @@ class ArenaCluster:
             self.paper = PaperCheck(broker, paper)
         self.feed = RemoteMarket(self.market)
 
+    def _spawn_groups(self, config: ArenaConfig, bundles: dict[str, Any], index: dict[str, int],
+                      stacking: set[str], trained: dict[str, Any], info: dict[str, Any]) -> list[tuple[Any, list[GroupMember]]]:
+        """The ``ModelGroupActor``s: models that reserve nothing, are given no trained model and take no
+        part in stacking, ``replay.models_per_actor`` at a time in config order (a lone one keeps a
+        ``ModelActor``). Each group runs in the first member's bundle (the members' bundles are tokens)."""
+        size = config.replay.models_per_actor
+        if size < 2:
+            return []
+        packable = [spec for spec in config.models if spec.num_cpus == 0 and not spec.memory_mb
+                    and spec.artifact is None and spec.name not in trained and spec.name not in stacking]
+        groups = []
+        for k in range(0, len(packable), size):
+            specs = packable[k:k + size]
+            if len(specs) < 2:
+                break
+            group = self._spawn(ModelGroupActor.options(
+                num_cpus=0, max_restarts=-1, max_task_retries=-1,
+                scheduling_strategy=bundles.get(f"models[{index[specs[0].name]}]", "SPREAD"),
+            ).remote(specs, self.symbols, config.seed, self.market, info["warmup_bars"]))
+            groups.append((group, [GroupMember(group, spec.name) for spec in specs]))
+        return groups
+
     def handles(self) -> dict[str, Any]:
         """The actor handles, for operations tooling and chaos tests (``run_arena``'s ``on_actors``)."""
         return {"market": self.market, "ledger": self.ledger, "models": dict(self.models),
@@ -213,15 +242,24 @@ class ArenaCluster:
         return self.market.next_chunk.remote(index)
 
     def observe(self, bars: Ref) -> None:
+        for group, _ in self._groups:
+            group.observe.remote(bars)
         for m in self.models.values():
-            m.observe.remote(bars)
+            if not isinstance(m, GroupMember):
+                m.observe.remote(bars)
 
     def decide(self, bars: Ref) -> dict[str, Ref | None]:
         """Every model's decision reference; a meta-model's call takes its inputs' references as arguments,
-        so Ray runs it once they are decided and hands it their decisions (None: an input taken out)."""
+        so Ray runs it once they are decided and hands it their decisions (None: an input taken out).
+        A group of models answers in one call, one reference per model."""
         removed = self._monitor.removed if self._monitor else set()
         refs: dict[str, Ref | None] = {}
+        for group, members in self._groups:
+            out = group.decide.options(num_returns=len(members)).remote(bars)
+            refs.update((m.name, None if m.name in removed else ref) for m, ref in zip(members, out, strict=True))
         for n in self._order:
+            if n in refs:
+                continue
             inputs = [refs[i] for i in self._stacks.get(n, ())]
             refs[n] = None if n in removed else self.models[n].decide.remote(bars, *inputs)
         return {n: refs[n] for n in self.models}

@@ -127,7 +127,10 @@ class LedgerActor:
                 skipped.append(name)
                 continue
             try:
-                resolved.append(await ref)
+                value = await ref
+                if isinstance(value, Exception):  # a model that failed in a group of models (models/actor.py)
+                    raise value
+                resolved.append(value)
             except Exception as err:  # noqa: BLE001 - a dead or failing model must not stop the others
                 resolved.append(None)
                 skipped.append(name)

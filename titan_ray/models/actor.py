@@ -1,5 +1,9 @@
 """ModelActor: one competitor in its own Ray worker; all logic lives in the ``TradingModel``.
 
+``ModelHost`` is its body; ``ModelGroupActor`` hosts several of them in one worker
+(``replay.models_per_actor``: rule models by the dozen), and ``GroupMember`` stands for one of those
+where a model actor's handle is expected.
+
 Ray restarts a dead model actor (``max_restarts``) by running ``__init__`` again, which restores
 nothing. So a restarted actor rebuilds its model before its next decision: it asks the market-data
 actor for every bar before that decision's chunk and runs the model through them (warm-up bars
@@ -57,8 +61,10 @@ def process_memory() -> dict[str, int | None]:
 # at its first decision, a large refit) is alive, and answers; one that is slow to decide is left out
 # of its chunks by replay.decision_timeout_s instead. Every other method runs on the one default
 # thread, in the order called.
-@ray.remote(concurrency_groups={"health": 1})
-class ModelActor:
+class ModelHost:
+    """One model and its bookkeeping (bars seen, restarts, busy time): the body of a ``ModelActor``,
+    and each of the models a ``ModelGroupActor`` hosts."""
+
     def __init__(self, spec: ModelSpec, symbols: tuple[str, ...], seed: int, market: Any, warmup_bars: int,
                  prototype: TradingModel | None = None, *, record: bool = False,
                  inputs: dict[str, Any] | None = None) -> None:
@@ -163,3 +169,69 @@ class ModelActor:
                 self._model = self._build()
                 self._seen = 0
             self.catch_up(bars.start)
+
+
+@ray.remote(concurrency_groups={"health": 1})
+class ModelActor(ModelHost):
+    """A model in an actor of its own: the default."""
+
+
+@ray.remote(concurrency_groups={"health": 1})
+class ModelGroupActor:
+    """Several models in one actor (``replay.models_per_actor``): one process, one call per chunk.
+
+    ``decide`` answers each model's decisions as its own return value (the caller asks for one
+    reference per model, ``num_returns``), so the ledger and the pipeline see one reference per model
+    as they do for ``ModelActor``. A model that raises gets its exception as its value (the ledger
+    records it as that model's failure and skips its chunk); the others trade on. Any other method
+    of one model goes through ``call`` (``GroupMember`` makes that look like a model actor's handle).
+    When the process dies Ray restarts it and every model catches up from the market, as a model
+    actor does.
+    """
+
+    def __init__(self, specs: list[ModelSpec], symbols: tuple[str, ...], seed: int, market: Any,
+                 warmup_bars: int) -> None:
+        self._hosts = {spec.name: ModelHost(spec, symbols, seed, market, warmup_bars) for spec in specs}
+
+    def decide(self, bars: BarBatch) -> tuple[Decisions | Exception, ...]:
+        out: list[Decisions | Exception] = []
+        for host in self._hosts.values():
+            try:
+                out.append(host.decide(bars))
+            except Exception as err:  # noqa: BLE001 - one model's failure is its own
+                out.append(err)
+        return tuple(out)
+
+    def observe(self, bars: BarBatch) -> None:
+        for host in self._hosts.values():
+            host.observe(bars)
+
+    def call(self, name: str, method: str, *args: Any) -> Any:
+        return getattr(self._hosts[name], method)(*args)
+
+    @ray.method(concurrency_group="health")
+    def heartbeat(self, name: str) -> dict[str, Any]:
+        return self._hosts[name].heartbeat()
+
+
+class GroupMember:
+    """One model of a ``ModelGroupActor``, used as a model actor's handle: ``member.info.remote()``
+    calls ``info`` on that model (heartbeats on the group's health thread)."""
+
+    def __init__(self, group: Any, name: str) -> None:
+        self.group, self.name = group, name
+
+    def __getattr__(self, method: str) -> _MemberMethod:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return _MemberMethod(self.group, self.name, method)
+
+
+class _MemberMethod:
+    def __init__(self, group: Any, name: str, method: str) -> None:
+        self.group, self.name, self.method = group, name, method
+
+    def remote(self, *args: Any) -> Any:
+        if self.method == "heartbeat":
+            return self.group.heartbeat.remote(self.name)
+        return self.group.call.remote(self.name, self.method, *args)
