@@ -270,8 +270,7 @@ def _compute(chunk: BarBatch, st: _State) -> np.ndarray:
     denom = np.where(started, cur, 1.0)
     alpha9 = np.maximum(_SIGNAL_ALPHA, 1.0 / np.maximum(count, 1))
     rec, signal = rec.copy(), signal.copy()  # updated in place by the compiled loop
-    _recursion()(clean, alpha, started_in, np.ascontiguousarray(started), denom, alpha9, rec, signal, recs, macd,
-                 signals)
+    _recursion()(clean, alpha, started_in, started, denom, alpha9, rec, signal, recs, macd, signals)
     gain, loss = recs[:, 0], recs[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         rsi = np.where(loss > 0, 100.0 - 100.0 / (1.0 + gain / loss), np.where(gain > 0, 100.0, 50.0))

@@ -197,7 +197,9 @@ class Ledger:
 
     def fills(self, model: str, start: int = 0) -> list[Fill]:
         """``model``'s fills from the ``start``-th on (``Book.n_fills`` counts them)."""
-        return self._fill_list(self.books[model])[start:]
+        book = self.books[model]
+        self._sync_fills(book)
+        return book.fill_list[start:]  # only the new ones copied: the live sink asks after every chunk
 
     def results(self) -> dict[str, ModelResults]:
         return {name: self._model_results(book) for name, book in self.books.items()}
@@ -242,8 +244,9 @@ class Ledger:
         working = np.zeros(len(at), kernel.ORDER)
         w = book.state[at]
         requested, remaining = w["wk_requested"], w["wk_remaining"]
-        for field in ("id", "cause", "cause_bar", "timestamp", "bar"):
-            working["order_id" if field == "id" else field] = w[f"wk_{field}"]
+        for field, state in (("order_id", "wk_id"), ("cause", "wk_cause"), ("cause_bar", "wk_cause_bar"),
+                             ("timestamp", "wk_timestamp"), ("bar", "wk_bar")):
+            working[field] = w[state]
         working["symbol"] = at
         working["side"] = np.where(requested > 0, kernel.BUY, kernel.SELL)
         working["quantity"], working["filled"] = np.abs(requested), np.abs(requested - remaining)
@@ -280,10 +283,6 @@ class Ledger:
         if detail in _RISK_DETAILS:
             return reject_detail(detail, a, self.risk_cfg)
         raise AssertionError(f"unknown detail code {detail}")
-
-    def _fill_list(self, book: Book) -> list[Fill]:
-        self._sync_fills(book)
-        return list(book.fill_list)
 
     def _model_results(self, book: Book) -> ModelResults:
         state, curve = book.state, book.curve()

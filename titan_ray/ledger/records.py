@@ -59,8 +59,8 @@ class Causes:
 
     def texts(self, codes: np.ndarray, bars: np.ndarray, symbols: np.ndarray) -> list[str]:
         """The ids' texts, without making the ids: ``MODEL:SYMBOL:BAR``, ``risk:RULE:MODEL:SYMBOL:BAR``."""
-        prefix = {int(c): str(FORCED_BY[int(c)].decision_id("m", "s", 0))[: -len("m:s:0")] for c in np.unique(codes)
-                  if c != kernel.CAUSE_DECISION} | {int(kernel.CAUSE_DECISION): ""}
+        prefix = {int(c): f"{FORCED_BY[int(c)].value}:" for c in np.unique(codes) if c != kernel.CAUSE_DECISION}
+        prefix[int(kernel.CAUSE_DECISION)] = ""
         names = np.asarray(self.symbols, dtype=object)[symbols].tolist() if len(symbols) else []
         m = self.model
         return [f"{prefix[c]}{m}:{s}:{b}" for c, s, b in zip(codes.tolist(), names, bars.tolist(), strict=True)]
