@@ -137,8 +137,10 @@ class ModelHost:
     def signals(self, start: int, stop: int, oof: OutOfFold) -> Any:
         """The model's out-of-sample target weights over bars [start, stop), for a meta-model that stacks it."""
         began = time.perf_counter()
-        if stop > self._seen:
-            self.catch_up(stop)
+        # over warm-up bars a learned model answers out of fold, from the fit it makes on the whole warm-up
+        need = max(stop, self._warmup) if start < self._warmup else stop
+        if need > self._seen:
+            self.catch_up(need)
         out = self.model.signals(start, stop, oof)  # a learned model's out-of-fold fits run here, once
         self._busy += time.perf_counter() - began
         return out

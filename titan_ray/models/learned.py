@@ -132,6 +132,7 @@ class LearnedModel(TradingModel):
         self.metrics: dict[str, float] = {}
         self.training_window: dict[str, Any] = {}
         self._first_bar: int | None = None  # global bar of the first decision
+        self._next_bar = 0  # global index of the bar after the last it saw
         # while a meta-model stacks this one: the first fit's window (start bar, X, close) and its
         # out-of-fold weights per OutOfFold asked for
         self._first_window: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -204,6 +205,7 @@ class LearnedModel(TradingModel):
 
     def _keep(self, feats: np.ndarray, bars: BarBatch) -> None:
         p: LearnedParams = self.params  # type: ignore[assignment]
+        self._next_bar = bars.stop
         if not self.fitted or p.refit_every is not None:
             self._buffer.add(feats, bars.close, p.train_window)
         if self.context > 1:
@@ -269,6 +271,10 @@ class LearnedModel(TradingModel):
 
     def _warmup_signals(self, start: int, stop: int, oof: OutOfFold) -> np.ndarray:
         out = np.full((stop - start, len(self.symbols)), np.nan)
+        if not self.fitted and self._buffer.rows:
+            # asked before its first decision (a restarted actor asked by a restarted meta-model, before
+            # the arena's next chunk reaches it): the fit that decision would make, on the bars observed
+            self._refit(self._next_bar)
         if self._first_window is None:  # never fitted here (loaded from the registry): nothing out of sample
             return out
         first, X, close = self._first_window

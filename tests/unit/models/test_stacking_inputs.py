@@ -156,6 +156,22 @@ def test_out_of_fold_signals_never_learn_from_a_label_near_the_test_block():
     assert len(FITS) == 4 and np.array_equal(again, oof[:WARM])  # computed once per OutOfFold
 
 
+def test_asked_before_its_first_decision_a_model_answers_as_after_it():
+    """A restarted input actor may be asked for its warm-up signals by a restarted meta-model before the
+    arena's next chunk reaches it: it fits as its first decision would, so the answer is the same."""
+    bars, oof = market(), OutOfFold(folds=3, horizon=5)
+    decided, asked = (build_model("lgbm", "lightgbm", LGBM, bars.symbols, seed=3) for _ in range(2))
+    for m in (decided, asked):
+        m.record_signals()
+        m.observe(bars.slice(0, WARM))
+    first = decided.decide(bars.slice(WARM, WARM + 50))
+    early = asked.signals(0, WARM, oof)
+    assert np.isfinite(early).mean() > 0.5
+    np.testing.assert_array_equal(early, decided.signals(0, WARM, oof))
+    np.testing.assert_array_equal(asked.decide(bars.slice(WARM, WARM + 50)).weights, first.weights)
+    assert asked.training_window == decided.training_window
+
+
 def test_the_meta_model_fits_on_out_of_fold_signals_not_in_sample_ones():
     bars = market(9, signal=0.0)  # a random walk: nothing to learn, so an in-sample signal is overfit
     meta, bases, _, _ = arena(bars, lgbm={"n_estimators": 60, "cv_folds": 0, "num_leaves": 31})
