@@ -46,7 +46,7 @@ from titan_ray.domain.orders import (
 )
 from titan_ray.ledger import kernel
 from titan_ray.ledger.money import Commission, to_micro
-from titan_ray.ledger.portfolio import Book
+from titan_ray.ledger.portfolio import Book, Scratch
 from titan_ray.ledger.records import REASON, STATUS, Causes, Records
 from titan_ray.risk.engine import forced_explanations, reject_detail
 
@@ -112,6 +112,7 @@ class Ledger:
         }
         self._causes = {name: Causes(name, self.symbols) for name in self.books}  # ids made once per decision
         self._last_close = np.full(n, np.nan)  # last finite close per symbol, for marks
+        self._scratch = Scratch()  # the records of the chunk being booked, one model after the other
         first = next(iter(self.books.values()), None)
         if first is not None:
             # A chunk of no bars changes nothing; it loads the compiled core (from numba's cache,
@@ -165,10 +166,9 @@ class Ledger:
     def _book(self, book: Book, weights: np.ndarray, validate: bool, start: int, *chunk: np.ndarray) -> None:
         """One model's chunk through the compiled core; ``chunk``: timestamps, day keys, the fill
         prices, the marks that size orders, the close marks and the volumes, all read-only."""
-        book.reserve(len(weights))
-        kernel.book_chunk(self._rules, book.account, book.state, weights, validate, 0.0 if book.long_only else -1.0,
-                          start, *chunk, book.fill_records, book.order_records, book.trip_records,
-                          book.curve_records, book.forced_records)
+        with book.booking(self._scratch, len(weights)) as records:
+            kernel.book_chunk(self._rules, book.account, book.state, weights, validate,
+                              0.0 if book.long_only else -1.0, start, *chunk, *records)
 
     @property
     def last_seq(self) -> int:

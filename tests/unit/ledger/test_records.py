@@ -61,3 +61,36 @@ def test_orders_and_fills_of_a_decision_share_one_id_and_pickles_carry_rows_only
     assert copy.fills._items is None and copy.orders._items is None
     assert copy.fills == res.fills and copy.orders == res.orders and copy.round_trips == res.round_trips
     assert copy.orders != res.orders[:-1]
+
+
+def test_a_book_holds_what_it_booked_not_every_chunks_worst_case():
+    """Chunks are booked into one scratch the size of a chunk's worst case (five orders per bar and
+    symbol), shared by every model; each book keeps only the records written, so 20 models booking
+    long chunks with few trades hold a few hundred records each, and the results are the same as
+    booking in short chunks."""
+    n_t, n_s, models = 2_000, 4, [f"m{i}" for i in range(20)]
+    rng = np.random.default_rng(3)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (n_t, n_s)), axis=0))
+    every = {m: 40 + 7 * i for i, m in enumerate(models)}  # a new target every so many bars
+    weights = {m: np.repeat(rng.uniform(0, 0.2, (n_t // every[m] + 1, n_s)), every[m], axis=0)[:n_t] for m in models}
+
+    def run(size: int):
+        led = ledger(models=models, symbols=[f"S{i}" for i in range(n_s)])
+        for seq, lo in enumerate(range(0, n_t, size)):
+            bars = batch(close[lo : lo + size], start=lo)
+            led.apply(seq, bars, [decisions(m, weights[m][lo : lo + size], start=lo) for m in models])
+        return led
+
+    long, short = run(1_000), run(37)
+    for m in models:
+        book = long.books[m]
+        n_orders = int(book.account[0]["n_orders"])
+        assert 0 < n_orders < 2 * n_t * n_s // every[m] + 2 * n_s  # about two orders a symbol a target
+        assert len(book.order_records) <= 2 * n_orders  # held: what was booked, grown by doubling
+        assert len(book.fill_records) <= 2 * book.n_fills
+        assert len(book.curve_records) <= 2 * n_t
+        np.testing.assert_array_equal(book.fills(), short.books[m].fills())
+        np.testing.assert_array_equal(book.orders(), short.books[m].orders())
+        np.testing.assert_array_equal(book.curve(), short.books[m].curve())
+    worst = 5 * 1_000 * n_s  # the orders a 1,000-bar chunk of 4 symbols could write at most
+    assert len(long._scratch.records[1]) == worst  # one scratch for the ledger, not one per model
