@@ -27,7 +27,10 @@ size: all state that crosses a chunk boundary lives in the books.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +58,27 @@ _HALT = {kernel.HALT_NONE: None, kernel.HALT_CIRCUIT_BREAKER: HaltReason.CIRCUIT
 _RISK_DETAILS = {kernel.DETAIL_KILL_SWITCH, kernel.DETAIL_CIRCUIT_BREAKER, kernel.DETAIL_DAILY_LOSS_LIMIT,
                  kernel.DETAIL_EQUITY_NOT_POSITIVE, kernel.DETAIL_POSITION_PCT, kernel.DETAIL_GROSS_AFTER}
 _EXACT_LIMIT = 1 << 62  # the kernel's money is int64 micro-units
+# Booking on threads pays when each model's chunk is large (a replay's), not for a live bar: at most
+# this many threads (the ledger is one actor; more cores than this are the models'), and only for
+# chunks of at least this many cells per model.
+_MAX_THREADS, _THREADED_CELLS = 4, 4096
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _threads(n_models: int, cells: int) -> int:
+    if n_models < 2 or cells < _THREADED_CELLS:
+        return 1
+    return max(1, min(_MAX_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1, n_models))
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """This process's booking threads (made once, shared by its ledgers)."""
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="booking")
+        return _POOLS[threads]
 
 
 @dataclass(frozen=True)
@@ -112,7 +136,6 @@ class Ledger:
         }
         self._causes = {name: Causes(name, self.symbols) for name in self.books}  # ids made once per decision
         self._last_close = np.full(n, np.nan)  # last finite close per symbol, for marks
-        self._scratch = Scratch()  # the records of the chunk being booked, one model after the other
         first = next(iter(self.books.values()), None)
         if first is not None:
             # A chunk of no bars changes nothing; it loads the compiled core (from numba's cache,
@@ -140,13 +163,12 @@ class Ledger:
         ref, fill_mark = (bars.open, open_mark) if self._rules.next_open else (bars.close, close_mark)
         shared = (_frozen(bars.timestamps, np.int64), _frozen(days, np.int64), _frozen(ref), _frozen(fill_mark),
                   _frozen(close_mark), _frozen(bars.volume))
-        applied = []
+        work: list[tuple[Book, np.ndarray, bool]] = []
         for name, book in self.books.items():
             if seq <= book.seq:
                 continue  # a chunk seen twice is applied once
             dec = by_model.get(name)
             if dec is None:
-                book.skipped.append(seq)
                 weights = _frozen(np.broadcast_to(book.target, (n_t, n_s)))
             else:
                 if dec.weights.shape != (n_t, n_s) or dec.start != bars.start:
@@ -155,18 +177,29 @@ class Ledger:
                         f"expected {(n_t, n_s)} from bar {bars.start}"
                     )
                 weights = _frozen(dec.weights)
-                if dec.explanations is not None:
-                    book.explanations.append(dec.explanations)
-            self._book(book, weights, dec is not None, bars.start, *shared)
+            work.append((book, weights, dec is not None))
+        # Each model's book is its own, so models are booked on several threads at once when there is
+        # enough to book (the compiled core runs without the GIL); the results are the same.
+        threads = _threads(len(work), n_t * n_s)
+        if threads > 1:
+            list(_pool(threads).map(lambda job: self._book(*job, bars.start, *shared), work))
+        else:
+            for job in work:
+                self._book(*job, bars.start, *shared)
+        for book, _, decided in work:
+            dec = by_model.get(book.model)
+            if not decided:
+                book.skipped.append(seq)
+            elif dec is not None and dec.explanations is not None:
+                book.explanations.append(dec.explanations)
             book.seq = seq
-            applied.append(name)
         self._last_close = close_mark[-1].copy()
-        return {"seq": seq, "applied": applied}
+        return {"seq": seq, "applied": [book.model for book, _, _ in work]}
 
     def _book(self, book: Book, weights: np.ndarray, validate: bool, start: int, *chunk: np.ndarray) -> None:
         """One model's chunk through the compiled core; ``chunk``: timestamps, day keys, the fill
         prices, the marks that size orders, the close marks and the volumes, all read-only."""
-        with book.booking(self._scratch, len(weights)) as records:
+        with book.booking(Scratch.here(), len(weights)) as records:
             kernel.book_chunk(self._rules, book.account, book.state, weights, validate,
                               0.0 if book.long_only else -1.0, start, *chunk, *records)
 

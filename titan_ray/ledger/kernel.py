@@ -696,7 +696,7 @@ def _reject_invalid(account: np.void, orders: np.ndarray, weights: np.ndarray, l
                    BUY, 0.0, 0.0, REJECTED, INVALID_WEIGHT, DETAIL_INVALID_WEIGHT, given, kept[s])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # the GIL released: the ledger books models on several threads at once
 def book_chunk(rules: Rules, account_row: np.ndarray, state: np.ndarray, weights: np.ndarray, validate: bool,
                low: float, start: int, timestamps: np.ndarray, days: np.ndarray, ref: np.ndarray,
                fill_mark: np.ndarray, close_mark: np.ndarray, volume: np.ndarray, fills: np.ndarray,

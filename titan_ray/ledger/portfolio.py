@@ -15,8 +15,8 @@ flows, so the round trips of a run add up to its realized cash P&L to the micro-
 
 The records stay columns; results carry them as ``Records`` (``ledger/records.py``), which make
 the domain's NamedTuples only when read. The kernel writes without growing anything: a chunk is
-booked into a ``Scratch`` that holds the most records any chunk of its size can write, one for the
-whole ledger (models are booked one after the other), and ``Book.booking`` appends what was written
+booked into a ``Scratch`` that holds the most records any chunk of its size can write, one per
+thread (a thread books one model at a time), and ``Book.booking`` appends what was written
 to the model's own arrays, which hold what was booked and grow by doubling. So a book's memory
 follows the records it has, not the worst case of every chunk (five orders per bar and symbol):
 before, each model reserved that worst case, tens of MB per model at 5,000-bar chunks, and
@@ -26,6 +26,7 @@ itself for the small writes outside a chunk (a kill switch, a staged target).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -57,11 +58,22 @@ def _put(into: np.ndarray, at: int, rows: np.ndarray) -> None:
 
 
 class Scratch:
-    """Record arrays for one chunk's booking, shared by the books of a ledger: room for the most
-    records a chunk can write (``records_bound``), grown when a longer chunk or more symbols come."""
+    """Record arrays for one chunk's booking: room for the most records a chunk can write
+    (``records_bound``), grown when a longer chunk or more symbols come. One per thread
+    (``Scratch.here()``), shared by every book that thread books."""
+
+    _local = threading.local()
 
     def __init__(self) -> None:
         self.records = tuple(np.empty(0, dtype) for dtype in (FILL, ORDER, TRIP, CURVE, FORCED))
+
+    @classmethod
+    def here(cls) -> Scratch:
+        """This thread's scratch."""
+        scratch = getattr(cls._local, "scratch", None)
+        if scratch is None:
+            scratch = cls._local.scratch = cls()
+        return scratch
 
     def arrays(self, n_bars: int, n_symbols: int) -> tuple[np.ndarray, ...]:
         bounds = records_bound(n_bars, n_symbols)
