@@ -4,9 +4,14 @@ every trade explained, and `titan-ray why` printing the explanation."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 
 import numpy as np
 import pandas as pd
+import ray
 
 from titan_ray.arena.runner import run_arena
 from titan_ray.cli import main
@@ -75,3 +80,56 @@ def test_learned_models_in_the_arena_and_why(ray_session, tmp_path, capsys):
     assert np.isfinite(contributions) and payload["filled_quantity"] > 0
     assert main(["why", did[:-1] + "x", "--run", str(out)]) == 2
     assert "did you mean" in capsys.readouterr().err
+
+
+BIG = {"n_estimators": 300, "cv_folds": 0, "num_leaves": 31, "min_child_samples": 5, "entry": 0.8}
+
+
+def test_a_model_from_the_registry_comes_back_from_a_crash(ray_session, tmp_path):
+    """A registered model reaches its actor as a constructor argument; this one (a 1 MB booster) is too
+    large for Ray to pass inline, so it goes through the object store, and Ray reads it again to
+    restart the actor. Killed mid-run, the actor comes back from the same model and trades on exactly
+    as in a run without the crash."""
+    def raw(**replay) -> dict:
+        return {
+            "seed": 5,
+            "data": {"provider": "synthetic", "n_symbols": 5, "bars": 700, "frequency": "15min",
+                     "synthetic": {"signal": 0.2}},
+            "replay": {"chunk_size": 32, "warmup_bars": WARM, "decision_timeout_s": 600, **replay},
+            "registry": {"path": str(tmp_path / "registry")},
+            "models": [{"name": "champ", "kind": "lightgbm", "artifact": "big"}, {"name": "hold", "kind": "buy_and_hold"}],
+        }
+
+    config = parse_config(raw())
+    bars = SyntheticProvider(config.data, config.seed).load().bars
+    model = LightGBMModel("big", BIG, bars.symbols, seed=config.seed)
+    model.fit(bars.slice(0, WARM))
+    assert len(ray.cloudpickle.dumps(model)) > 500_000  # far above what Ray passes inline (100 KB)
+    ModelRegistry(tmp_path / "registry").register_model(model, bars.slice(0, WARM), name="big")
+    reference = tmp_path / "reference"
+    run_arena(config, reference)
+
+    killed: dict = {}
+
+    def on_actors(actors):
+        champ = actors["models"]["champ"]
+
+        def kill() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                beat = ray.get(champ.heartbeat.remote())
+                if beat["seen"] >= WARM + 3 * 32:
+                    killed.update(beat)
+                    os.kill(beat["pid"], signal.SIGKILL)
+                time.sleep(0.02)
+
+        threading.Thread(target=kill, daemon=True).start()
+
+    chaos = tmp_path / "chaos"
+    run = run_arena(parse_config(raw(pace={"speed": 500_000})), chaos, on_actors=on_actors)
+    assert killed, "the model's actor was never killed"
+    assert any(a["actor"] == "champ" and a["kind"] == "RESTARTED" for a in run.run_info["alerts"])
+    assert not run.run_info["skipped_chunks"]
+    assert (chaos / "leaderboard.json").read_bytes() == (reference / "leaderboard.json").read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(chaos / "decisions.parquet"),
+                                  pd.read_parquet(reference / "decisions.parquet"))

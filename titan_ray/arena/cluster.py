@@ -155,6 +155,11 @@ class ArenaCluster:
         self._order = config.decision_order
         stacked = {n for inputs in self._stacks.values() for n in inputs}
         index = {spec.name: i for i, spec in enumerate(config.models)}
+        # A trained model goes into the object store once, its reference held for the run: Ray reads an
+        # actor's constructor arguments again when it restarts it, and an argument too large to inline
+        # (a fitted net or booster) is gone once nobody holds it (ray-project/ray#53727), after which
+        # the model's actor could never come back from a crash.
+        self._prototypes = {name: ray.put(model) for name, model in trained.items()}
         actors: dict[str, Any] = {}
         # rule models by the dozen share an actor (replay.models_per_actor): one process, one call a chunk
         self._groups = self._spawn_groups(config, bundles, index, stacked | set(self._stacks), trained, info)
@@ -169,7 +174,7 @@ class ArenaCluster:
                 num_cpus=spec.num_cpus, memory=spec.memory_mb * MIB, max_restarts=-1, max_task_retries=-1,
                 scheduling_strategy=bundles.get(f"models[{i}]", "SPREAD"),
             ).remote(spec, self.symbols, config.seed, self.market, info["warmup_bars"],
-                     prototype=trained.get(spec.name), record=name in stacked,
+                     prototype=self._prototypes.get(spec.name), record=name in stacked,
                      inputs={n: actors[n] for n in self._stacks.get(name, ())}))
         self.models = {spec.name: actors[spec.name] for spec in config.models}
         # each model is built by its info() call, in its actor (a learned one loads torch or LightGBM)
