@@ -134,11 +134,10 @@ class LedgerActor:
                 raise value  # KeyboardInterrupt, SystemExit, a cancelled call: not the model's failure
             if isinstance(value, Exception):
                 self._failures.setdefault(name, []).append(f"chunk {seq}: {type(value).__name__}: {value}"[:500])
-            if value is None or isinstance(value, Exception):
-                resolved.append(None)
+                value = None
+            resolved.append(value)
+            if value is None:
                 skipped.append(name)
-            else:
-                resolved.append(value)
         start = time.perf_counter()
         before = {n: b.n_fills for n, b in self._ledger.books.items()}
         ack = self._ledger.apply(seq, bars, resolved)

@@ -62,23 +62,25 @@ _EXACT_LIMIT = 1 << 62  # the kernel's money is int64 micro-units
 # this many threads (the ledger is one actor; more cores than this are the models'), and only for
 # chunks of at least this many cells per model.
 _MAX_THREADS, _THREADED_CELLS = 4, 4096
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _threads(n_models: int, cells: int) -> int:
+    """How many threads book a chunk of ``cells`` cells per model for ``n_models`` models."""
     if n_models < 2 or cells < _THREADED_CELLS:
         return 1
-    return max(1, min(_MAX_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1, n_models))
+    return min(_MAX_THREADS, _CPUS, n_models)
 
 
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """This process's booking threads (made once, shared by its ledgers)."""
-    with _POOLS_LOCK:
-        if threads not in _POOLS:
-            _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="booking")
-        return _POOLS[threads]
+def _pool() -> ThreadPoolExecutor:
+    """This process's booking threads (made on first use, shared by its ledgers)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=min(_MAX_THREADS, _CPUS), thread_name_prefix="booking")
+        return _POOL
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ class Ledger:
         ref, fill_mark = (bars.open, open_mark) if self._rules.next_open else (bars.close, close_mark)
         shared = (_frozen(bars.timestamps, np.int64), _frozen(days, np.int64), _frozen(ref), _frozen(fill_mark),
                   _frozen(close_mark), _frozen(bars.volume))
-        work: list[tuple[Book, np.ndarray, bool]] = []
+        work: list[tuple[Book, np.ndarray, Decisions | None]] = []
         for name, book in self.books.items():
             if seq <= book.seq:
                 continue  # a chunk seen twice is applied once
@@ -177,20 +179,23 @@ class Ledger:
                         f"expected {(n_t, n_s)} from bar {bars.start}"
                     )
                 weights = _frozen(dec.weights)
-            work.append((book, weights, dec is not None))
+            work.append((book, weights, dec))
+
+        def book_one(job: tuple[Book, np.ndarray, Decisions | None]) -> None:
+            book, weights, dec = job
+            self._book(book, weights, dec is not None, bars.start, *shared)
+
         # Each model's book is its own, so models are booked on several threads at once when there is
         # enough to book (the compiled core runs without the GIL); the results are the same.
-        threads = _threads(len(work), n_t * n_s)
-        if threads > 1:
-            list(_pool(threads).map(lambda job: self._book(*job, bars.start, *shared), work))
+        if _threads(len(work), n_t * n_s) > 1:
+            list(_pool().map(book_one, work))
         else:
             for job in work:
-                self._book(*job, bars.start, *shared)
-        for book, _, decided in work:
-            dec = by_model.get(book.model)
-            if not decided:
+                book_one(job)
+        for book, _, dec in work:
+            if dec is None:
                 book.skipped.append(seq)
-            elif dec is not None and dec.explanations is not None:
+            elif dec.explanations is not None:
                 book.explanations.append(dec.explanations)
             book.seq = seq
         self._last_close = close_mark[-1].copy()
