@@ -12,7 +12,8 @@ so every point books the same bars. For each point it prints:
 - ``bar·model/s``: bars × models / replay seconds (and over the ledger's busy seconds);
 - ``peak RSS``: the largest sum of resident memory over every process of the run (the command, its
   Ray and every worker; on the cluster, the cluster's processes), sampled every 0.2 s;
-- ``per model``: the median peak RSS of one model actor's process (``ray::ModelActor``, or
+- ``per model``: the median peak USS (the memory only that process holds: what it costs to add one)
+  of one model actor's process (``ray::ModelActor``, or
   ``ray::ModelGroupActor`` with ``--models-per-actor``: then one process holds several models); on the
   loopback cluster the processes are those whose command line names its temporary folder (GCS,
   raylets, agents) and all their children (the workers); ``nan`` when no model actor was found.
@@ -83,13 +84,17 @@ def config(n_models: int, symbols: int, bars: int, chunk_size: int | str = "auto
     }
 
 
-class MemorySampler:
-    """The peak of summed RSS over a set of processes, and each model actor's peak."""
+MODEL_ACTORS = ("ModelActor", "ModelGroupActor")
 
-    def __init__(self, roots: list[int], marker: str | None) -> None:
-        self._roots, self._marker = roots, marker
+
+class MemorySampler:
+    """The peak of summed RSS over a set of processes, and the peak USS of each process of the
+    actor classes in ``track`` (a model's by default): ``peaks[class][pid]``."""
+
+    def __init__(self, roots: list[int], marker: str | None, track: tuple[str, ...] = MODEL_ACTORS) -> None:
+        self._roots, self._marker, self._track = roots, marker, track
         self.peak = 0.0
-        self.actors: dict[int, float] = {}
+        self.peaks: dict[str, dict[int, float]] = {k: {} for k in track}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -125,16 +130,22 @@ class MemorySampler:
                             seen.add(q.pid)
                             yield q
 
+    @property
+    def actors(self) -> dict[int, float]:
+        """Each model actor's peak USS, by process."""
+        return {pid: v for k in MODEL_ACTORS for pid, v in self.peaks.get(k, {}).items()}
+
     def _run(self) -> None:
         while not self._stop.wait(0.2):
             total = 0.0
             for p in self._processes():
                 try:
-                    rss = p.memory_info().rss
-                    total += rss
-                    title = " ".join(p.cmdline()[:1])  # a model's actor, or a group of models' (ModelGroupActor)
-                    if any(k in title or p.name().startswith(f"ray::{k}") for k in ("ModelActor", "ModelGroupActor")):
-                        self.actors[p.pid] = max(self.actors.get(p.pid, 0.0), rss)
+                    total += p.memory_info().rss
+                    title = " ".join(p.cmdline()[:1])  # ray::ModelActor.decide, ray::LedgerActor, ...
+                    for k in self._track:
+                        if f"ray::{k}" in title or p.name().startswith(f"ray::{k}"):
+                            uss = p.memory_full_info().uss
+                            self.peaks[k][p.pid] = max(self.peaks[k].get(p.pid, 0.0), uss)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             self.peak = max(self.peak, total)
@@ -175,7 +186,7 @@ def loopback_cluster(cpus: int) -> Iterator[dict]:
 
 def table(points: list[Point]) -> str:
     head = (f"{'nodes':>5} {'models':>6} {'wall s':>7} {'replay s':>8} {'ledger s':>8} {'journal s':>9} {'bar·model/s':>12} "
-            f"{'(ledger)':>12} {'peak RSS':>9} {'per model':>9}")
+            f"{'(ledger)':>12} {'peak RSS':>9} {'model USS':>9}")
     rows = [head, "-" * len(head)]
     for p in points:
         rows.append(f"{p.nodes:>5} {p.models:>6} {p.wall:>7.1f} {p.replay:>8.2f} {p.ledger:>8.2f} {p.journal:>9.2f} "

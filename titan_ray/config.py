@@ -343,6 +343,10 @@ class LedgerConfig(_Strict):
         None, gt=0, le=1, description="cap each fill at this share of the bar's volume; the rest keeps working"
     )
     journal: JournalConfig = JournalConfig()
+    memory_rows: int = Field(
+        16_384, ge=1, description="records of each kind (fills, orders, equity rows, ...) a model's book keeps "
+        "in RAM, to twice that; older ones go to files the results read back, so a live ledger stays flat"
+    )
 
     @field_validator("initial_cash", "commission_bps", mode="before")
     @classmethod

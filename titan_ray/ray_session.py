@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import ray
 
@@ -38,3 +39,14 @@ def ray_connected(address: str | None) -> Iterator[None]:
     finally:
         if started:
             ray.shutdown()
+
+
+def process_memory() -> dict[str, int | None]:
+    """This process's memory in bytes: ``rss`` (resident, shared libraries included) and ``uss`` (its
+    own pages: what ending it would free), from Linux's ``/proc/self/smaps_rollup``; None elsewhere."""
+    try:
+        rollup = Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]  # the first line names the range
+    except OSError:
+        return {"rss": None, "uss": None}
+    kib = {line.split(":")[0]: int(line.split()[1]) for line in rollup if line.endswith(" kB")}
+    return {"rss": kib["Rss"] * 1024, "uss": (kib["Private_Clean"] + kib["Private_Dirty"]) * 1024}

@@ -101,6 +101,8 @@ class ClusterFinish:
     alerts: list[dict[str, Any]]  # the watchdog's
     # each model actor at the end: node_id, pid, memory {rss, uss} in bytes, heavy_libraries loaded
     models: dict[str, dict[str, Any]]
+    # the ledger's process (rss, uss) and records (in RAM, in all) at the end of the replay, before the results
+    ledger_memory: dict[str, int | None]
 
 
 class ArenaCluster:
@@ -296,6 +298,7 @@ class ArenaCluster:
         keep = ("node_id", "pid", "memory", "heavy_libraries")
         models = {name: {k: mi[k] for k in keep} for name, mi in zip(self.models, ends, strict=True)}
         failures = ray.get(self.ledger.failures.remote())
+        ledger_memory = ray.get(self.ledger.memory.remote())  # before the results read every record back
         results: dict[str, ModelResults] = ray.get(self.ledger.results.remote())
         ray.get(self.ledger.close.remote())
         info = self.info
@@ -304,7 +307,8 @@ class ArenaCluster:
             info = {**info, **ray.get(self.market.info.remote())}
         paper_report = self.paper.finish(results[self.paper.model].fills) if self.paper is not None else None
         alerts = self._stop_monitor()
-        return ClusterFinish(results, busy, journal_seconds, failures, info, paper_report, alerts, models)
+        return ClusterFinish(results, busy, journal_seconds, failures, info, paper_report, alerts, models,
+                             ledger_memory)
 
     def _spawn(self, actor: Any) -> Any:
         self._cleanup.callback(ray.kill, actor)

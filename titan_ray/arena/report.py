@@ -76,6 +76,9 @@ class RunReport:
     bars_per_second: float | None  # None for a resumed run (its replay did not book every bar)
     busy_seconds: dict[str, float]  # time each actor spent working during the replay
     journal_seconds: float  # the ledger's journal writes, on a thread beside its booking (not in busy_seconds)
+    # the ledger actor at the end of the replay, before the results: its process's rss and uss in bytes,
+    # the records its books hold in RAM (records_in_memory, record_bytes_in_memory) and booked in all
+    ledger_memory: dict[str, int | None]
     placement: Placement
     live: LiveSummary | None
     paper_check: dict[str, Any] | None

@@ -213,6 +213,7 @@ def _report(
         bars_per_second=info["n_bars"] / seconds if seconds > 0 and resumed_from is None else None,
         busy_seconds=end.busy,
         journal_seconds=end.journal_seconds,
+        ledger_memory=end.ledger_memory,
         placement=cluster.placement,
         live=None if live is None else LiveSummary(
             stopped_by=live.stop.reason, bars=replay.done, reconnects=info.get("reconnects"),

@@ -21,15 +21,24 @@ booking (and encoding the entry); ``journal_seconds`` the writes.
 
 After each booked chunk its new fills and a light leaderboard go to the ``sink`` the driver handed
 in, if any (a side channel: the journal, not the sink, is what a restart reads).
+
+Its memory does not grow with the run: each book keeps the newest ``ledger.memory_rows`` to twice that
+records of a kind in RAM and spills the older to files in a folder of this actor's (named by its
+actor id, so that a restarted incarnation, which books the journal again, starts it anew), deleted
+by ``close``; ``results`` reads them back. The live leaderboard's Sharpe and drawdown are running
+figures (``RunningReturns``), each bar of the curve read once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,8 +50,21 @@ from titan_ray.domain.decisions import Decisions
 from titan_ray.domain.events import EventSink
 from titan_ray.ledger.engine import Ledger, ModelResults
 from titan_ray.ledger.journal import Journal, decode, encode, open_journal
-from titan_ray.metrics.performance import max_drawdown, returns_from_equity, sharpe
+from titan_ray.metrics.performance import RunningReturns
 from titan_ray.metrics.sample import annualisation_sample
+from titan_ray.ray_session import process_memory
+
+
+def spill_folder() -> Path:
+    """This actor's folder for spilled records, empty: the same for every incarnation of the actor
+    (its id), so a restart removes what the one before left."""
+    actor = ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
+    if actor is None:
+        return Path(tempfile.mkdtemp(prefix="titan-ray-ledger-"))
+    folder = Path(tempfile.gettempdir()) / f"titan-ray-ledger-{actor}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def _done() -> asyncio.Future:
@@ -75,7 +97,10 @@ class LedgerActor:
         refs = [v for v in models.values() if isinstance(v, ray.ObjectRef)]
         infos = {id(r): r.future().result() for r in refs}
         long_only = {n: infos[id(v)]["long_only"] if isinstance(v, ray.ObjectRef) else bool(v) for n, v in models.items()}
-        self._ledger = Ledger(ledger=ledger, risk=risk, symbols=symbols, calendar=calendar, models=long_only)
+        self._spill = spill_folder()
+        self._ledger = Ledger(ledger=ledger, risk=risk, symbols=symbols, calendar=calendar, models=long_only,
+                              memory_rows=ledger.memory_rows, spill=self._spill)
+        self._running = {name: RunningReturns(book.initial_cash_micro / 1e6) for name, book in self._ledger.books.items()}
         self._periods, self._calendar = periods_per_year, calendar
         self._busy = 0.0  # seconds spent booking chunks: shows whether the ledger is the bottleneck
         self._journal_busy = 0.0  # seconds the writer thread spent writing the journal
@@ -193,19 +218,19 @@ class LedgerActor:
         """A light live leaderboard: enough for a terminal table while the replay runs."""
         rows = []
         for name, book in self._ledger.books.items():
-            equity = book.curve()["equity"]
+            running = self._running[name]
+            running.add(book.rows("curve", running.n)["equity"])  # the bars booked since the last snapshot
             initial = book.initial_cash_micro / 1e6
-            r = returns_from_equity(equity, initial) if len(equity) else equity
-            sample = annualisation_sample(len(r), self._periods, self._calendar)
+            sample = annualisation_sample(running.n, self._periods, self._calendar)
             rows.append(
                 {
                     "model": name,
-                    "equity": float(equity[-1]) if len(equity) else initial,
-                    "total_return": float(equity[-1] / initial - 1) if len(equity) else 0.0,
+                    "equity": running.last,
+                    "total_return": running.last / initial - 1,
                     # withheld on a sample too short to annualise (metrics/sample.py), as the leaderboard
-                    "sharpe": None if sample.too_small else _finite(sharpe(r, self._periods)),
+                    "sharpe": None if sample.too_small else _finite(running.sharpe(self._periods)),
                     "sample_too_small": sample.too_small,
-                    "max_drawdown": float(max_drawdown(r)) if len(r) else 0.0,
+                    "max_drawdown": running.max_drawdown() if running.n else 0.0,
                     "n_trades": book.n_round_trips,
                     "n_fills": book.n_fills,
                     "n_rejected": book.n_rejected,
@@ -216,8 +241,19 @@ class LedgerActor:
     def results(self) -> dict[str, ModelResults]:
         return self._ledger.results()
 
+    def memory(self) -> dict[str, int | None]:
+        """This process's memory (``rss``, ``uss``), the records and explanation batches the books
+        hold in RAM now and the bytes of their record tables, and the records booked in all."""
+        books = self._ledger.books.values()
+        return {**process_memory(), "records_in_memory": sum(b.memory_rows for b in books),
+                "record_bytes_in_memory": sum(b.memory_bytes for b in books),
+                "records": sum(b.n_records for b in books)}
+
     def close(self) -> None:
-        """End of run: close the journal (SQLite folds its write-ahead log in) and the sink."""
+        """End of run: close the journal (SQLite folds its write-ahead log in) and the sink, and
+        delete the spilled records (the driver has read the results)."""
+        self._ledger.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
         self._writer.shutdown(wait=True)
         if self._journal is not None:
             self._journal.close()

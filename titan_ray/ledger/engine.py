@@ -32,6 +32,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -49,7 +50,7 @@ from titan_ray.domain.orders import (
 )
 from titan_ray.ledger import kernel
 from titan_ray.ledger.money import Commission, to_micro
-from titan_ray.ledger.portfolio import Book, Scratch
+from titan_ray.ledger.portfolio import KINDS, Book, Scratch
 from titan_ray.ledger.records import REASON, STATUS, Causes, Records
 from titan_ray.risk.engine import forced_explanations, reject_detail
 
@@ -122,7 +123,12 @@ class Ledger:
         symbols: tuple[str, ...] | list[str],
         calendar: Calendar | str,
         models: dict[str, bool],  # name -> long_only
+        memory_rows: int | None = None,
+        spill: Path | None = None,
     ) -> None:
+        """``memory_rows``: each book keeps that many to twice that records of a kind in RAM, the
+        older in files under ``spill`` (a folder of its own per book; a temporary one without
+        ``spill``), deleted by ``close``; None: everything in RAM."""
         self.cfg = ledger
         self.risk_cfg = risk
         self.symbols = tuple(symbols)
@@ -134,7 +140,9 @@ class Ledger:
                              "(below 4.6e12 of the account currency); use a smaller amount")
         n = len(self.symbols)
         self.books: dict[str, Book] = {
-            name: Book(name, n, long_only, initial_micro) for name, long_only in models.items()
+            name: Book(name, n, long_only, initial_micro, memory_rows=memory_rows,
+                       folder=None if spill is None else Path(spill) / f"book-{i:05d}")
+            for i, (name, long_only) in enumerate(models.items())
         }
         self._causes = {name: Causes(name, self.symbols) for name in self.books}  # ids made once per decision
         self._last_close = np.full(n, np.nan)  # last finite close per symbol, for marks
@@ -196,7 +204,7 @@ class Ledger:
             if dec is None:
                 book.skipped.append(seq)
             elif dec.explanations is not None:
-                book.explanations.append(dec.explanations)
+                book.explanations.append(dec.explanations, max(1, len(dec.explanations)))
             book.seq = seq
         self._last_close = close_mark[-1].copy()
         return {"seq": seq, "applied": [book.model for book, _, _ in work]}
@@ -217,8 +225,8 @@ class Ledger:
         """Flatten ``model`` at the next fill bar and reject every order that adds risk (or lift it).
         The flattening's id names the last bar booked: ``risk:kill_switch:MODEL:SYMBOL:BAR``."""
         book = self.books[model]
-        book.reserve(0)
-        kernel.kill_switch(book.account, book.state, on, _frozen(self._last_close), book.forced_records)
+        with book.booking(Scratch.here(), 0) as records:
+            kernel.kill_switch(book.account, book.state, on, _frozen(self._last_close), records[KINDS.index("forced")])
 
     def stage(self, model: str, weights: np.ndarray, bar: int, timestamp: int) -> None:
         """Stage a model's new target weights at ``bar``, outside ``apply``: the training env
@@ -230,14 +238,20 @@ class Ledger:
         if w.shape != (len(self.symbols),):
             raise ValueError(f"weights for {model!r} have shape {w.shape}; expected ({len(self.symbols)},): "
                              "one per symbol, in the ledger's symbol order")
-        book.reserve(1)
-        kernel.stage_weights(book.account, book.state, w, bar, timestamp, book.order_records)
+        with book.booking(Scratch.here(), 1) as records:
+            kernel.stage_weights(book.account, book.state, w, bar, timestamp, records[KINDS.index("order")])
 
     def fills(self, model: str, start: int = 0) -> list[Fill]:
-        """``model``'s fills from the ``start``-th on (``Book.n_fills`` counts them)."""
-        book = self.books[model]
-        self._sync_fills(book)
-        return book.fill_list[start:]  # only the new ones copied: the live sink asks after every chunk
+        """``model``'s fills from the ``start``-th on (``Book.n_fills`` counts them): the live sink
+        and the training env ask for the new ones after every chunk."""
+        # ids made for these alone: the run's ``Causes`` keeps each id it makes, and a live run's
+        # fills would then be held for ever
+        return list(Records("fill", Causes(model, self.symbols), self.books[model].rows("fill", start)))
+
+    def close(self) -> None:
+        """Delete what the books spilled to files (read the results first)."""
+        for book in self.books.values():
+            book.close()
 
     def results(self) -> dict[str, ModelResults]:
         return {name: self._model_results(book) for name, book in self.books.items()}
@@ -258,14 +272,7 @@ class Ledger:
         open_mark = np.where(np.isfinite(bars.open), bars.open, prev_close)
         return close_mark, open_mark
 
-    # --- records into domain types --------------------------------------------------------------
-    # The live sink and the training env read a model's new fills after every chunk: each fill becomes
-    # its NamedTuple once and the book keeps it. Results leave as the record arrays (``Records``).
-
-    def _sync_fills(self, book: Book) -> None:
-        rows = book.fills()[len(book.fill_list):]
-        if len(rows):
-            book.fill_list.extend(Records("fill", self._causes[book.model], rows))
+    # --- records into domain types: results leave as the record arrays (``Records``) -----------
 
     def _order_rows(self, book: Book) -> tuple[np.ndarray, list[str]]:
         """Every order, by id: those that ended, and those still working at the end of the run (as
@@ -334,9 +341,9 @@ class Ledger:
             cash=curve["cash"].copy(),
             gross_exposure=curve["gross"].copy(),
             orders=Records("order", causes, *self._order_rows(book)),
-            fills=Records("fill", causes, book.fills().copy()),
-            round_trips=Records("round_trip", causes, book.round_trips().copy()),
-            explanations=[*book.explanations, *forced_explanations(book.model, book.forced(), self.symbols)],
+            fills=Records("fill", causes, book.fills()),
+            round_trips=Records("round_trip", causes, book.round_trips()),
+            explanations=[*book.explanations.items(), *forced_explanations(book.model, book.forced(), self.symbols)],
             positions={self.symbols[s]: state["position"][s].item() for s in held},
             avg_cost={self.symbols[s]: state["avg_cost"][s].item() for s in held},
             realized_pnl=float(np.ascontiguousarray(state["realized"]).sum()),

@@ -14,26 +14,31 @@ Cash moves only by fills (each fill's exact value and commission), equity is
 flows, so the round trips of a run add up to its realized cash P&L to the micro-unit.
 
 The records stay columns; results carry them as ``Records`` (``ledger/records.py``), which make
-the domain's NamedTuples only when read. The kernel writes without growing anything: a chunk is
-booked into a ``Scratch`` that holds the most records any chunk of its size can write, one per
-thread (a thread books one model at a time), and ``Book.booking`` appends what was written
-to the model's own arrays, which hold what was booked and grow by doubling. So a book's memory
-follows the records it has, not the worst case of every chunk (five orders per bar and symbol):
-before, each model reserved that worst case, tens of MB per model at 5,000-bar chunks, and
-allocating it was a third of the booking's time at 32 models. ``reserve`` makes room in the book
-itself for the small writes outside a chunk (a kill switch, a staged target).
+the domain's NamedTuples only when read. The kernel writes without growing anything: a chunk (or
+a kill switch, or a staged target) is booked into a ``Scratch`` that holds the most records any
+chunk of its size can write, one per thread (a thread books one model at a time), and
+``Book.booking`` appends what was written to the model's own tables. So a book's memory follows the
+records it has, not the worst case of every chunk (five orders per bar and symbol).
+
+In the arena a book's memory is also bounded in time: each kind of record is a ``SpilledColumns``
+table (``data/spill.py``) and the explanation batches a ``SpilledList``, which keep the newest
+``memory_rows`` to twice that in RAM and the older in files of the book's folder; results read
+them back whole. Nothing in the booking reads an older record, so spilling changes no number. A
+book made without ``memory_rows`` keeps everything in RAM (a test, the training env).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
-from titan_ray.domain.decisions import ExplanationBatch
-from titan_ray.domain.orders import Fill
+from titan_ray.data.spill import SpilledColumns, SpilledList
 from titan_ray.ledger.kernel import (
     ACCOUNT,
     CURVE,
@@ -46,15 +51,10 @@ from titan_ray.ledger.kernel import (
     records_bound,
 )
 
-_RECORDS = ("fill_records", "order_records", "trip_records", "curve_records", "forced_records")
+# the kinds of record, in the kernel's order, each with the account's count of it
+KINDS = ("fill", "order", "round_trip", "curve", "forced")
 _COUNTS = ("n_fills", "n_orders", "n_trips", "n_curve", "n_forced")
-
-
-def _put(into: np.ndarray, at: int, rows: np.ndarray) -> None:
-    """``into[at : at + len(rows)] = rows`` for records of one dtype, as bytes: numpy copies a record
-    array field by field, ten to twenty times slower than the memory copy this is."""
-    size = rows.dtype.itemsize
-    into.view(np.uint8)[at * size : (at + len(rows)) * size] = rows.view(np.uint8)
+_DTYPES = (FILL, ORDER, TRIP, CURVE, FORCED)
 
 
 class Scratch:
@@ -65,7 +65,7 @@ class Scratch:
     _local = threading.local()
 
     def __init__(self) -> None:
-        self.records = tuple(np.empty(0, dtype) for dtype in (FILL, ORDER, TRIP, CURVE, FORCED))
+        self.records = tuple(np.empty(0, dtype) for dtype in _DTYPES)
 
     @classmethod
     def here(cls) -> Scratch:
@@ -86,38 +86,36 @@ class Scratch:
 class Book:
     """Everything the ledger knows about one model."""
 
-    def __init__(self, model: str, n_symbols: int, long_only: bool, initial_cash_micro: int) -> None:
+    def __init__(self, model: str, n_symbols: int, long_only: bool, initial_cash_micro: int, *,
+                 memory_rows: int | None = None, folder: Path | None = None) -> None:
         self.model = model
         self.long_only = long_only
         self.seq = -1  # last chunk sequence number applied
-        self.account = np.zeros(1, ACCOUNT)
+        self.account = np.zeros(1, ACCOUNT)  # its counts of records are the totals, spilled or not
         initial = initial_cash_micro / 1e6
         for name, value in (("cash", initial_cash_micro), ("initial_cash", initial_cash_micro),
                             ("last_equity", initial), ("peak", initial), ("day", -1), ("day_start_equity", initial),
                             ("last_bar", -1)):
             self.account[name] = value
         self.state = np.zeros(n_symbols, SYMBOL_STATE)
-        self.fill_records = np.empty(0, FILL)
-        self.order_records = np.empty(0, ORDER)
-        self.trip_records = np.empty(0, TRIP)
-        self.curve_records = np.empty(0, CURVE)
-        self.forced_records = np.empty(0, FORCED)
-        self.explanations: list[ExplanationBatch] = []  # per chunk, as the model sent them
+        self._own_folder = memory_rows is not None and folder is None
+        if self._own_folder:
+            folder = Path(tempfile.mkdtemp(prefix="titan-ray-book-"))
+        elif folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        self._tables = {kind: SpilledColumns({kind: ((), dtype)}, memory_rows=memory_rows, folder=folder)
+                        for kind, dtype in zip(KINDS, _DTYPES, strict=True)}
+        self.explanations = SpilledList(  # per chunk, as the model sent them
+            memory_rows=memory_rows, file=None if folder is None else folder / "explanations.pickle")
+        self._folder = folder
         self.skipped: list[int] = []  # chunk sequence numbers without decisions
-        # The fills as the domain's NamedTuples, each made once when first read (by ``Ledger``: the
-        # live sink and the training env read the new ones after every chunk)
-        self.fill_list: list[Fill] = []
-
-    def reserve(self, n_bars: int) -> None:
-        """Make room in the book for the most records ``n_bars`` bars (0: a kill switch) can write."""
-        a = self.account[0]
-        for attr, name, bound in zip(_RECORDS, _COUNTS, records_bound(n_bars, len(self.state)), strict=True):
-            self._grow(attr, int(a[name]), int(a[name]) + bound)
+        self._rejected = 0  # orders that ended rejected, counted as they are booked
 
     @contextmanager
     def booking(self, scratch: Scratch, n_bars: int) -> Iterator[tuple[np.ndarray, ...]]:
-        """The record arrays to hand the kernel for a chunk of ``n_bars``: ``scratch``'s, with this
-        book's counts at 0 while it writes; then what it wrote is appended here and the counts move on."""
+        """The record arrays to hand the kernel for a chunk of ``n_bars`` (0: a kill switch; 1 for a
+        staged target): ``scratch``'s, with this book's counts at 0 while it writes; then what it
+        wrote is appended to the book's tables and the counts move on."""
         a = self.account[0]
         counts = [int(a[name]) for name in _COUNTS]
         for name in _COUNTS:
@@ -125,41 +123,58 @@ class Book:
         try:
             yield scratch.arrays(n_bars, len(self.state))
         finally:  # even after an error: the book keeps what was written, as it did writing in place
-            for attr, name, base, written in zip(_RECORDS, _COUNTS, counts, scratch.records, strict=True):
+            for kind, name, base, written in zip(KINDS, _COUNTS, counts, scratch.records, strict=True):
                 n = int(a[name])
-                self._grow(attr, base, base + n)
-                _put(getattr(self, attr), base, written[:n])
+                if n:
+                    self._tables[kind].extend(**{kind: written[:n]})
+                    if kind == "order":
+                        self._rejected += int(np.count_nonzero(written["status"][:n] == REJECTED))
                 a[name] = base + n
 
-    def _grow(self, attr: str, count: int, need: int) -> None:
-        """Room for ``need`` records in ``attr``, of which the first ``count`` are kept (doubling)."""
-        records = getattr(self, attr)
-        if need > len(records):
-            grown = np.empty(max(2 * len(records), need), records.dtype)
-            _put(grown, 0, records[:count])
-            setattr(self, attr, grown)
+    def rows(self, kind: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Records ``start..stop-1`` of ``kind`` (one of ``KINDS``), from the files and RAM alike."""
+        table = self._tables[kind]
+        return table.slice(start, len(table) if stop is None else stop)[kind]
 
     def fills(self) -> np.ndarray:
-        return self.fill_records[: self.n_fills]
+        return self.rows("fill")
 
     def orders(self) -> np.ndarray:
         """The orders that have ended (filled, rejected, replaced), in the order they ended."""
-        return self.order_records[: int(self.account[0]["n_orders"])]
+        return self.rows("order")
 
     def round_trips(self) -> np.ndarray:
-        return self.trip_records[: self.n_round_trips]
+        return self.rows("round_trip")
 
     def curve(self) -> np.ndarray:
         """Timestamp, equity, cash and gross exposure at every close booked."""
-        return self.curve_records[: int(self.account[0]["n_curve"])]
+        return self.rows("curve")
 
     def forced(self) -> np.ndarray:
         """The risk rules' forced flattenings, one per position, in the order the rules fired."""
-        return self.forced_records[: int(self.account[0]["n_forced"])]
+        return self.rows("forced")
 
     def working(self) -> np.ndarray:
         """Symbol indices with an order still working."""
         return np.flatnonzero(self.state["wk_id"])
+
+    @property
+    def memory_rows(self) -> int:
+        """Records and explanation batches held in RAM now (bounded when the book spills)."""
+        return sum(t.memory_rows for t in self._tables.values()) + self.explanations.memory_items
+
+    @property
+    def memory_bytes(self) -> int:
+        """What the record tables hold in RAM (their arrays), whatever the run's length when they spill."""
+        return sum(t.memory_bytes for t in self._tables.values())
+
+    def close(self) -> None:
+        """Delete the spilled files (read the results first)."""
+        for table in self._tables.values():
+            table.close()
+        self.explanations.close()
+        if self._own_folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
     @property
     def n_fills(self) -> int:
@@ -170,8 +185,17 @@ class Book:
         return int(self.account[0]["n_trips"])
 
     @property
+    def n_curve(self) -> int:
+        return int(self.account[0]["n_curve"])
+
+    @property
+    def n_records(self) -> int:
+        """Records of every kind booked so far, spilled or in RAM."""
+        return sum(len(t) for t in self._tables.values())
+
+    @property
     def n_rejected(self) -> int:
-        return int(np.count_nonzero(self.orders()["status"] == REJECTED))
+        return self._rejected
 
     @property
     def cash_micro(self) -> int:

@@ -114,6 +114,55 @@ def max_drawdown(r: np.ndarray) -> float:
     return float(np.nanmin(_drawdowns(r)))
 
 
+class RunningReturns:
+    """Sharpe and max drawdown of an equity curve that grows chunk by chunk, each chunk read once
+    (a live leaderboard after every bar costs O(new bars), not O(history)). The figures are
+    ``sharpe`` and ``max_drawdown`` of the whole curve, to rounding: the returns' mean and squared
+    deviations are merged chunk by chunk (Chan, Golub and LeVeque's pairwise update), and the
+    wealth path continues from its last value and peak."""
+
+    def __init__(self, initial: float) -> None:
+        self.last = float(initial)  # the equity the next return is measured against
+        self.n = 0  # returns seen (the curve's rows), missing ones included, as in ``sharpe``
+        self._k, self._mean, self._m2 = 0, 0.0, 0.0  # present returns: count, mean, squared deviations
+        self._lo, self._hi = math.inf, -math.inf
+        self._wealth, self._peak, self._mdd = 1.0, 1.0, 0.0
+
+    def add(self, equity: np.ndarray) -> None:
+        """The curve's next rows of equity."""
+        r = returns_from_equity(equity, self.last)
+        if r.size == 0:
+            return
+        self.last = float(equity[-1])
+        self.n += r.size
+        x = _present(r)
+        with np.errstate(all="ignore"):
+            if x.size:
+                mean = float(x.mean())
+                k = self._k + x.size
+                delta = mean - self._mean
+                self._m2 += float(np.square(x - mean).sum()) + delta * delta * self._k * x.size / k
+                self._mean += delta * x.size / k
+                self._k = k
+                self._lo, self._hi = min(self._lo, float(x.min())), max(self._hi, float(x.max()))
+            path = self._wealth * np.cumprod(1.0 + np.where(np.isnan(r), 0.0, r))
+            peak = np.fmax.accumulate(np.concatenate(([self._peak], path)))[1:]
+            self._mdd = float(np.nanmin(np.concatenate(([self._mdd], (path - peak) / peak))))
+            self._wealth, self._peak = float(path[-1]), float(peak[-1])
+
+    def sharpe(self, periods: float) -> float:
+        if self.n < 2 or self._k < 2:
+            return math.nan
+        with np.errstate(all="ignore"):
+            std = math.sqrt(self._m2 / (self._k - 1)) if self._m2 >= 0 else math.nan
+            if self._lo == self._hi and math.isfinite(std):
+                std = 0.0  # equal returns have no dispersion, as ``sharpe``
+            return float(np.float64(self._mean) / np.float64(std) * math.sqrt(periods))
+
+    def max_drawdown(self) -> float:
+        return math.nan if self.n == 0 else self._mdd
+
+
 def max_drawdown_duration(r: np.ndarray) -> int:
     """Longest run of bars below a previous peak; an unrecovered one counts up to the end."""
     r = _as_returns(r)

@@ -32,7 +32,6 @@ import sys
 import time
 import uuid
 import warnings
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -42,19 +41,9 @@ from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Decisions
 from titan_ray.models.base import OutOfFold, Stacker, TradingModel
 from titan_ray.models.kinds import build_model
+from titan_ray.ray_session import process_memory
 
 HEAVY_LIBRARIES = ("torch", "shap", "lightgbm")  # each adds hundreds of MB to a process that imports it
-
-
-def process_memory() -> dict[str, int | None]:
-    """This process's memory in bytes: ``rss`` (resident, shared libraries included) and ``uss`` (its
-    own pages: what ending it would free), from Linux's ``/proc/self/smaps_rollup``; None elsewhere."""
-    try:
-        rollup = Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]  # the first line names the range
-    except OSError:
-        return {"rss": None, "uss": None}
-    kib = {line.split(":")[0]: int(line.split()[1]) for line in rollup if line.endswith(" kB")}
-    return {"rss": kib["Rss"] * 1024, "uss": (kib["Private_Clean"] + kib["Private_Dirty"]) * 1024}
 
 
 # Heartbeats have a thread of their own ("health"): a model busy for a minute (a PPO policy training

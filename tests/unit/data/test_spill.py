@@ -47,8 +47,11 @@ def test_any_range_reads_back_what_was_appended(tmp_path_factory, block, n, data
 
 def test_memory_is_fixed_by_the_block_not_the_history(tmp_path):
     table = _table(tmp_path, 16)
+    for i in range(100):
+        table.append(t=i, v=np.full(3, i))
     held = table.memory_bytes
-    for i in range(10_000):
+    assert held == 2 * 16 * (8 + 3 * 8)  # the arrays grew to twice the block, and no further
+    for i in range(100, 10_000):
         table.append(t=i, v=np.full(3, i))
     assert table.memory_bytes == held and table.spilled >= 10_000 - 32
     assert table.slice(9_999, 10_000)["v"].tolist() == [[9_999.0] * 3]
@@ -98,11 +101,11 @@ def test_a_long_live_feed_holds_bounded_memory_and_serves_all_history():
     feed = LiveFeed(DataConfig(provider="alpaca", symbols=list(symbols), calendar="continuous", frequency="1min"),
                     ReplayConfig(warmup_bars=warm, chunk_size=10), LiveConfig(bar_grace_s=1.0), source,
                     _history(symbols, warm), clock=lambda: float(next(clock)), memory_bars=64)
-    held = feed.memory_bytes
     tracemalloc.start()
     k = feed.n_warmup_chunks
     for i in range(400):  # warm-up: the first, where the live bars start
         feed.next_chunk(k + i)
+    held = feed.memory_bytes
     after_warm, _ = tracemalloc.get_traced_memory()
     for i in range(400, 4_000):
         feed.next_chunk(k + i)

@@ -23,12 +23,13 @@ def batch(open_, close=None, volume=None, *, symbols=None, start=0, step=DAY) ->
     return BarBatch.from_arrays(ts, names, open=o, high=hi, low=lo, close=c, volume=v, start=start)
 
 
-def ledger(models=("m",), symbols=None, n_symbols=1, long_only=True, **overrides) -> Ledger:
+def ledger(models=("m",), symbols=None, n_symbols=1, long_only=True, memory_rows=None, spill=None,
+           **overrides) -> Ledger:
     raw = {"models": [{"name": "x", "kind": "buy_and_hold"}], **overrides}
     cfg = parse_config(raw)
     names = symbols or [f"S{i}" for i in range(n_symbols)]
     return Ledger(ledger=cfg.ledger, risk=cfg.risk, symbols=names, calendar="continuous",
-                  models={m: long_only for m in models})
+                  models={m: long_only for m in models}, memory_rows=memory_rows, spill=spill)
 
 
 def decisions(model, weights, start=0) -> Decisions:

@@ -16,6 +16,7 @@ from helpers import batch, decisions, ledger
 from titan_ray.domain.decisions import DecisionId, ForcedId
 from titan_ray.domain.orders import Fill, OrderRecord, OrderStatus, RoundTrip
 from titan_ray.ledger.engine import _threads
+from titan_ray.ledger.portfolio import KINDS
 from titan_ray.ledger.records import Records, fields
 
 
@@ -88,9 +89,8 @@ def test_a_book_holds_what_it_booked_not_every_chunks_worst_case():
         book = long.books[m]
         n_orders = int(book.account[0]["n_orders"])
         assert 0 < n_orders < 2 * n_t * n_s // every[m] + 2 * n_s  # about two orders a symbol a target
-        assert len(book.order_records) <= 2 * n_orders  # held: what was booked, grown by doubling
-        assert len(book.fill_records) <= 2 * book.n_fills
-        assert len(book.curve_records) <= 2 * n_t
+        booked = sum(book.rows(kind).nbytes for kind in KINDS)
+        assert booked <= book.memory_bytes <= 2 * booked  # held: what was booked, grown by doubling
         np.testing.assert_array_equal(book.fills(), short.books[m].fills())
         np.testing.assert_array_equal(book.orders(), short.books[m].orders())
         np.testing.assert_array_equal(book.curve(), short.books[m].curve())
