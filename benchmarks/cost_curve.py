@@ -44,6 +44,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import ray_env, two_node_cluster  # the tests' loopback cluster, shared
 
+from titan_ray.ray_session import process_memory
+
 TITAN_RAY = Path(sys.executable).with_name("titan-ray")
 
 
@@ -85,6 +87,7 @@ def config(n_models: int, symbols: int, bars: int, chunk_size: int | str = "auto
 
 
 MODEL_ACTORS = ("ModelActor", "ModelGroupActor")
+
 
 
 class MemorySampler:
@@ -144,9 +147,11 @@ class MemorySampler:
                     title = " ".join(p.cmdline()[:1])  # ray::ModelActor.decide, ray::LedgerActor, ...
                     for k in self._track:
                         if f"ray::{k}" in title or p.name().startswith(f"ray::{k}"):
-                            uss = p.memory_full_info().uss
+                            # smaps_rollup: psutil's memory_full_info reads every mapping, and sampling that
+                            # every 0.2 s took enough of a core to slow the replay it measured
+                            uss = process_memory(p.pid)["uss"] or 0
                             self.peaks[k][p.pid] = max(self.peaks[k].get(p.pid, 0.0), uss)
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError, ProcessLookupError):
                     continue
             self.peak = max(self.peak, total)
 

@@ -33,6 +33,12 @@ EXPERIMENT = {"name": "ab", "seed": 1, "arms": [
 ]}
 
 
+# ~5 bars a second: 40 minutes of arena, longer than the whole suite, so that the tests that need
+# it running (the kill switch) find it running however slow the machine is that day (4,000 bars,
+# 13 minutes, once ran out before them)
+ARENA_BARS = 12_000
+
+
 def app_args(arena_actor: str) -> dict[str, Any]:
     """The main app: a small arena (3 symbols, 1-minute bars, ~5 bars a second) of the served models."""
     return {
@@ -44,7 +50,7 @@ def app_args(arena_actor: str) -> dict[str, Any]:
             "leaderboard_refresh_s": 1.0,
             "config": {
                 "seed": 5,
-                "data": {"provider": "synthetic", "n_symbols": 3, "bars": 4000, "frequency": "1min",
+                "data": {"provider": "synthetic", "n_symbols": 3, "bars": ARENA_BARS, "frequency": "1min",
                          "calendar": "continuous"},
                 "replay": {"chunk_size": 2, "pace": {"speed": 300}},
                 "ledger": {"initial_cash": 100000, "commission_bps": 5},

@@ -41,11 +41,12 @@ def ray_connected(address: str | None) -> Iterator[None]:
             ray.shutdown()
 
 
-def process_memory() -> dict[str, int | None]:
-    """This process's memory in bytes: ``rss`` (resident, shared libraries included) and ``uss`` (its
-    own pages: what ending it would free), from Linux's ``/proc/self/smaps_rollup``; None elsewhere."""
+def process_memory(pid: int | str = "self") -> dict[str, int | None]:
+    """A process's memory in bytes (this one's by default): ``rss`` (resident, shared libraries
+    included) and ``uss`` (its own pages: what ending it would free), from Linux's
+    ``/proc/PID/smaps_rollup`` (cheap: psutil's ``memory_full_info`` reads every mapping); None elsewhere."""
     try:
-        rollup = Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]  # the first line names the range
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]  # the first line names the range
     except OSError:
         return {"rss": None, "uss": None}
     kib = {line.split(":")[0]: int(line.split()[1]) for line in rollup if line.endswith(" kB")}

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from serve_app import ARENA_BARS
 
 pytestmark = pytest.mark.ray
 
@@ -334,7 +335,7 @@ def test_arena_routes(serve_url):
     board = _get(serve_url, "/v1/leaderboard")
     assert board["status"] in ("running", "finished") and board["benchmark"] == "hold"
     assert {r["model"] for r in board["rows"]} == {"sma", "sma_fast", "rsi", "hold"}
-    assert board["progress"]["bars_total"] == 4000 and board["progress"]["bars_done"] > 0
+    assert board["progress"]["bars_total"] == ARENA_BARS and board["progress"]["bars_done"] > 0
     eq = _get(serve_url, "/v1/equity?points=50")
     assert 0 < len(eq["timestamps"]) <= 50 and set(eq["models"]) == {"sma", "sma_fast", "rsi", "hold"}
     assert len(eq["models"]["sma"]["equity"]) == len(eq["timestamps"])
