@@ -72,17 +72,12 @@ class SpilledColumns:
         return sum(a.nbytes for a in self._mem.values())
 
     @property
-    def memory_rows(self) -> int:
+    def rows_in_memory(self) -> int:
         """Rows held in RAM now (at most twice the block)."""
         return self._n_mem
 
     def append(self, **row: np.ndarray | float) -> None:
-        if self._block is not None and self._n_mem == 2 * self._block:
-            self._spill()
-        self._room(self._n_mem + 1)
-        for name, a in self._mem.items():
-            a[self._n_mem] = row[name]
-        self._n_mem += 1
+        self.extend(**{name: np.asarray(value)[None] for name, value in row.items()})
 
     def extend(self, **rows: np.ndarray) -> None:
         """Append a block of rows (every column the same length), oldest first."""
@@ -98,9 +93,8 @@ class SpilledColumns:
                 with self._files[name].open("ab") as f:
                     f.write(np.ascontiguousarray(a[:from_mem]).tobytes())
                     f.write(np.ascontiguousarray(rows[name][:from_new]).tobytes())
-                rest = a[from_mem : self._n_mem].copy()
-                copy_rows(a, 0, rest)
-                copy_rows(a, len(rest), np.ascontiguousarray(rows[name][from_new:]))
+                copy_rows(a, 0, a[from_mem : self._n_mem])  # moved down (numpy copies overlapping ranges safely)
+                copy_rows(a, self._n_mem - from_mem, np.ascontiguousarray(rows[name][from_new:]))
             self._spilled += out
             self._n_mem = keep
             return
@@ -141,16 +135,6 @@ class SpilledColumns:
                 parts.append(np.empty((0, *shape), dtype))
             out[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return out
-
-    def _spill(self) -> None:
-        """The older half of the arrays goes to the files; the newer half moves down."""
-        k = self._block
-        for name, a in self._mem.items():
-            with self._files[name].open("ab") as f:
-                f.write(np.ascontiguousarray(a[:k]).tobytes())
-            a[:k] = a[k:2 * k]
-        self._spilled += k
-        self._n_mem -= k
 
     def close(self) -> None:
         """Delete the files (when this table made its folder, the folder too)."""

@@ -245,15 +245,14 @@ class LedgerActor:
         """This process's memory (``rss``, ``uss``), the records and explanation batches the books
         hold in RAM now and the bytes of their record tables, and the records booked in all."""
         books = self._ledger.books.values()
-        return {**process_memory(), "records_in_memory": sum(b.memory_rows for b in books),
+        return {**process_memory(), "records_in_memory": sum(b.rows_in_memory for b in books),
                 "record_bytes_in_memory": sum(b.memory_bytes for b in books),
                 "records": sum(b.n_records for b in books)}
 
     def close(self) -> None:
         """End of run: close the journal (SQLite folds its write-ahead log in) and the sink, and
         delete the spilled records (the driver has read the results)."""
-        self._ledger.close()
-        shutil.rmtree(self._spill, ignore_errors=True)
+        shutil.rmtree(self._spill, ignore_errors=True)  # every book's files are in it
         self._writer.shutdown(wait=True)
         if self._journal is not None:
             self._journal.close()

@@ -159,9 +159,9 @@ class Book:
         return np.flatnonzero(self.state["wk_id"])
 
     @property
-    def memory_rows(self) -> int:
+    def rows_in_memory(self) -> int:
         """Records and explanation batches held in RAM now (bounded when the book spills)."""
-        return sum(t.memory_rows for t in self._tables.values()) + self.explanations.memory_items
+        return sum(t.rows_in_memory for t in self._tables.values()) + self.explanations.memory_items
 
     @property
     def memory_bytes(self) -> int:

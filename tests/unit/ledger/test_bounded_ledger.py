@@ -64,8 +64,8 @@ def test_a_spilling_ledger_books_and_reports_what_one_that_keeps_everything_does
     def check(led):
         for book in led.books.values():
             # each kind's table at most twice the block; explanation batches at most a block of rows
-            held.append(book.memory_rows)
-            assert book.memory_rows <= len(KINDS) * 2 * block + block + 1
+            held.append(book.rows_in_memory)
+            assert book.rows_in_memory <= len(KINDS) * 2 * block + block + 1
 
     bounded = _run(1_500, 7, block, check=check, spill=tmp_path / "spill")
     kept = _run(1_500, 7, None)
