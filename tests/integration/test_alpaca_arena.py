@@ -81,15 +81,20 @@ class _Market:
         self.thread.join(timeout=30)
 
 
+# per_actor 2: the two models share a ModelGroupActor, whose one answer per chunk the paper check
+# reads the mirrored model's part of
+@pytest.mark.parametrize("per_actor", [1, 2])
 def test_live_arena_trades_each_bar_updates_the_leaderboard_and_cross_checks_paper_fills(
-        ray_session, tmp_path, monkeypatch):
+        ray_session, tmp_path, monkeypatch, per_actor):
     bars = random_walk_bars(SYMBOLS, "2024-03-04 14:30", 80, seed=11)
     with FakeAlpaca(bars, page_size=15) as fake:
         for k, v in fake.environ().items():
             monkeypatch.setenv(k, v)
         fake.set_now(WARMUP - 1)  # the warm-up history is all the REST API has so far
-        config = parse_config(_config(tmp_path, {"max_bars": 24, "max_seconds": 180, "bar_grace_s": 3,
-                                                 "paper": {"model": "sma", "fill_wait_s": 10}}))
+        raw = _config(tmp_path, {"max_bars": 24, "max_seconds": 180, "bar_grace_s": 3,
+                                 "paper": {"model": "sma", "fill_wait_s": 10}})
+        raw["replay"]["models_per_actor"] = per_actor
+        config = parse_config(raw)
         progress = []
         market = _Market(fake, 30)
 

@@ -64,6 +64,7 @@ from titan_ray.config import ArenaConfig, PaperCheckConfig
 from titan_ray.data.actor import MarketDataActor
 from titan_ray.data.market import DataError
 from titan_ray.domain.calendar import periods_per_year
+from titan_ray.domain.decisions import AnswerPart
 from titan_ray.domain.events import EventSink
 from titan_ray.ledger.actor import LedgerActor
 from titan_ray.ledger.engine import ModelResults
@@ -258,12 +259,13 @@ class ArenaCluster:
     def decide(self, bars: Ref) -> dict[str, Ref | None]:
         """Every model's decision reference; a meta-model's call takes its inputs' references as arguments,
         so Ray runs it once they are decided and hands it their decisions (None: an input taken out).
-        A group of models answers in one call, one reference per model."""
+        A group of models answers in one call and one object; each member's reference is its
+        ``AnswerPart`` of it."""
         removed = self._monitor.removed if self._monitor else set()
         refs: dict[str, Ref | None] = {}
         for group, members in self._groups:
-            out = group.decide.options(num_returns=len(members)).remote(bars)
-            refs.update((m.name, None if m.name in removed else ref) for m, ref in zip(members, out, strict=True))
+            answer = group.decide.remote(bars)
+            refs.update((m.name, None if m.name in removed else AnswerPart(answer, i)) for i, m in enumerate(members))
         for n in self._order:
             if n in refs:
                 continue
@@ -275,8 +277,10 @@ class ArenaCluster:
         ray.wait([bars], fetch_local=False)
 
     def wait_for_decisions(self, decisions: list[Ref], timeout: float) -> set[Ref]:
-        ready, _ = ray.wait(decisions, num_returns=len(decisions), timeout=timeout, fetch_local=False)
-        return set(ready)
+        answers = list(dict.fromkeys(_answer(d) for d in decisions))  # a group's answer once
+        ready, _ = ray.wait(answers, num_returns=len(answers), timeout=timeout, fetch_local=False)
+        ready = set(ready)
+        return {d for d in decisions if _answer(d) in ready}
 
     def apply(self, seq: int, bars: Ref, decisions: dict[str, Ref | None]) -> Ref:
         return self.ledger.apply.remote(seq, bars, decisions)
@@ -318,6 +322,20 @@ class ArenaCluster:
         """Stop the heartbeats (once); the watchdog's alerts."""
         monitor, self._monitor = self._monitor, None
         return monitor.stop() if monitor is not None else []
+
+
+def _answer(decisions: Ref) -> Ref:
+    """The object a model's decision reference stands in (its group's answer, for a model in a group)."""
+    return decisions.answer if isinstance(decisions, AnswerPart) else decisions
+
+
+@ray.remote(num_cpus=0)
+def _part(answer: tuple, index: int) -> Any:
+    """One model's item of its group's answer, as a reference of its own (its failure raised)."""
+    item = answer[index]
+    if isinstance(item, Exception):
+        raise item
+    return item
 
 
 def _on_driver_node() -> NodeAffinitySchedulingStrategy:
@@ -422,6 +440,8 @@ class PaperCheck:
         equity = next((r["equity"] for r in snapshot or [] if r["model"] == self.model), None)
         if equity is None or decisions is None:
             return
+        if isinstance(decisions, AnswerPart):  # the broker's call is handed the model's decisions alone
+            decisions = _part.remote(decisions.answer, decisions.index)
         self._calls.append(self._broker.on_chunk.remote(bars, decisions, equity))
 
     def finish(self, ledger_fills: list[Any]) -> dict[str, Any]:

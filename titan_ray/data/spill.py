@@ -46,10 +46,12 @@ class SpilledColumns:
             raise ValueError(f"memory_rows must be at least 1 (or None: never spill), not {memory_rows}")
         self._shapes = {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in columns.items()}
         self._block = memory_rows
-        # the arrays grow by doubling, up to twice the block when it spills (a large block costs
-        # nothing until rows fill it)
+        # a table that spills takes twice the block at its first row (memory the system gives a page
+        # at a time as rows are written: a large block costs nothing until rows fill it, and rows are
+        # never copied to grow it); one that does not grows by doubling
         self._mem = {name: np.empty((0, *shape), dtype) for name, (shape, dtype) in self._shapes.items()}
         self._n_mem = 0  # rows in the arrays
+        self._touched = 0  # the most rows the arrays have held: what of them is in RAM
         self._spilled = 0  # rows in the files, all older than those in the arrays
         self._own = folder is None
         self._folder: Path | None = None
@@ -68,8 +70,9 @@ class SpilledColumns:
 
     @property
     def memory_bytes(self) -> int:
-        """What the arrays hold in RAM: at most ``2 * memory_rows`` rows, whatever ``len(self)``."""
-        return sum(a.nbytes for a in self._mem.values())
+        """What the arrays hold in RAM (the rows written so far): at most ``2 * memory_rows`` rows,
+        whatever ``len(self)``."""
+        return self._touched * sum(a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)) for a in self._mem.values())
 
     @property
     def rows_in_memory(self) -> int:
@@ -97,19 +100,20 @@ class SpilledColumns:
                 copy_rows(a, self._n_mem - from_mem, np.ascontiguousarray(rows[name][from_new:]))
             self._spilled += out
             self._n_mem = keep
+            self._touched = max(self._touched, keep)
             return
         self._room(self._n_mem + n)
         for name, a in self._mem.items():
             copy_rows(a, self._n_mem, np.ascontiguousarray(rows[name]))
         self._n_mem += n
+        self._touched = max(self._touched, self._n_mem)
 
     def _room(self, rows: int) -> None:
-        """Arrays of room for ``rows`` rows: grown by doubling (to twice the block, when it spills)."""
+        """Arrays of room for ``rows`` rows: twice the block at once when the table spills, else grown
+        by doubling."""
         for name, a in self._mem.items():
             if rows > len(a):
-                size = max(2 * len(a), rows, 16)
-                if self._block is not None:
-                    size = min(size, 2 * self._block)
+                size = max(2 * len(a), rows, 16) if self._block is None else 2 * self._block
                 grown = np.empty((size, *a.shape[1:]), a.dtype)
                 copy_rows(grown, 0, a[: self._n_mem])
                 self._mem[name] = grown

@@ -236,3 +236,14 @@ class Decisions:
     start: int  # global bar index of weights[0]
     weights: np.ndarray  # (T, S) float64
     explanations: ExplanationBatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPart:
+    """One model's ``Decisions`` inside an answer that holds several models' (a group of models answers a
+    chunk with one object: one object to make, send and read instead of one per model, which is most
+    of what a chunk costs a rule model). ``answer`` is that answer's reference (opaque here: a Ray
+    ObjectRef in the arena), ``index`` the model's place in it; hashable, as a reference is."""
+
+    answer: Any
+    index: int

@@ -46,7 +46,7 @@ import ray
 
 from titan_ray.config import LedgerConfig, RiskConfig
 from titan_ray.domain.bars import BarBatch
-from titan_ray.domain.decisions import Decisions
+from titan_ray.domain.decisions import AnswerPart, Decisions
 from titan_ray.domain.events import EventSink
 from titan_ray.ledger.engine import Ledger, ModelResults
 from titan_ray.ledger.journal import Journal, decode, encode, open_journal
@@ -72,6 +72,14 @@ def _done() -> asyncio.Future:
     future = asyncio.get_running_loop().create_future()
     future.set_result(None)
     return future
+
+
+def _item(answers: dict[Any, Any], ref: Any) -> Any:
+    """What ``ref`` answered: its object, or its part of its group's (the group's failure is each member's)."""
+    if not isinstance(ref, AnswerPart):
+        return answers[ref]
+    answer = answers[ref.answer]
+    return answer if isinstance(answer, BaseException) else answer[ref.index]
 
 
 def _finite(x: float) -> float | None:
@@ -151,8 +159,11 @@ class LedgerActor:
         # fetched together (one by one, each await costs a round trip through the event loop: a tenth
         # of a second per chunk at 32 models); an exception is a dead or failing model's answer, and
         # must not stop the others; a model that failed in a group of models answers its exception
+        # A group of models answers in one object: each member's reference is its ``AnswerPart``.
         refs = {name: ref for name, ref in decisions.items() if ref is not None}
-        values = dict(zip(refs, await asyncio.gather(*refs.values(), return_exceptions=True), strict=True))
+        answers = list(dict.fromkeys(r.answer if isinstance(r, AnswerPart) else r for r in refs.values()))
+        got = dict(zip(answers, await asyncio.gather(*answers, return_exceptions=True), strict=True))
+        values = {name: _item(got, r) for name, r in refs.items()}
         for name in decisions:
             value = values.get(name)
             if isinstance(value, BaseException) and not isinstance(value, Exception):

@@ -171,10 +171,11 @@ class ModelActor(ModelHost):
 class ModelGroupActor:
     """Several models in one actor (``replay.models_per_actor``): one process, one call per chunk.
 
-    ``decide`` answers each model's decisions as its own return value (the caller asks for one
-    reference per model, ``num_returns``), so the ledger and the pipeline see one reference per model
-    as they do for ``ModelActor``. A model that raises gets its exception as its value (the ledger
-    records it as that model's failure and skips its chunk); the others trade on. Any other method
+    ``decide`` answers every model's decisions in one tuple, one object (one object per model cost a
+    rule model's chunk more than its decision: each is made, sealed, tracked and read apart); the
+    arena hands the ledger each model's ``AnswerPart`` of it, one reference per model as for
+    ``ModelActor``. A model that raises gets its exception as its item (the ledger records it as that
+    model's failure and skips its chunk); the others trade on. Any other method
     of one model goes through ``call`` (``GroupMember`` makes that look like a model actor's handle).
     When the process dies Ray restarts it and every model catches up from the market, as a model
     actor does.
