@@ -208,6 +208,41 @@ def _train_ppo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, metavar="N", help="override training.iterations")
 
 
+_TOURNAMENT = """\
+Run many arenas and give a verdict instead of one number: every market (synthetic scenarios with
+their seeds, your files), every walk-forward window and every variant of the models' parameters,
+the arenas in parallel as Ray tasks (a bounded number at once, on whatever nodes the cluster
+has). Each arena is a normal arena with its own results folder under DIR/arenas/.
+
+DIR/tournament.json holds the verdict: per model the distribution of each metric across the
+arenas (median, quartiles, worst), its win rate against the benchmark, mean rank and rank spread,
+the Probabilistic Sharpe Ratio and the Deflated Sharpe Ratio (corrected for the number of models
+and variants tried, Bailey and Lopez de Prado 2014), pass_all (a higher Sharpe than the benchmark
+in every arena) and a word: robust, mixed or noise. It is written from the arenas' summaries in
+a fixed order, so a tournament resumed after an interruption writes the same bytes.
+
+With windows each arena fits its learned models on the window's training part (replay.warmup_bars)
+and trades only its test part; models may not refit while trading (params.refit_every).
+
+examples:
+  titan-ray tournament --config titan_ray/configs/tournament.yaml
+  titan-ray tournament --config my_tournament.yaml --out runs/t1 --address auto
+  titan-ray tournament --resume runs/t1          # finish an interrupted tournament
+"""
+
+
+def _tournament_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="tournament YAML: base (or base_config), markets, windows, variants, max_in_flight")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="tournament folder (default: runs/tournament-YYYYMMDD-HHMMSS)")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="finish the tournament in DIR: arenas already done are not run again")
+    p.add_argument("--address", metavar="ADDR",
+                   help="run the arenas on a running Ray cluster ('auto' for the local one)")
+    p.add_argument("--quiet", action="store_true", help="no progress or table, only the folder's path")
+
+
 _WHY = """\
 Print why a model made one decision: the sentence a trader reads, what the order did, the
 explanation method (SHAP TreeExplainer, Integrated Gradients, attention, stacking contributions,
@@ -245,5 +280,7 @@ COMMANDS: tuple[Command, ...] = (
             _tune_arguments, "titan_ray.commands.tune:run"),
     Command("train-ppo", "train a PPO trading policy on RLlib and register it for the arena", _TRAIN_PPO,
             _train_ppo_arguments, "titan_ray.commands.train_ppo:run"),
+    Command("tournament", "many arenas (markets, windows, variants) in parallel on Ray, and a verdict", _TOURNAMENT,
+            _tournament_arguments, "titan_ray.commands.tournament:run"),
     Command("why", "explain one decision of a finished run", _WHY, _why_arguments, "titan_ray.commands.why:run"),
 )

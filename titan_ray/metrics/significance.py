@@ -18,18 +18,37 @@ Two opinions, so that the arena does not crown a lucky model:
   out; when the observed d is not finite (fewer than 2 bars, a constant series) the test is
   undefined: p-value and interval are nan.
 
-- ``probabilistic_sharpe_ratio``: Bailey & López de Prado (2012), the probability that the true
-  per-period Sharpe ratio exceeds a benchmark value, given the sample's length, skewness and
-  kurtosis: PSR = Phi((SR - SR*) * sqrt(n - 1) / sqrt(1 - skew * SR + (kurt - 1) / 4 * SR^2)),
-  with SR = mean / std (ddof 1) per period, skew and kurt (not excess) from population moments.
+- ``probabilistic_sharpe_ratio``: Bailey & López de Prado (2012), "The Sharpe Ratio Efficient
+  Frontier", J. of Risk 15(2): the probability that the true per-period Sharpe ratio exceeds a
+  benchmark value, given the sample's length, skewness and kurtosis:
+  PSR = Phi((SR - SR*) * sqrt(n - 1) / sqrt(1 - skew * SR + (kurt - 1) / 4 * SR^2)),
+  with SR = mean / std (ddof 1) per period, skew and kurt (raw, normal = 3, not excess) from
+  population moments.
 
-Both are deterministic for a given random generator; neither reads a global seed.
+And a third, for the tournament, which picks the best of many models and so must not be fooled
+by the luckiest of them:
+
+- ``deflated_sharpe_ratio``: Bailey & López de Prado (2014), "The Deflated Sharpe Ratio:
+  Correcting for Selection Bias, Backtest Overfitting and Non-Normality", J. of Portfolio
+  Management 40(5). The DSR is the PSR against SR0 instead of 0, where SR0 =
+  ``expected_max_sharpe(N, V)`` is the Sharpe ratio the best of N skill-less trials is expected
+  to show by luck alone, from N = the number of trials tried and V = the sample variance of
+  their Sharpe ratios:
+  SR0 = sqrt(V) * ((1 - gamma) * Phi^-1(1 - 1/N) + gamma * Phi^-1(1 - 1/(N e))),
+  gamma = ``EULER_GAMMA``. It returns a ``DeflatedSharpe`` record with both PSR and DSR and
+  everything that went into them.
+
+The PSR and the DSR share one moments helper (``_sample_moments``) and one formula
+(``_psr_from_moments``). The bootstrap is deterministic for a given random generator; nothing
+here reads a global seed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -38,6 +57,11 @@ from titan_ray.metrics.performance import sharpe
 # Index arrays are built and consumed in chunks of about this many elements (resamples x bars),
 # so memory stays at a few MB and the working set stays in cache whatever B and n are.
 _CHUNK_ELEMENTS = 1 << 19
+
+# The Euler-Mascheroni constant, in the extreme-value approximation of E[max] of N normals.
+EULER_GAMMA = 0.5772156649015329
+
+_STANDARD_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,23 +124,116 @@ def sharpe_difference_test(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class DeflatedSharpe:
+    """Outcome of ``deflated_sharpe_ratio``; all Sharpe ratios per period (not annualised).
+
+    Fields that depend on the returns are nan when those are undefined (fewer than 3 returns, a
+    constant series); ``sr0``, ``n_trials`` and ``trial_variance`` depend only on the trials.
+    """
+
+    sharpe: float  # mean / std (ddof 1) of the returns
+    sr0: float  # the deflated benchmark: expected_max_sharpe(n_trials, trial_variance)
+    psr: float  # PSR against 0 (undeflated)
+    dsr: float  # PSR against sr0: the Deflated Sharpe Ratio
+    n_trials: int
+    trial_variance: float  # sample variance (ddof 1) of the trial Sharpe ratios (0 for one trial)
+    skew: float
+    kurtosis: float  # raw (normal = 3)
+    n: int  # returns used (nan dropped)
+
+
+@dataclass(frozen=True, slots=True)
+class _SampleMoments:
+    """What the PSR needs from a return series; sharpe, skew and kurt are nan when undefined."""
+
+    n: int
+    sharpe: float
+    skew: float
+    kurt: float
+
+
 def probabilistic_sharpe_ratio(r: np.ndarray, sr_benchmark_per_period: float) -> float:
     """Probability that the true per-period Sharpe ratio of ``r`` exceeds the benchmark's."""
+    return _psr_from_moments(_sample_moments(r), sr_benchmark_per_period)
+
+
+def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
+    """Expected maximum per-period Sharpe ratio of ``n_trials`` independent skill-less trials.
+
+    Bailey & López de Prado (2014), SR0: the trials' true Sharpe ratios are 0 and their
+    estimates have variance ``sharpe_variance``; one trial gives 0.0.
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be at least 1 (count every trial tried), got {n_trials}")
+    if not (math.isfinite(sharpe_variance) and sharpe_variance >= 0.0):
+        raise ValueError(
+            "sharpe_variance must be a finite number >= 0 (the variance of the trials' Sharpe "
+            f"ratios), got {sharpe_variance}"
+        )
+    if n_trials == 1:
+        return 0.0  # the lone trial is not selected from anything; Phi^-1(0) would be -inf
+    inv_cdf = _STANDARD_NORMAL.inv_cdf
+    max_z = (1.0 - EULER_GAMMA) * inv_cdf(1.0 - 1.0 / n_trials) + EULER_GAMMA * inv_cdf(
+        1.0 - 1.0 / (n_trials * math.e)
+    )
+    return math.sqrt(sharpe_variance) * max_z
+
+
+def deflated_sharpe_ratio(r: np.ndarray, trial_sharpes: Sequence[float]) -> DeflatedSharpe:
+    """Deflated Sharpe Ratio of ``r`` given the per-period Sharpe ratios of all trials tried.
+
+    ``trial_sharpes`` must hold every trial, ``r``'s own among them; non-finite entries (trials
+    whose Sharpe ratio is undefined) are not counted. Raises ValueError when none is finite.
+    """
+    trials = np.asarray(trial_sharpes, dtype=np.float64).ravel()
+    trials = trials[np.isfinite(trials)]
+    if trials.size == 0:
+        raise ValueError(
+            "trial_sharpes has no finite Sharpe ratio; pass the per-period Sharpe ratio of every "
+            "trial tried, the one of r included"
+        )
+    n_trials = int(trials.size)
+    trial_variance = float(np.var(trials, ddof=1)) if n_trials > 1 else 0.0
+    sr0 = expected_max_sharpe(n_trials, trial_variance)
+    moments = _sample_moments(r)
+    return DeflatedSharpe(
+        sharpe=moments.sharpe,
+        sr0=sr0,
+        psr=_psr_from_moments(moments, 0.0),
+        dsr=_psr_from_moments(moments, sr0),
+        n_trials=n_trials,
+        trial_variance=trial_variance,
+        skew=moments.skew,
+        kurtosis=moments.kurt,
+        n=moments.n,
+    )
+
+
+def _sample_moments(r: np.ndarray) -> _SampleMoments:
+    """Per-period Sharpe ratio, skewness and raw kurtosis of ``r`` with its nan bars dropped."""
     r = np.asarray(r, dtype=np.float64).ravel()
     r = r[~np.isnan(r)]  # a missing bar, as in ``performance``
-    n = r.size
+    n = int(r.size)
     if n < 3 or r.max() == r.min():
-        return math.nan
+        return _SampleMoments(n, math.nan, math.nan, math.nan)
     with np.errstate(all="ignore"):
         dev = r - r.mean()
         var_pop = np.mean(dev**2)
         skew = np.mean(dev**3) / var_pop**1.5
         kurt = np.mean(dev**4) / var_pop**2
         sr = r.mean() / np.std(r, ddof=1)
-        # The variance of the Sharpe estimator grows with negative skew and fat tails.
-        spread = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr * sr
-        z = float((sr - sr_benchmark_per_period) * np.sqrt((n - 1) / spread))
-    if not (spread > 0.0 and math.isfinite(z)):
+    return _SampleMoments(n, float(sr), float(skew), float(kurt))
+
+
+def _psr_from_moments(m: _SampleMoments, sr_benchmark: float) -> float:
+    """PSR (Bailey & López de Prado, 2012) against ``sr_benchmark``; nan when undefined."""
+    # The variance of the Sharpe estimator grows with negative skew and fat tails.
+    spread = 1.0 - m.skew * m.sharpe + (m.kurt - 1.0) / 4.0 * m.sharpe * m.sharpe
+    if not spread > 0.0:  # also false for nan: undefined moments
+        return math.nan
+    z = (m.sharpe - sr_benchmark) * math.sqrt((m.n - 1) / spread)
+    if not math.isfinite(z):
         return math.nan
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
