@@ -61,6 +61,40 @@ class SyntheticConfig(_Strict):
         "reversal, 0 none"
     )
     signal_lag: int = Field(5, ge=1, le=500, description="bars in the planted component's window")
+    scenario: Literal[
+        "default", "random_walk", "trending", "mean_reverting", "crash_and_recovery", "volatility_clustering"
+    ] = Field(
+        "default", description="a named market preset (titan_ray.data.synthetic documents each; "
+        "true_regimes gives its true regime per bar): default = the fields above as set; random_walk = "
+        "the random_walk option; trending = alternating up/down trend segments of ~600 bars, each drifting "
+        "0.15 bar-volatilities per bar; mean_reverting = signal -0.4 (reversal); crash_and_recovery = "
+        "calm drift, a turbulent crash of 0.45 log-points over the middle 4% of the bars, then a recovery of "
+        "60% of it; volatility_clustering = regime_switch_prob 0.01 with high_vol_multiplier 4. A scenario "
+        "owns the fields it sets: leave those at their defaults"
+    )
+
+    @model_validator(mode="after")
+    def _scenario_owns_its_fields(self) -> SyntheticConfig:
+        # A field the scenario sets itself would be silently ignored; say so instead. The values the
+        # scenarios use live in titan_ray.data.synthetic; this is which fields each one takes over.
+        owned: dict[str, tuple[str, ...]] = {
+            "random_walk": (
+                "random_walk", "signal", "annual_drift", "regime_switch_prob", "high_vol_multiplier", "tail_dof"
+            ),
+            "trending": ("random_walk", "annual_drift"),
+            "mean_reverting": ("random_walk", "signal"),
+            "crash_and_recovery": ("random_walk", "regime_switch_prob"),
+            "volatility_clustering": ("random_walk", "regime_switch_prob", "high_vol_multiplier"),
+        }
+        fields = type(self).model_fields
+        clash = [f for f in owned.get(self.scenario, ()) if getattr(self, f) != fields[f].default]
+        if clash:
+            shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in clash)
+            raise ValueError(
+                f"scenario {self.scenario!r} sets {', '.join(clash)} itself, but the config also sets {shown}; "
+                f"remove {', '.join(clash)} or use scenario 'default'"
+            )
+        return self
 
 
 STOCK_FEEDS = ("iex", "sip", "delayed_sip", "otc", "boats", "overnight")

@@ -1,6 +1,6 @@
 """The built-in synthetic market: seeded, vectorised, deterministic bit for bit.
 
-Three parts; all randomness comes from one ``numpy.random.default_rng(seed)``, drawn in a fixed
+Four parts; all randomness comes from one ``numpy.random.default_rng(seed)``, drawn in a fixed
 order, so the same config and seed give the same bytes:
 
 - ``synthetic_timestamps``: the bar clock. On ``equities``, weekday sessions 09:30-16:00
@@ -17,6 +17,15 @@ order, so the same config and seed give the same bytes:
   off the market is the same bytes as before. Shocks are Student-t scaled
   to unit variance (fat tails); a two-state Markov regime (calm / turbulent), shared by all
   symbols, multiplies volatility; each symbol has its own volatility level (0.7x-1.4x).
+- ``_market_path``: the market-wide drift and calm/turbulent state per bar, which ``_log_returns``
+  applies and ``true_regimes`` reads back as labels (same seed, same draws, nothing generated
+  twice differently). ``SyntheticConfig.scenario`` picks it: ``default`` is the market above,
+  byte for byte; ``random_walk`` is the ``random_walk`` option; ``trending`` replaces the constant
+  drift by alternating up/down segments (their lengths and first direction drawn after the
+  Markov chain); ``mean_reverting`` is ``signal`` = -0.4; ``crash_and_recovery`` is scripted,
+  with no draws (calm drift, a turbulent crash in the middle, a recovery); and
+  ``volatility_clustering`` is a faster, wider Markov chain. The presets' numbers are the
+  ``_TREND_*``, ``_CRASH_*``, ... constants below.
 - ``SyntheticProvider.load``: turns returns into OHLCV. Each bar's open is the previous close
   times a small gap, so close-to-close returns are exactly the model's; highs and lows add wicks
   beyond the body; volume is ``base_volume`` x a U-shaped intraday profile x lognormal noise x a
@@ -29,6 +38,7 @@ import itertools
 import math
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -44,6 +54,7 @@ from titan_ray.domain.calendar import (
     parse_frequency,
     periods_per_year,
 )
+from titan_ray.metrics.regimes import encode
 
 DEFAULT_FREQUENCY = "15min"
 DEFAULT_START = "2024-01-02"
@@ -55,6 +66,15 @@ _SESSION_GAP_SCALE = 0.5  # the overnight gap at a session's first bar is larger
 _WICK_SCALE = 0.5  # mean size of high/low wicks beyond the body, in bar volatilities
 _VOLUME_NOISE = 0.3  # sd of the lognormal volume noise
 _U_DEPTH = 1.5  # open/close volume is (1 + depth) x midday volume before normalising
+# The scenarios' presets (SyntheticConfig.scenario; the config's description quotes these numbers).
+_TREND_SEGMENT = 600  # trending: mean bars per trend segment (uniform over half to 1.5x)
+_TREND_STRENGTH = 0.15  # trending: drift per bar, in typical bar volatilities (t-stat 1.5 over 100 bars)
+_MEAN_REVERTING_SIGNAL = -0.4  # mean_reverting: the planted component's weight (reversal)
+_CRASH_SHARE = 0.04  # crash_and_recovery: share of the bars the crash lasts, in the middle
+_CRASH_DEPTH = 0.45  # crash_and_recovery: the crash's market drift in log-points (a 36% fall)
+_RECOVERY = 0.6  # crash_and_recovery: share of the fall the rest of the bars drift back
+_CLUSTER_SWITCH_PROB = 0.01  # volatility_clustering: chance per bar of switching calm/turbulent
+_CLUSTER_MULTIPLIER = 4.0  # volatility_clustering: turbulent / calm volatility
 
 
 def synthetic_symbols(n: int) -> list[str]:
@@ -102,19 +122,81 @@ def _ny_to_utc_ns(local: np.ndarray) -> np.ndarray:
     return index.as_unit("ns").asi8.copy()
 
 
-def _regime_scale(rng: np.random.Generator, t: int, p: SyntheticConfig) -> np.ndarray:
-    """Volatility multiplier per bar from a symmetric two-state Markov chain.
+@dataclass(frozen=True)
+class _MarketPath:
+    """The market-wide state per bar, shared by all symbols: what ``true_regimes`` reads back."""
+
+    drift: np.ndarray  # (T,) log return per bar added to every symbol
+    scale: np.ndarray  # (T,) volatility multiplier
+    turbulent: np.ndarray  # (T,) bool: the calm/turbulent state behind ``scale``
+
+    def labels(self) -> np.ndarray:
+        """(T,) int8 true regime labels (``titan_ray.metrics.regimes.REGIMES``); zero drift counts as up."""
+        return encode(self.drift < 0, self.turbulent)
+
+
+def _market_path(rng: np.random.Generator, t: int, p: SyntheticConfig, periods: float) -> _MarketPath:
+    """Drift and volatility state per bar for ``p.scenario``; the generator's only draws before the shocks."""
+    if p.random_walk or p.scenario == "random_walk":
+        return _MarketPath(np.zeros(t), np.ones(t), np.zeros(t, dtype=bool))
+    if p.scenario == "crash_and_recovery":
+        return _crash_and_recovery(t, p, periods)
+    switch, multiplier = p.regime_switch_prob, p.high_vol_multiplier
+    if p.scenario == "volatility_clustering":
+        switch, multiplier = _CLUSTER_SWITCH_PROB, _CLUSTER_MULTIPLIER
+    turbulent = _markov_state(rng, t, switch)
+    calm, high = _vol_levels(multiplier)
+    # switch 0: volatility exactly 1 (not ``calm``), as the market always had without regimes
+    scale = np.where(turbulent, high, calm) if switch else np.ones(t)
+    if p.scenario == "trending":
+        return _MarketPath(_trend_drift(rng, t, p, periods), scale, turbulent)
+    return _MarketPath(np.full(t, p.annual_drift / periods), scale, turbulent)
+
+
+def _markov_state(rng: np.random.Generator, t: int, switch: float) -> np.ndarray:
+    """(T,) bool turbulent states of a symmetric two-state Markov chain (all calm when ``switch`` is 0).
 
     A symmetric chain's state is the parity of the number of switches so far, so the chain is a
-    cumulative sum rather than a Python loop. The calm level is set so that the long-run
-    variance equals ``annual_volatility``: half the time calm, half turbulent.
+    cumulative sum rather than a Python loop.
     """
-    if p.regime_switch_prob == 0:
-        return np.ones(t)
+    if switch == 0:
+        return np.zeros(t, dtype=bool)
     initial = int(rng.random() < 0.5)
-    state = (initial + np.cumsum(rng.random(t) < p.regime_switch_prob)) % 2
-    calm = 1.0 / math.sqrt((1.0 + p.high_vol_multiplier**2) / 2.0)
-    return np.where(state == 1, p.high_vol_multiplier * calm, calm)
+    return (initial + np.cumsum(rng.random(t) < switch)) % 2 == 1
+
+
+def _vol_levels(multiplier: float) -> tuple[float, float]:
+    """Calm and turbulent volatility multipliers: the calm level is set so that the long-run
+    variance equals ``annual_volatility`` when half the time is calm and half turbulent."""
+    calm = 1.0 / math.sqrt((1.0 + multiplier**2) / 2.0)
+    return calm, multiplier * calm
+
+
+def _trend_drift(rng: np.random.Generator, t: int, p: SyntheticConfig, periods: float) -> np.ndarray:
+    """``trending``: alternating up/down segments of uniform random length around ``_TREND_SEGMENT`` bars,
+    the first one's direction drawn; each drifts ``_TREND_STRENGTH`` typical bar volatilities per bar."""
+    lo, hi = _TREND_SEGMENT // 2, 3 * _TREND_SEGMENT // 2
+    first = 1.0 if rng.random() < 0.5 else -1.0
+    lengths = rng.integers(lo, hi + 1, size=t // lo + 1)  # enough segments to cover t bars
+    segment = np.repeat(np.arange(len(lengths)), lengths)[:t]
+    sign = np.where(segment % 2 == 0, first, -first)
+    return sign * _TREND_STRENGTH * p.annual_volatility / math.sqrt(periods)
+
+
+def _crash_and_recovery(t: int, p: SyntheticConfig, periods: float) -> _MarketPath:
+    """``crash_and_recovery``, scripted (no draws): calm with ``annual_drift`` until the middle
+    ``_CRASH_SHARE`` of the bars, which fall ``_CRASH_DEPTH`` log-points in the turbulent state; the
+    rest climbs back ``_RECOVERY`` of the fall, turbulent for as long as the crash lasted, then calm."""
+    n_crash = max(1, round(_CRASH_SHARE * t))
+    start = (t - n_crash) // 2
+    end = start + n_crash
+    drift = np.full(t, p.annual_drift / periods)
+    drift[start:end] = -_CRASH_DEPTH / n_crash
+    drift[end:] = _RECOVERY * _CRASH_DEPTH / max(1, t - end)
+    turbulent = np.zeros(t, dtype=bool)
+    turbulent[start : end + n_crash] = True  # the aftershock: volatility stays high as the rebound starts
+    calm, high = _vol_levels(p.high_vol_multiplier)
+    return _MarketPath(drift, np.where(turbulent, high, calm), turbulent)
 
 
 def _unit_t(rng: np.random.Generator, dof: float, size: int | tuple[int, int]) -> np.ndarray:
@@ -122,23 +204,28 @@ def _unit_t(rng: np.random.Generator, dof: float, size: int | tuple[int, int]) -
     return rng.standard_t(dof, size) * math.sqrt((dof - 2.0) / dof)
 
 
+def _symbol_vol(rng: np.random.Generator, s: int, p: SyntheticConfig, periods: float) -> np.ndarray:
+    """(S,) typical bar volatility per symbol: the generator's first draw."""
+    return p.annual_volatility / math.sqrt(periods) * rng.uniform(*_VOL_DISPERSION, size=s)
+
+
 def _log_returns(
     rng: np.random.Generator, t: int, s: int, p: SyntheticConfig, periods: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(T, S) log returns, (T, S) volatility per bar, (S,) typical bar volatility per symbol."""
-    symbol_vol = p.annual_volatility / math.sqrt(periods) * rng.uniform(*_VOL_DISPERSION, size=s)
-    if p.random_walk:
-        regime, drift = np.ones(t), 0.0
+    symbol_vol = _symbol_vol(rng, s, p, periods)
+    path = _market_path(rng, t, p, periods)
+    if p.random_walk or p.scenario == "random_walk":
         market, idio = rng.standard_normal(t), rng.standard_normal((t, s))
     else:
-        regime, drift = _regime_scale(rng, t, p), p.annual_drift / periods
         market = _unit_t(rng, p.tail_dof, t)
         idio = _unit_t(rng, p.tail_dof, (t, s))
-    if p.signal:
-        idio = idio + p.signal * _lagged_sum(idio, p.signal_lag) / math.sqrt(p.signal_lag)
+    signal = _MEAN_REVERTING_SIGNAL if p.scenario == "mean_reverting" else p.signal
+    if signal:
+        idio = idio + signal * _lagged_sum(idio, p.signal_lag) / math.sqrt(p.signal_lag)
     shock = math.sqrt(p.market_correlation) * market[:, None] + math.sqrt(1.0 - p.market_correlation) * idio
-    vol = regime[:, None] * symbol_vol[None, :]
-    return drift + vol * shock, vol, symbol_vol
+    vol = path.scale[:, None] * symbol_vol[None, :]
+    return path.drift[:, None] + vol * shock, vol, symbol_vol
 
 
 def _lagged_sum(x: np.ndarray, lag: int) -> np.ndarray:
@@ -171,18 +258,12 @@ class SyntheticProvider:
 
     def load(self) -> MarketData:
         cfg, p = self._config, self._config.synthetic
-        symbols = list(cfg.symbols) if cfg.symbols is not None else synthetic_symbols(cfg.n_symbols)
-        bar = pd.Timedelta(parse_frequency(cfg.frequency or DEFAULT_FREQUENCY))
-        start_ns, end_ns = time_bounds(cfg)  # naive times read like a file's: data.timezone or default
-        if start_ns is None:
-            start = pd.Timestamp(DEFAULT_START).tz_localize(naive_timezone(cfg))
-        else:
-            start = pd.Timestamp(start_ns, tz="UTC")
-        timestamps, slots, per_day = synthetic_timestamps(start, bar, cfg.bars, cfg.calendar)
-        t, s = len(timestamps), len(symbols)
+        clock = _clock(cfg)
+        timestamps, slots, per_day = clock.timestamps, clock.slots, clock.per_day
+        t, s = len(timestamps), len(clock.symbols)
 
         rng = np.random.default_rng(self._seed)
-        returns, vol, symbol_vol = _log_returns(rng, t, s, p, periods_per_year(bar, cfg.calendar))
+        returns, vol, symbol_vol = _log_returns(rng, t, s, p, clock.periods)
         log_close = math.log(p.start_price) + np.cumsum(returns, axis=0)
         log_prev = np.vstack([np.full((1, s), math.log(p.start_price)), log_close[:-1]])
         gap_scale = np.full(t, _GAP_SCALE)
@@ -200,31 +281,74 @@ class SyntheticProvider:
         volume = p.base_volume * _intraday_profile(slots, per_day)[:, None] * noise * bump
         volume = np.maximum(1.0, np.rint(volume))
 
-        keep = self._window(timestamps, end_ns)
+        keep = _window(cfg, timestamps)
         return MarketData(
             bars=BarBatch.from_arrays(
                 timestamps[keep],
-                symbols,
+                clock.symbols,
                 open=np.exp(log_open)[keep],
                 high=high[keep],
                 low=low[keep],
                 close=np.exp(log_close)[keep],
                 volume=volume[keep],
             ),
-            frequency=bar,
+            frequency=clock.bar,
             calendar=Calendar(cfg.calendar),
             source=f"synthetic(seed={self._seed})",
             rejected=(),
         )
 
-    def _window(self, timestamps: np.ndarray, end: int | None) -> np.ndarray:
-        """Bars up to ``data.end``; ``data.start`` already set where generation began."""
-        if end is None:
-            return np.ones(len(timestamps), dtype=bool)
-        keep = timestamps <= end
-        if keep.sum() < 2:
-            raise DataError(
-                f"data.end {self._config.end!r} leaves fewer than 2 synthetic bars (the first is at "
-                f"{pd.Timestamp(timestamps[0], tz='UTC')}); move data.end later or data.start earlier"
-            )
-        return keep
+
+def true_regimes(data: DataConfig, seed: int) -> np.ndarray:
+    """The market's true regime per bar: int8 labels (``titan_ray.metrics.regimes.REGIMES``), one per
+    timestamp that ``SyntheticProvider(data, seed).load()`` returns, in the same order.
+
+    Trend axis: the sign of the drift the generator added at that bar (the scenario's segment;
+    zero drift, as in ``random_walk``, counts as up). Volatility axis: its calm/turbulent state.
+    The path is rebuilt from the same seed and draws as ``load``, which it does not change.
+    """
+    if data.provider != "synthetic":
+        raise ValueError(f"true_regimes needs data.provider: synthetic, not {data.provider!r}")
+    clock = _clock(data)
+    rng = np.random.default_rng(seed)
+    _symbol_vol(rng, len(clock.symbols), data.synthetic, clock.periods)  # drawn first, as in load
+    path = _market_path(rng, len(clock.timestamps), data.synthetic, clock.periods)
+    return path.labels()[_window(data, clock.timestamps)]
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """What the config says about the bars before any draw: names, bar size, timestamps."""
+
+    symbols: list[str]
+    bar: pd.Timedelta
+    periods: float  # bars per year
+    timestamps: np.ndarray
+    slots: np.ndarray | None
+    per_day: int
+
+
+def _clock(cfg: DataConfig) -> _Clock:
+    symbols = list(cfg.symbols) if cfg.symbols is not None else synthetic_symbols(cfg.n_symbols)
+    bar = pd.Timedelta(parse_frequency(cfg.frequency or DEFAULT_FREQUENCY))
+    start_ns, _ = time_bounds(cfg)  # naive times read like a file's: data.timezone or default
+    if start_ns is None:
+        start = pd.Timestamp(DEFAULT_START).tz_localize(naive_timezone(cfg))
+    else:
+        start = pd.Timestamp(start_ns, tz="UTC")
+    timestamps, slots, per_day = synthetic_timestamps(start, bar, cfg.bars, cfg.calendar)
+    return _Clock(symbols, bar, periods_per_year(bar, cfg.calendar), timestamps, slots, per_day)
+
+
+def _window(cfg: DataConfig, timestamps: np.ndarray) -> np.ndarray:
+    """Bars up to ``data.end``; ``data.start`` already set where generation began."""
+    _, end = time_bounds(cfg)
+    if end is None:
+        return np.ones(len(timestamps), dtype=bool)
+    keep = timestamps <= end
+    if keep.sum() < 2:
+        raise DataError(
+            f"data.end {cfg.end!r} leaves fewer than 2 synthetic bars (the first is at "
+            f"{pd.Timestamp(timestamps[0], tz='UTC')}); move data.end later or data.start earlier"
+        )
+    return keep
