@@ -36,6 +36,7 @@ class Arena:
     seed: int
     window: int  # window index (0 when the market runs whole)
     config: dict[str, Any]  # the arena config, raw (JSON-safe)
+    market_data: dict[str, Any]  # the market's own data section, before any window cut it
 
 
 def plan(tournament: Tournament, out_dir: Path) -> list[Arena]:
@@ -49,14 +50,14 @@ def plan(tournament: Tournament, out_dir: Path) -> list[Arena]:
             data = _merge(base.get("data", {}), spec.data())
             raw = {**copy.deepcopy(base), "seed": seed, "data": data}
             if tournament.config.windows is None:
-                arenas.append(Arena(f"{mid}-w0", mid, seed, 0, raw))
+                arenas.append(Arena(f"{mid}-w0", mid, seed, 0, raw, data))
                 continue
             config = parse_config(raw, source=f"markets[{i}]")
             folder = out_dir / "markets" / mid
             stamps, frequency = _materialise(config, folder)
             for w in windows(tournament.config.windows, len(stamps)):
                 arenas.append(Arena(f"{mid}-w{w.index}", mid, seed, w.index,
-                                    _windowed(raw, folder, stamps, frequency, w)))
+                                    _windowed(raw, folder, stamps, frequency, w), data))
     return arenas
 
 

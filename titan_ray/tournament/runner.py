@@ -15,6 +15,7 @@
 4. ``tournament.json`` is the verdict over the summaries read back from disk in the plan's order,
    written with sorted keys: the same arenas give the same bytes, resumed or not. What varies from
    run to run (seconds, the failures' tracebacks) is in ``tournament_run.json`` instead.
+   ``report.html`` shows the verdict with its plots (``tournament/report.py``).
 
 ``on_event`` hears each arena start and end (the command's progress bar); the clock is injected.
 """
@@ -35,8 +36,12 @@ import numpy as np
 import ray
 
 from titan_ray.config import parse_config
+from titan_ray.data.providers import make_provider
+from titan_ray.data.synthetic import true_regimes
+from titan_ray.metrics.regimes import UNKNOWN, accuracy, classify, market_index, regime_metrics
 from titan_ray.ray_session import ray_connected
 from titan_ray.tournament.grid import Arena, plan
+from titan_ray.tournament.report import write_report
 from titan_ray.tournament.spec import Tournament
 from titan_ray.tournament.verdict import score_arena, verdict
 
@@ -105,9 +110,11 @@ def run_tournament(tournament: Tournament, out_dir: Path, *, address: str | None
     summaries = [json.loads((_folder(out_dir, a) / SUMMARY).read_text()) for a in arenas
                  if (_folder(out_dir, a) / SUMMARY).exists()]
     result = verdict(summaries, level=tournament.config.significance_level)
+    result["regime_accuracy"] = _regime_accuracy(tournament, arenas)
     result["failed_arenas"] = sorted(failed) if failed else []
     result["planned_arenas"] = len(arenas)
     _write_json(out_dir / "tournament.json", result)
+    write_report(out_dir, result)
     seconds = clock() - start
     _write_json(out_dir / "tournament_run.json", {"seconds": seconds, "arenas_run": len(todo),
                                                   "arenas_resumed": [a.id for a in done], "failed": failed,
@@ -145,7 +152,27 @@ def _play(arena: dict[str, Any], config: dict[str, Any], folder: str, origin: di
     run = run_arena(cfg, Path(folder))
     initial = float(cfg.ledger.initial_cash)
     returns = {name: returns_from_equity(r.equity, initial) for name, r in run.results.items()}
-    return score_arena(arena, run.leaderboard, returns, origin)
+    # the regime in force while each return was earned: the label of the bar before it, which the
+    # classifier gave from the bars up to that one
+    bars = make_provider(cfg.data, cfg.seed).load().bars
+    labels = classify(market_index(bars.close))
+    held = np.concatenate([[UNKNOWN], labels])[cfg.replay.warmup_bars:]
+    periods = float(run.run_info["periods_per_year"])
+    regimes = {name: regime_metrics(r, held[: len(r)], periods) for name, r in returns.items()}
+    return score_arena(arena, run.leaderboard, returns, origin, regimes)
+
+
+def _regime_accuracy(tournament: Tournament, arenas: list[Arena]) -> dict[str, dict[str, float | None]]:
+    """The regime classifier against the synthetic markets' true regimes, per market (the whole market)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for a in arenas:
+        if a.market in out or a.market_data.get("provider", "synthetic") != "synthetic":
+            continue
+        cfg = parse_config({**tournament.base, "seed": a.seed, "data": a.market_data}, source=a.market)
+        bars = make_provider(cfg.data, cfg.seed).load().bars
+        scores = accuracy(classify(market_index(bars.close)), true_regimes(cfg.data, cfg.seed))
+        out[a.market] = {k: (float(v) if math.isfinite(v) else None) for k, v in scores.items()}
+    return out
 
 
 def _headline(summary: dict[str, Any]) -> str:

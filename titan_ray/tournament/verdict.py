@@ -32,8 +32,9 @@ METRICS = ("sharpe", "sortino", "calmar", "total_return", "max_drawdown", "profi
 
 
 def score_arena(arena: dict[str, Any], leaderboard: list[dict[str, Any]], returns: dict[str, np.ndarray],
-                origin: dict[str, str]) -> dict[str, Any]:
-    """One arena's summary; ``arena`` holds its id, market, seed and window."""
+                origin: dict[str, str], regimes: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """One arena's summary; ``arena`` holds its id, market, seed and window; ``regimes`` each model's
+    ``regime_metrics`` (``metrics/regimes.py``) over its traded bars."""
     bench = next((r.get("benchmark") for r in leaderboard if r.get("benchmark")), None)
     sharpes = {name: _per_period_sharpe(r) for name, r in returns.items()}
     trials = [s for name, s in sharpes.items() if name != bench and math.isfinite(s)]
@@ -56,6 +57,8 @@ def score_arena(arena: dict[str, Any], leaderboard: list[dict[str, Any]], return
             "psr": _number(ds.psr),
             "dsr": None if name == bench else _number(ds.dsr),
             "sr0": None if name == bench else _number(ds.sr0),
+            "regimes": {r: {k: _number(v) if isinstance(v, float) else v for k, v in m.items()}
+                        for r, m in (regimes or {}).get(name, {}).items()},
         }
     return {**arena, "benchmark": bench, "n_trials": len(trials), "models": models}
 
@@ -126,6 +129,9 @@ def _record(name: str, rows: list[dict[str, Any]], bench: str | None, level: flo
         "psr": _distribution([r["psr"] for r in rows]),
         "dsr": None if is_bench else _distribution(dsr),
         "dsr_significant_share": None if is_bench else _share(significant),
+        # per regime, the distribution across arenas of the Sharpe ratio over the bars of that regime
+        "regimes": {r: _distribution([(row.get("regimes") or {}).get(r, {}).get("sharpe") for row in rows])
+                    for r in sorted({r for row in rows for r in (row.get("regimes") or {})})},
         "pass_all": pass_all,
         "verdict": word,
     }

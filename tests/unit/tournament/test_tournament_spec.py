@@ -116,3 +116,18 @@ def test_walk_forward_a_learned_model_never_fits_on_a_bar_of_its_windows_test_pa
             model.decide(bars.slice(lo, min(lo + config.replay.chunk_size, len(bars))))
         assert fits, "the model never fitted"
         assert all(stop <= train for _, stop in fits), (a.id, train, fits)  # bars [first, stop): training part only
+
+
+def test_the_command_says_what_is_wrong_with_a_tournament_file(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "t.yaml"
+    bad.write_text("base: {models: [{name: sma, kind: sma_crossover}]}\nmarkets: [{seeds: [1]}]\nwindow: {}\n")
+    done = subprocess.run([sys.executable, "-m", "titan_ray", "tournament", "--config", str(bad)],
+                          check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "window: unknown key; did you mean 'windows'?" in done.stderr
+    missing = subprocess.run([sys.executable, "-m", "titan_ray", "tournament", "--resume", str(tmp_path)],
+                             check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert missing.returncode == 2 and "tournament_config.json is missing" in missing.stderr
