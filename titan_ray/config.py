@@ -700,15 +700,21 @@ def parse_config(raw: dict[str, Any], *, source: str = "config") -> ArenaConfig:
         raise ConfigError(f"{source}: {format_validation_error(err)}") from None
 
 
+def read_yaml(src: Path, what: str) -> Any:
+    """The YAML document in ``src`` (None for an empty file read as {}); a ConfigError when it is
+    missing or not YAML, ``what`` naming the file's role."""
+    if not src.exists():
+        raise ConfigError(f"{what} {src} does not exist; pass --config with a YAML file")
+    try:
+        return yaml.safe_load(src.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{src}: not valid YAML: {err}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ArenaConfig:
     """Read a YAML arena config (the packaged default when ``path`` is None)."""
     src = Path(path) if path is not None else default_config_path()
-    if not src.exists():
-        raise ConfigError(f"config file {src} does not exist; pass --config with a YAML file")
-    try:
-        raw = yaml.safe_load(src.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{src}: not valid YAML: {err}") from None
+    raw = read_yaml(src, "config file")
     if overrides:
         raw = _deep_merge(raw, overrides)
     return parse_config(raw, source=str(src))

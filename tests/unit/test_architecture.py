@@ -4,7 +4,8 @@ Module-level imports are read with ``ast`` (``if TYPE_CHECKING:`` blocks left ou
 The layers, lowest first; a module may import its own layer and those below, never one above:
 
     domain → config, provenance, net, ray_session, lazy → data, features, metrics, risk, ledger, explain,
-    observability → ml, models → registry, broker → arena, train → serve, dashboard → commands, cli
+    observability → ml, models → registry, broker → arena, train → serve, dashboard, tournament →
+    commands, cli
 
 An import inside a function hides a cycle instead of removing it, so ``titan_ray`` imports live at
 the top of each module. The one way to load code on demand is by name through ``importlib`` (the
@@ -38,7 +39,7 @@ LAYERS: list[set[str]] = [
     {"ml", "models"},
     {"registry", "broker"},
     {"arena", "train"},
-    {"serve", "dashboard"},
+    {"serve", "dashboard", "tournament"},
     {"commands", "cli", "__main__"},
 ]
 

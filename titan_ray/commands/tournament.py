@@ -9,9 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
-from titan_ray.config import ConfigError
+from titan_ray.config import ConfigError, read_yaml
 from titan_ray.tournament.runner import Event, run_tournament
 from titan_ray.tournament.spec import Tournament, parse_tournament
 
@@ -52,12 +50,7 @@ def _load(args: argparse.Namespace) -> tuple[Tournament, Path]:
     if args.config is None:
         raise ConfigError("give a tournament YAML with --config (e.g. titan_ray/configs/tournament.yaml), "
                           "or --resume DIR")
-    if not args.config.exists():
-        raise ConfigError(f"tournament file {args.config} does not exist")
-    try:
-        raw = yaml.safe_load(args.config.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{args.config}: not valid YAML: {err}") from None
+    raw = read_yaml(args.config, "tournament file")
     root = args.config.resolve().parent
     tournament = parse_tournament(raw, source=str(args.config), root=root)
     out_dir = args.out or Path("runs") / time.strftime("tournament-%Y%m%d-%H%M%S")

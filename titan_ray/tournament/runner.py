@@ -35,9 +35,11 @@ from typing import Any
 import numpy as np
 import ray
 
+from titan_ray.arena.runner import run_arena
 from titan_ray.config import parse_config
 from titan_ray.data.providers import make_provider
 from titan_ray.data.synthetic import true_regimes
+from titan_ray.metrics.performance import returns_from_equity
 from titan_ray.metrics.regimes import UNKNOWN, accuracy, classify, market_index, regime_metrics
 from titan_ray.ray_session import ray_connected
 from titan_ray.tournament.grid import Arena, plan
@@ -145,9 +147,6 @@ def _in_flight(tournament: Tournament, todo: list[Arena]) -> int:
 @ray.remote(num_cpus=0, max_retries=0)
 def _play(arena: dict[str, Any], config: dict[str, Any], folder: str, origin: dict[str, str]) -> dict[str, Any]:
     """One arena, run in a Ray worker (the arena's actors are placed by the arena, as always); its scores."""
-    from titan_ray.arena.runner import run_arena  # in the worker: the driver of a tournament needs none of it
-    from titan_ray.metrics.performance import returns_from_equity
-
     cfg = parse_config(config, source=f"arena {arena['id']}")
     run = run_arena(cfg, Path(folder))
     initial = float(cfg.ledger.initial_cash)

@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from titan_ray.config import ArenaConfig, ConfigError, format_validation_error, parse_config
+from titan_ray.config import ArenaConfig, ConfigError, format_validation_error, parse_config, read_yaml
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,40}$")  # a model's name, as the arena's config allows it
 
@@ -102,13 +101,7 @@ class Tournament:
 
 def load_tournament(path: str | Path) -> Tournament:
     src = Path(path)
-    if not src.exists():
-        raise ConfigError(f"tournament file {src} does not exist; pass --config with a tournament YAML")
-    try:
-        raw = yaml.safe_load(src.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{src}: not valid YAML: {err}") from None
-    return parse_tournament(raw, source=str(src), root=src.parent)
+    return parse_tournament(read_yaml(src, "tournament file"), source=str(src), root=src.parent)
 
 
 def parse_tournament(raw: Any, *, source: str = "tournament", root: Path = Path()) -> Tournament:
@@ -125,7 +118,7 @@ def parse_tournament(raw: Any, *, source: str = "tournament", root: Path = Path(
         path = path if path.is_absolute() else root / path
         if not path.exists():
             raise ConfigError(f"{source}: base_config {config.base_config} does not exist (looked at {path})")
-        base = yaml.safe_load(path.read_text()) or {}
+        base = read_yaml(path, "base_config")
     if not isinstance(base, dict) or not base.get("models"):
         raise ConfigError(f"{source}: the base arena config needs `models`")
     models, origin = expand_models(base["models"], config.variants, source)

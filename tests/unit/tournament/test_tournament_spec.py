@@ -131,3 +131,18 @@ def test_the_command_says_what_is_wrong_with_a_tournament_file(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "titan_ray", "tournament", "--resume", str(tmp_path)],
                              check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert missing.returncode == 2 and "tournament_config.json is missing" in missing.stderr
+
+
+def test_the_base_can_be_an_arena_file_next_to_the_tournament(tmp_path):
+    import yaml
+
+    from titan_ray.tournament.spec import load_tournament
+
+    (tmp_path / "arena.yaml").write_text(yaml.safe_dump(BASE))
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"base_config": "arena.yaml", "markets": [{"scenario": "trending"}]}))
+    t = load_tournament(tmp_path / "t.yaml")
+    assert [m["name"] for m in t.base["models"]] == ["sma", "hold"]
+    assert t.config.markets[0].data() == {"provider": "synthetic", "synthetic": {"scenario": "trending"}}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"base_config": "nope.yaml", "markets": [{}]}))
+    with pytest.raises(ConfigError, match="base_config nope.yaml does not exist"):
+        load_tournament(tmp_path / "t.yaml")
