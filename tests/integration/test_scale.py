@@ -160,6 +160,9 @@ def test_model_actors_that_never_come_up_are_named_after_the_timeout(ray_session
 
     actors = {"ok": Up.remote(), "stuck": Stuck.remote()}
     labels = {"ok": "models[0] (ok, sma_crossover)", "stuck": "models[1] (stuck, sma_crossover)"}
+    # the one that comes up is up before the clock starts: on a busy machine a fresh worker process can
+    # take longer than the 2 s under test to start, and this test is about naming the one that never does
+    ray.get(actors["ok"].heartbeat.remote(), timeout=120)
     start = time.monotonic()
     try:
         with pytest.raises(PlacementError, match=r"1 model actor did not start within 2 s \(models\[1\] \(stuck, "
