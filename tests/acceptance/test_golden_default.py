@@ -4,7 +4,9 @@
 config) wrote, byte for byte: first with the code before the one-domain redesign (commit 03bc340);
 re-recorded once since, for issue 16's deliberate changes (a ``ppo`` row, the ``stack`` row stacking
 the arena's models, ``sample_too_small``/``sample_note`` on every row), every other model's figures
-checked equal to the 03bc340 recording (``recorded_with`` in the digests says so).
+checked equal to the 03bc340 recording (``recorded_with`` in the digests says so); and again for
+issue 17's ``regimes`` on every row (each model's Sharpe, return and bars per market regime), every
+row checked equal to the recording before it once that key is left out.
 ``golden/default_digests.json`` holds SHA-256 digests of that run's explanations (id, sentence,
 features, outcome) and fills (cause, quantity, price, exact value and commission), computed as
 ``_digests`` computes them here. The run is deterministic (the same config and seed give the same

@@ -81,3 +81,29 @@ def test_a_planted_signal_is_found_in_every_window(ray_session, tmp_path):
     assert v["ranking"][0] == "momentum"
     assert v["models"]["random"]["verdict"] != "robust" and v["models"]["rsi"]["verdict"] != "robust"
 
+
+
+def test_real_files_are_a_market_like_any_other(ray_session, lean_dir, tmp_path):
+    """LEAN's daily US equity bars (../shared/data), as CSV files, walked forward in two windows."""
+    from titan_ray.data.lean import read_lean_zip, write_csv
+
+    folder = tmp_path / "lean"
+    folder.mkdir()
+    for symbol in ("aapl", "ibm", "spy"):
+        write_csv(read_lean_zip(lean_dir / f"daily_{symbol}.zip"), folder / f"{symbol.upper()}.csv")
+    raw = {"base": {"data": {"calendar": "equities"}, "replay": GROUPED,
+                    "models": [{"name": "sma", "kind": "sma_crossover", "params": {"fast": 20, "slow": 100}},
+                               {"name": "hold", "kind": "buy_and_hold"}]},
+           "markets": [{"name": "lean", "provider": "csv", "path": str(folder), "frequency": "1D"}],
+           "windows": {"mode": "rolling", "train_bars": 500, "test_bars": 750, "max_windows": 2}}
+    run = run_tournament(parse_tournament(raw), tmp_path / "out")
+    v = run.verdict
+    assert not run.failed and v["n_arenas"] == 2 and v["markets"] == ["m0-lean-s7"]
+    assert v["regime_accuracy"] == {}  # real bars have no true regimes to score the classifier against
+    for arena in ("m0-lean-s7-w0", "m0-lean-s7-w1"):
+        equity = pd.read_parquet(tmp_path / "out" / "arenas" / arena / "equity.parquet")
+        assert equity.groupby("model").size().to_dict() == {"sma": 750, "hold": 750}
+    # the first window's test part is the 750 trading days after the first 500 of AAPL/IBM/SPY's union
+    days = pd.read_parquet(tmp_path / "out" / "arenas" / "m0-lean-s7-w0" / "equity.parquet")["timestamp"].unique()
+    assert len(days) == 750
+    assert {"up_calm", "down_calm"} <= set(v["models"]["sma"]["regimes"])

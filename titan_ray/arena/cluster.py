@@ -104,6 +104,8 @@ class ClusterFinish:
     models: dict[str, dict[str, Any]]
     # the ledger's process (rss, uss) and records (in RAM, in all) at the end of the replay, before the results
     ledger_memory: dict[str, int | None]
+    # every market bar's timestamp and regime label (metrics/regimes.py); None for a live stream
+    regimes: tuple[Any, Any] | None = None
 
 
 class ArenaCluster:
@@ -311,8 +313,9 @@ class ArenaCluster:
             info = {**info, **ray.get(self.market.info.remote())}
         paper_report = self.paper.finish(results[self.paper.model].fills) if self.paper is not None else None
         alerts = self._stop_monitor()
+        regimes = ray.get(self.market.regimes.remote())
         return ClusterFinish(results, busy, journal_seconds, failures, info, paper_report, alerts, models,
-                             ledger_memory)
+                             ledger_memory, regimes)
 
     def _spawn(self, actor: Any) -> Any:
         self._cleanup.callback(ray.kill, actor)

@@ -6,6 +6,10 @@ Sharpe yet) come after those with one, by total return. ``beats_benchmark`` is T
 paired bootstrap rejects "Sharpe <= benchmark's" at the configured level: the arena does not crown
 noise.
 
+With the market's regime labels (``metrics/regimes.py``: trend x volatility of the equal-weight
+index, causal) each row holds ``regimes``: per regime its Sharpe (withheld on too short a sample),
+total return and bars, each return counted under the regime known when it was earned.
+
 A model with fewer returns than ``titan_ray.metrics.sample`` asks for (the longer of 30 returns and
 one trading day of bars) has its annualised figures and the benchmark test withheld (``None``), and
 every row says so in ``sample_too_small`` and ``sample_note``, its last two keys.
@@ -24,13 +28,17 @@ from titan_ray.domain.orders import Fill, OrderRecord, OrderStatus, RoundTrip
 from titan_ray.ledger.engine import ModelResults
 from titan_ray.ledger.records import fields
 from titan_ray.metrics.performance import returns_from_equity, summarize
+from titan_ray.metrics.regimes import held_labels, regime_metrics
 from titan_ray.metrics.sample import Sample, annualisation_sample, withhold
 from titan_ray.metrics.significance import sharpe_difference_test
 
 
 def build_leaderboard(
-    config: ArenaConfig, results: dict[str, ModelResults], periods: float
+    config: ArenaConfig, results: dict[str, ModelResults], periods: float, *,
+    regimes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
+    """The rows, best first; with ``regimes`` (every market bar's timestamp and regime label) each
+    row also holds its metrics per market regime (``regimes``)."""
     bench = config.benchmark_model
     initial = float(config.ledger.initial_cash)
     returns = {name: returns_from_equity(r.equity, initial) for name, r in results.items()}
@@ -54,6 +62,8 @@ def build_leaderboard(
         row: dict[str, Any] = {"model": name, **summary.to_dict()}
         row.update(_significance(config, name, bench, returns, periods, sample))
         row["halted"] = res.halted
+        if regimes is not None:
+            row["regimes"] = _by_regime(returns[name], held_labels(*regimes, res.timestamps), periods, config)
         rows.append(withhold(row, sample))
     rows.sort(key=_rank)
     return rows
@@ -79,6 +89,18 @@ def _significance(
     if not math.isfinite(p):
         return empty
     return {"benchmark": bench, "sharpe_vs_benchmark_p": p, "beats_benchmark": bool(p < sig.alpha)}
+
+
+def _by_regime(r: np.ndarray, labels: np.ndarray, periods: float, config: ArenaConfig) -> dict[str, Any]:
+    """Sharpe, total return and bars per market regime; the Sharpe withheld on a regime's sample too
+    short to annualise, as the row's own."""
+    out = {}
+    for name, m in regime_metrics(r, labels, periods).items():
+        short = annualisation_sample(int(m["n_bars"]), periods, config.data.calendar).too_small
+        s = float(m["sharpe"])
+        out[name] = {"sharpe": None if short or not math.isfinite(s) else s,
+                     "total_return": float(m["total_return"]), "n_bars": int(m["n_bars"])}
+    return out
 
 
 def _rank(row: dict[str, Any]) -> tuple[int, float, str]:

@@ -119,7 +119,7 @@ def _wrap_up(
     config: ArenaConfig, periods: float, end: ClusterFinish, out_dir: Path | None, clock: Callable[[], float],
 ) -> tuple[list[dict[str, Any]], float]:
     """The leaderboard, and the results folder (but run.json) written: the leaderboard and when it was done."""
-    leaderboard = build_leaderboard(config, end.results, periods)
+    leaderboard = build_leaderboard(config, end.results, periods, regimes=end.regimes)
     if out_dir is not None:
         if end.paper_report is not None:
             write_paper_report(Path(out_dir), end.paper_report)

@@ -121,6 +121,8 @@ class LiveView:
         w("\n" + "\n".join(render_table(leaderboard, _FINAL_COLUMNS)) + "\n")
         for line in sample_notes(leaderboard):
             w(line + "\n")
+        for line in regime_table(leaderboard):
+            w(line + "\n")
         bench = next((r.get("benchmark") for r in leaderboard if r.get("benchmark")), None)
         if bench:
             w(f"\n* Sharpe beats the benchmark '{bench}' (paired block bootstrap, one-sided p < "
@@ -134,3 +136,21 @@ class LiveView:
         if out_dir is not None:
             w(f"Results: {out_dir}\n")
         self.stream.flush()
+
+
+def regime_table(leaderboard: list[dict[str, Any]]) -> list[str]:
+    """Each model's Sharpe per market regime, and the bars of each regime: lines to print (none when
+    the rows carry no regimes)."""
+    rows = [r for r in leaderboard if r.get("regimes")]
+    if not rows:
+        return []
+    names = list(rows[0]["regimes"])
+    width = max(len("model"), *(len(r["model"]) for r in rows))
+    out = ["", "Sharpe by market regime (trend x volatility of the equal-weight index, classified causally):",
+           f"{'model':<{width}}  " + "  ".join(f"{n:>14}" for n in names)]
+    for r in rows:
+        cells = [r["regimes"][n]["sharpe"] for n in names]
+        out.append(f"{r['model']:<{width}}  " + "  ".join(f"{'—' if c is None else f'{c:.2f}':>14}" for c in cells))
+    bars = [rows[0]["regimes"][n]["n_bars"] for n in names]
+    out.append(f"{'bars':<{width}}  " + "  ".join(f"{b:>14,}" for b in bars))
+    return out

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import ray
 
 from titan_ray.config import DataConfig, LiveConfig, ReplayConfig
@@ -30,6 +31,7 @@ from titan_ray.data.providers import make_provider
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.events import EventSink
 from titan_ray.lazy import load
+from titan_ray.metrics.regimes import classify, market_index
 
 _LIVE_FEED = "titan_ray.data.live:alpaca_live_feed"
 
@@ -165,6 +167,14 @@ class MarketDataActor:
 
     def history(self, start: int, stop: int) -> BarBatch:
         return self._feed.history(start, stop)
+
+    def regimes(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every bar's timestamp and market regime (``metrics/regimes.py``: trend x volatility of the
+        equal-weight index, each label from the bars up to it); None for a live stream."""
+        if self._live:
+            return None
+        bars = self._feed.market.bars
+        return np.asarray(bars.timestamps), classify(market_index(bars.close))
 
     def plan(self) -> list[tuple[int, int]]:
         return list(self._feed._plan)

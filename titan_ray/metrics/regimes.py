@@ -70,6 +70,18 @@ def classify(close: np.ndarray, *, trend_bars: int = 100, vol_bars: int = 50, vo
     return np.where(known, labels, UNKNOWN).astype(np.int8)
 
 
+def held_labels(market_timestamps: np.ndarray, labels: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """The regime in force while each return ending at ``timestamps`` (a model's equity bars) was
+    earned: the label of the market bar before that bar (``UNKNOWN`` for the market's first bar and
+    for a time the market does not have). ``labels`` belong to ``market_timestamps`` (sorted)."""
+    ts = np.asarray(timestamps, dtype=np.int64)
+    market = np.asarray(market_timestamps, dtype=np.int64)
+    at = np.searchsorted(market, ts)
+    found = (at < market.size) & (market[np.minimum(at, max(market.size - 1, 0))] == ts) & (at > 0)
+    before = np.concatenate([[UNKNOWN], np.asarray(labels, dtype=np.int8)])[np.where(found, at, 0)]
+    return np.where(found, before, UNKNOWN).astype(np.int8)
+
+
 def market_index(close: np.ndarray) -> np.ndarray:
     """(T, S) closes -> (T,) equal-weight index level: 1.0 at the first bar with any close, then
     compounded by the mean simple return of the symbols that have a close at the bar (each

@@ -40,7 +40,7 @@ from titan_ray.config import parse_config
 from titan_ray.data.providers import make_provider
 from titan_ray.data.synthetic import true_regimes
 from titan_ray.metrics.performance import returns_from_equity
-from titan_ray.metrics.regimes import UNKNOWN, accuracy, classify, market_index, regime_metrics
+from titan_ray.metrics.regimes import accuracy, classify, market_index
 from titan_ray.ray_session import ray_connected
 from titan_ray.tournament.grid import Arena, plan
 from titan_ray.tournament.report import write_report
@@ -151,14 +151,7 @@ def _play(arena: dict[str, Any], config: dict[str, Any], folder: str, origin: di
     run = run_arena(cfg, Path(folder))
     initial = float(cfg.ledger.initial_cash)
     returns = {name: returns_from_equity(r.equity, initial) for name, r in run.results.items()}
-    # the regime in force while each return was earned: the label of the bar before it, which the
-    # classifier gave from the bars up to that one
-    bars = make_provider(cfg.data, cfg.seed).load().bars
-    labels = classify(market_index(bars.close))
-    held = np.concatenate([[UNKNOWN], labels])[cfg.replay.warmup_bars:]
-    periods = float(run.run_info["periods_per_year"])
-    regimes = {name: regime_metrics(r, held[: len(r)], periods) for name, r in returns.items()}
-    return score_arena(arena, run.leaderboard, returns, origin, regimes)
+    return score_arena(arena, run.leaderboard, returns, origin)
 
 
 def _regime_accuracy(tournament: Tournament, arenas: list[Arena]) -> dict[str, dict[str, float | None]]:

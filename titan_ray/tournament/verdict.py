@@ -32,9 +32,9 @@ METRICS = ("sharpe", "sortino", "calmar", "total_return", "max_drawdown", "profi
 
 
 def score_arena(arena: dict[str, Any], leaderboard: list[dict[str, Any]], returns: dict[str, np.ndarray],
-                origin: dict[str, str], regimes: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
-    """One arena's summary; ``arena`` holds its id, market, seed and window; ``regimes`` each model's
-    ``regime_metrics`` (``metrics/regimes.py``) over its traded bars."""
+                origin: dict[str, str]) -> dict[str, Any]:
+    """One arena's summary; ``arena`` holds its id, market, seed and window; the leaderboard's rows
+    carry each model's metrics per market regime (``regimes``), when the arena had the labels."""
     bench = next((r.get("benchmark") for r in leaderboard if r.get("benchmark")), None)
     sharpes = {name: _per_period_sharpe(r) for name, r in returns.items()}
     trials = [s for name, s in sharpes.items() if name != bench and math.isfinite(s)]
@@ -57,8 +57,7 @@ def score_arena(arena: dict[str, Any], leaderboard: list[dict[str, Any]], return
             "psr": _number(ds.psr),
             "dsr": None if name == bench else _number(ds.dsr),
             "sr0": None if name == bench else _number(ds.sr0),
-            "regimes": {r: {k: _number(v) if isinstance(v, float) else v for k, v in m.items()}
-                        for r, m in (regimes or {}).get(name, {}).items()},
+            "regimes": row.get("regimes") or {},
         }
     return {**arena, "benchmark": bench, "n_trials": len(trials), "models": models}
 
