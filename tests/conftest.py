@@ -71,6 +71,20 @@ def redis_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def mlflow_url(tmp_path_factory):
+    """A real `mlflow server` (SQLite store, served artifacts) on a free loopback port, started once.
+
+    `pip install -e '.[test]'` installs MLflow (the product speaks its REST API without it)."""
+    from servers import mlflow_server
+
+    try:
+        with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+            yield url
+    except RuntimeError as err:
+        pytest.fail(str(err))
+
+
+@pytest.fixture(scope="session")
 def serve_token() -> str:
     """The bearer token of the test Serve app's mutating routes."""
     import secrets

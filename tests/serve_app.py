@@ -39,10 +39,10 @@ EXPERIMENT = {"name": "ab", "seed": 1, "arms": [
 ARENA_BARS = 12_000
 
 
-def app_args(arena_actor: str) -> dict[str, Any]:
+def app_args(arena_actor: str, extra_models: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """The main app: a small arena (3 symbols, 1-minute bars, ~5 bars a second) of the served models."""
     return {
-        "models": [m["name"] for m in MODELS],
+        "models": [m["name"] for m in MODELS] + [m["name"] for m in extra_models],
         "experiments": [EXPERIMENT["name"]],
         "arena": {
             "actor": arena_actor,
@@ -61,18 +61,21 @@ def app_args(arena_actor: str) -> dict[str, Any]:
     }
 
 
-def app_config(arena_actor: str, token: str, weights: dict[str, float] | None = None) -> dict[str, Any]:
+def app_config(arena_actor: str, token: str, weights: dict[str, float] | None = None,
+               extra_models: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """The apps as a Serve config (what `serve deploy` sends): the main ingress, one app per model,
-    the A/B experiment ``ab`` with a shadow arm. num_cpus 0 everywhere, since the session's 2 CPUs
-    are shared with other tests' actors; the token reaches the main ingress's env."""
+    the A/B experiment ``ab`` with a shadow arm, and ``extra_models`` (model app args) served beside
+    them. num_cpus 0 everywhere, since the session's 2 CPUs are shared with other tests' actors; the
+    token reaches the main ingress's env."""
     zero = {"num_cpus": 0}
     apps = [{"name": APP_NAME, "route_prefix": "/", "import_path": "titan_ray.serve.app:build_app",
-             "args": app_args(arena_actor),
+             "args": app_args(arena_actor, extra_models),
              "deployments": [{"name": "Ingress",
                               "ray_actor_options": {**zero, "runtime_env": {"env_vars": {TOKEN_ENV: token}}}}]}]
     apps += [{"name": f"model-{m['name']}", "route_prefix": f"/v1/predict/{m['name']}",
               "import_path": "titan_ray.serve.app:build_model_app", "args": m,
-              "deployments": [{"name": f"model-{m['name']}", "ray_actor_options": zero}]} for m in MODELS]
+              "deployments": [{"name": f"model-{m['name']}", "ray_actor_options": zero}]}
+             for m in [*MODELS, *extra_models]]
     live = weights or {a["name"]: a["weight"] for a in EXPERIMENT["arms"] if not a.get("shadow")}
     apps.append({"name": f"experiment-{EXPERIMENT['name']}", "route_prefix": f"/v1/experiments/{EXPERIMENT['name']}/predict",
                  "import_path": "titan_ray.serve.app:build_experiment_app", "args": EXPERIMENT,
@@ -97,9 +100,10 @@ class ServeApp:
     token: str
     arena_actor: str
 
-    def redeploy(self, weights: dict[str, float] | None = None) -> None:
-        """The same config again, with other experiment weights in its user_config (a live change)."""
-        deploy(app_config(self.arena_actor, self.token, weights), self.port)
+    def redeploy(self, weights: dict[str, float] | None = None, extra_models: list[dict[str, Any]] = ()) -> None:
+        """The same config again, with other experiment weights in its user_config (a live change), and
+        ``extra_models`` served beside the others (model app args); without them, the session's apps."""
+        deploy(app_config(self.arena_actor, self.token, weights, extra_models), self.port)
 
 
 @contextmanager

@@ -159,3 +159,62 @@ def two_node_cluster(root: Path, *, cpus: int = 1, env: dict[str, str] | None = 
         address = (head_dir / "ray_current_cluster").read_text().strip()
         wait_ray("the worker node", lambda: _alive_nodes(address) >= 2, [head, worker], logs)
         yield {"address": address, "metrics_port": metrics}
+
+
+@contextmanager
+def mlflow_server(workdir: Path) -> Iterator[str]:
+    """A real `mlflow server` on a free loopback port with a SQLite store (workdir/mlflow.db) and artifacts
+    under workdir/artifacts; yields its http URL; stopped (process group) after. RuntimeError naming the
+    log file when it does not answer GET /health within 90 s."""
+    import urllib.request
+
+    binary = Path(sys.executable).with_name("mlflow")
+    found = str(binary) if binary.exists() else shutil.which("mlflow")
+    if found is None:
+        raise RuntimeError("the `mlflow` command is not installed; `pip install -e '.[test]'` installs it")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = workdir / "mlflow-server.log"
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no huey job workers: nothing here runs server jobs
+        "MLFLOW_DISABLE_TELEMETRY": "true",  # no usage reports to the network
+        "DO_NOT_TRACK": "true",
+    }
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [found, "server", "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+             "--artifacts-destination", str(workdir / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1"],
+            cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"`mlflow server` exited with {proc.returncode}; its log is {log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"`mlflow server` did not answer GET {url}/health in {START_TIMEOUT:.0f} s; "
+                                   f"its log is {log}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        # The CLI, its uvicorn and any worker run in a session of their own (start_new_session): the
+        # group is exactly what this server started. SIGTERM first, then SIGKILL for what lingers.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        proc.wait(timeout=10)

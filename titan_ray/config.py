@@ -406,6 +406,12 @@ class RiskConfig(_Strict):
 LEARNED_NUM_CPUS = 0.25  # ModelSpec.num_cpus when unset, for a model kind that is not a rule model
 
 
+# The model registry's aliases (titan_ray.registry), and a reference to a registered model: NAME,
+# NAME@VERSION or NAME@ALIAS; here because the arena's config validates its `artifact` keys with it.
+MODEL_ALIASES = ("champion", "challenger")
+REF_PATTERN = rf"^[A-Za-z0-9_.\-]{{1,80}}(@([1-9][0-9]*|{'|'.join(MODEL_ALIASES)}))?$"
+
+
 class ModelSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,40}$", description="unique name on the leaderboard")
     kind: str
@@ -419,9 +425,9 @@ class ModelSpec(_Strict):
         "much unreserved; 0 = none reserved"
     )
     artifact: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.\-]{1,80}(@[1-9][0-9]*)?$",
-        description="load a trained model from the registry instead of fitting: NAME (latest) or "
-        "NAME@VERSION; `params` then override the registered ones",
+        None, pattern=REF_PATTERN,
+        description="load a trained model from the registry instead of fitting: NAME (latest), "
+        "NAME@VERSION or NAME@ALIAS (champion, challenger); `params` then override the registered ones",
     )
 
     @model_validator(mode="before")
@@ -514,6 +520,14 @@ class RegistryConfig(_Strict):
     )
 
 
+class TrackingConfig(_Strict):
+    """Where runs are logged (``titan_ray.tracking``): an `mlflow server`'s http(s) URL."""
+
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking server, e.g. http://127.0.0.1:5000; null = $MLFLOW_TRACKING_URI, else off"
+    )
+
+
 class ArenaConfig(_Strict):
     seed: int = Field(7, description="seeds the data, random models and the bootstrap")
     data: DataConfig = DataConfig()
@@ -528,6 +542,7 @@ class ArenaConfig(_Strict):
     redis: RedisConfig = RedisConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
     registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
     live: LiveConfig | None = Field(None, description="null = replay history; set = trade a live stream")
 
     @model_validator(mode="after")

@@ -9,6 +9,13 @@
     titan_ray_equity{model}                           gauge: each model's latest equity
     titan_ray_actor_restarts_total{actor}             counter: restarts the watchdog saw
     titan_ray_bars_total                              counter: bars (timestamps) replayed
+    titan_ray_drift_psi{model,feature}                gauge: a served model's live feature drift (PSI)
+    titan_ray_drift_ks_pvalue{model,feature}          gauge: ... the KS test's p-value
+    titan_ray_prediction_psi{model}                   gauge: drift of its scores (PSI)
+    titan_ray_live_sharpe{model}                      gauge: its rolling live Sharpe on the feed
+    titan_ray_validation_sharpe{model}                gauge: its registered validation Sharpe
+    titan_ray_model_version{model,alias}              gauge: the version an alias names
+    titan_ray_drift_alerts_total{model}               counter: drift and decay alerts raised
 
 ``route`` is the route's template (``/v1/predict/{model}``, never the raw path, so a scan of
 random URLs cannot blow up the label set); ``arm`` is the experiment arm that answered, or ``-``.
@@ -48,6 +55,13 @@ REJECTIONS_TOTAL = "titan_ray_rejections_total"
 EQUITY = "titan_ray_equity"
 ACTOR_RESTARTS_TOTAL = "titan_ray_actor_restarts_total"
 BARS_TOTAL = "titan_ray_bars_total"
+DRIFT_PSI = "titan_ray_drift_psi"
+DRIFT_KS_PVALUE = "titan_ray_drift_ks_pvalue"
+PREDICTION_PSI = "titan_ray_prediction_psi"
+LIVE_SHARPE = "titan_ray_live_sharpe"
+VALIDATION_SHARPE = "titan_ray_validation_sharpe"
+MODEL_VERSION = "titan_ray_model_version"
+DRIFT_ALERTS_TOTAL = "titan_ray_drift_alerts_total"
 
 METRIC_NAMES: tuple[str, ...] = (
     REQUESTS_TOTAL,
@@ -57,6 +71,13 @@ METRIC_NAMES: tuple[str, ...] = (
     EQUITY,
     ACTOR_RESTARTS_TOTAL,
     BARS_TOTAL,
+    DRIFT_PSI,
+    DRIFT_KS_PVALUE,
+    PREDICTION_PSI,
+    LIVE_SHARPE,
+    VALIDATION_SHARPE,
+    MODEL_VERSION,
+    DRIFT_ALERTS_TOTAL,
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -160,6 +181,18 @@ class Metrics:
         self.actor_restarts = Counter(_base(ACTOR_RESTARTS_TOTAL), "Actor restarts seen by the watchdog",
                                       ("actor",), registry=r)
         self.bars = Counter(_base(BARS_TOTAL), "Bars (timestamps) replayed by the arena", registry=r)
+        self.drift_psi = Gauge(DRIFT_PSI, "PSI of a live feature against the served model's training window",
+                               ("model", "feature"), registry=r)
+        self.drift_ks = Gauge(DRIFT_KS_PVALUE, "KS p-value of a live feature against the training window",
+                              ("model", "feature"), registry=r)
+        self.prediction_psi = Gauge(PREDICTION_PSI, "PSI of the served model's live scores", ("model",), registry=r)
+        self.live_sharpe = Gauge(LIVE_SHARPE, "Rolling live Sharpe of the champion on the feed", ("model",), registry=r)
+        self.validation_sharpe = Gauge(VALIDATION_SHARPE, "The champion's registered validation Sharpe",
+                                       ("model",), registry=r)
+        self.model_version = Gauge(MODEL_VERSION, "The registry version an alias names", ("model", "alias"),
+                                   registry=r)
+        self.drift_alerts = Counter(_base(DRIFT_ALERTS_TOTAL), "Drift and decay alerts raised", ("model",),
+                                    registry=r)
         self._seen: dict[tuple[str, tuple[str, ...]], float] = {}
 
     def observe_request(self, route: str, arm: str | None, code: int, seconds: float) -> None:
@@ -188,6 +221,25 @@ class Metrics:
             if value is not None:
                 self.equity.labels(model).set(float(value))
 
+    def sync_lifecycle(self, served: str, state: Mapping[str, Any]) -> None:
+        """Bring a served model's lifecycle gauges up to its controller's ``state()``."""
+        drift = state.get("drift") or {}
+        for col in drift.get("features", []):
+            _set(self.drift_psi, (served, col["name"]), col.get("psi"))
+            _set(self.drift_ks, (served, col["name"]), col.get("p_value"))
+        _set(self.prediction_psi, (served,), (drift.get("prediction") or {}).get("psi"))
+        perf = state.get("performance") or {}
+        _set(self.live_sharpe, (served,), perf.get("live_sharpe"))
+        _set(self.validation_sharpe, (served,), perf.get("validation_sharpe"))
+        for alias in ("champion", "challenger"):
+            version = (state.get(alias) or {}).get("version")
+            if version is None:
+                if (served, alias) in _labels(self.model_version):
+                    self.model_version.remove(served, alias)
+            else:
+                self.model_version.labels(served, alias).set(float(version))
+        self._advance(self.drift_alerts, (served,), float(state.get("alerts_total", 0)))
+
     def _advance(self, counter: Counter, labels: tuple[str, ...], total: float) -> None:
         key = (counter._name, labels)
         last = self._seen.get(key, 0.0)
@@ -204,6 +256,15 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes (``Content-Type: CONTENT_TYPE``)."""
         return generate_latest(self.registry)
+
+
+def _set(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+    if value is not None:
+        gauge.labels(*labels).set(float(value))
+
+
+def _labels(gauge: Gauge) -> set[tuple[str, ...]]:
+    return set(gauge._metrics)
 
 
 # --- one sum over every replica -------------------------------------------------------------------

@@ -17,35 +17,64 @@ registers the policy it trains at start-up as ``NAME-startup`` and finds it ther
 on the same bars (``titan_ray.train.ppo.StartupTrainer``). The root is ``registry.path`` of the arena
 config, else the environment variable ``TITAN_RAY_REGISTRY``, else ``registry`` in the working
 directory. On a cluster put it on storage every node can read.
+
+Aliases and stages. A model has at most one ``champion`` (what Serve's model apps and the arena load
+as ``NAME@champion``) and one ``challenger`` (what a retraining job registers for evaluation,
+``NAME@challenger``); a version cannot be both. Versions retired by a promotion, a rollback or a
+rejection are ``archived`` (a stage, not an alias). Every change goes through one of ``set_alias``,
+``clear_alias``, ``promote``, ``rollback`` or ``reject``, each with who made it, why (required) and
+the evidence (any JSON-able dict), and is kept in two files next to the versions::
+
+    ROOT/NAME/aliases.json    the current state: {"champion": 3, "challenger": 4, "archived": [1, 2]},
+                              replaced atomically (temporary file + os.replace)
+    ROOT/NAME/history.jsonl   one event per line, oldest first: at, who, action, alias, version
+                              (the alias's new value), previous (its old value), archived, why, evidence
+    ROOT/NAME/.aliases.lock   an exclusive fcntl lock held across the read-modify-write of aliases.json
+                              and the append to history.jsonl, so concurrent changes never lose one
+
+The event returned by a change is the line written to history.jsonl, parsed back: the caller holds
+exactly what the history says. ``rollback`` walks back the chain of champions the history records
+(each assignment or promotion pushes a champion, each rollback pops one), so two rollbacks go two
+champions back. ``titan-ray registry`` is the command line for all of this.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import getpass
 import hashlib
 import json
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from titan_ray.config import ArenaConfig, ConfigError
+from titan_ray.config import MODEL_ALIASES, REF_PATTERN, ArenaConfig, ConfigError
 from titan_ray.domain.bars import BarBatch
 from titan_ray.models.base import Persistent, TradingModel
 from titan_ray.models.kinds import MODEL_KINDS
+from titan_ray.models.profiles import write_profile
 from titan_ray.provenance import code_version
 
 ENV_VAR = "TITAN_RAY_REGISTRY"
 DEFAULT_ROOT = "registry"
 METADATA = "metadata.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,80}$")
-REF_PATTERN = r"^[A-Za-z0-9_.\-]{1,80}(@[1-9][0-9]*)?$"
+ALIASES = MODEL_ALIASES
+ARCHIVED = "archived"  # a stage, not an alias: versions retired by a promotion, a rollback or a rejection
+USER_VAR = "TITAN_RAY_USER"
+ALIAS_STATE = "aliases.json"
+HISTORY = "history.jsonl"
+ALIAS_LOCK = ".aliases.lock"
+ACTIONS = ("assign", "clear", "promote", "rollback", "reject")  # the ``action`` of a history event
 
 
 class RegistryError(LookupError):
@@ -70,12 +99,25 @@ def default_root(configured: str | Path | None = None) -> Path:
     return Path(configured or os.environ.get(ENV_VAR) or DEFAULT_ROOT)
 
 
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    """'NAME' -> (NAME, None); 'NAME@3' -> (NAME, 3)."""
-    if not re.match(REF_PATTERN, ref):
-        raise RegistryError(f"bad model reference {ref!r}: write NAME or NAME@VERSION (version 1, 2, ...)")
+def default_actor() -> str:
+    """Who makes a registry change when nobody is named: $TITAN_RAY_USER, else the login name, else 'unknown'."""
+    if os.environ.get(USER_VAR):
+        return os.environ[USER_VAR]
+    try:
+        return getpass.getuser() or "unknown"
+    except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (some containers)
+        return "unknown"
+
+
+def parse_ref(ref: str) -> tuple[str, int | str | None]:
+    """'NAME' -> (NAME, None); 'NAME@3' -> (NAME, 3); 'NAME@champion' -> (NAME, 'champion')."""
+    if not isinstance(ref, str) or not re.match(REF_PATTERN, ref):
+        raise RegistryError(f"bad model reference {ref!r}: write NAME (the latest version), NAME@VERSION "
+                            f"(version 1, 2, ...) or NAME@ALIAS ({' or '.join(ALIASES)})")
     name, _, version = ref.partition("@")
-    return name, int(version) if version else None
+    if not version:
+        return name, None
+    return name, version if version in ALIASES else int(version)
 
 
 def fingerprint(bars: BarBatch) -> str:
@@ -87,9 +129,15 @@ def fingerprint(bars: BarBatch) -> str:
     return h.hexdigest()[:16]
 
 
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 class ModelRegistry:
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, *,
+                 clock: Callable[[], dt.datetime] = _utc_now) -> None:
         self.root = default_root(root)
+        self._clock = clock  # stamps alias events (``at``); tests pass a fixed one
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
@@ -147,8 +195,13 @@ class ModelRegistry:
         """Register a fitted ``Persistent`` model trained on ``history`` under ``name`` (default its own)."""
         if not isinstance(model, Persistent):
             raise TypeError(f"{type(model).__name__} has no save_artifacts; register it with register(...)")
+
+        def save(folder: Path) -> None:
+            model.save_artifacts(folder)
+            write_profile(model, history, folder)  # the drift reference: the training window's features
+
         return self.register(
-            name or model.name, model.kind, model.params.model_dump(mode="json"), save=model.save_artifacts,
+            name or model.name, model.kind, model.params.model_dump(mode="json"), save=save,
             features=model.features.names if model.features is not None else (),
             training_window=dict(model.training_window), metrics=dict(model.metrics),
             data_fingerprint=fingerprint(history), extra=extra,
@@ -170,14 +223,23 @@ class ModelRegistry:
                 out.append(self._read(name, sub))
         return sorted(out, key=lambda v: v.version)
 
-    def get(self, name: str, version: int | None = None) -> ModelVersion:
-        """A version of ``name`` (the latest when ``version`` is None)."""
+    def get(self, name: str, version: int | str | None = None) -> ModelVersion:
+        """A version of ``name``: the latest when ``version`` is None, the one an alias names when it is a str."""
         found = self.versions(name)
         if not found:
             known = ", ".join(self.names()) or "none"
             raise RegistryError(f"no model named {name!r} in the registry {self.root} (registered: {known})")
         if version is None:
             return found[-1]
+        if isinstance(version, str):
+            if version not in ALIASES:
+                raise RegistryError(f"{name!r} has no alias {version!r}: the aliases are {', '.join(ALIASES)}, "
+                                    "or give a version number")
+            number = self.aliases(name).get(version)
+            if number is None:
+                raise RegistryError(f"{name} has no {version} yet; set one: "
+                                    f"titan-ray registry alias {name} {version} VERSION --why TEXT")
+            version = number
         for v in found:
             if v.version == version:
                 return v
@@ -185,7 +247,7 @@ class ModelRegistry:
                             f"{[v.version for v in found]}")
 
     def resolve(self, ref: str) -> ModelVersion:
-        """'NAME' (latest) or 'NAME@VERSION'."""
+        """'NAME' (latest), 'NAME@VERSION' or 'NAME@ALIAS' (champion, challenger)."""
         name, version = parse_ref(ref)
         return self.get(name, version)
 
@@ -219,6 +281,209 @@ class ModelRegistry:
                             path=folder.resolve(), meta=meta)
 
 
+    # --- aliases and stages -------------------------------------------------------------------
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of ``name`` that are set, e.g. {'champion': 3, 'challenger': 4}."""
+        state = self._state(name)
+        return {a: state[a] for a in ALIASES if state.get(a) is not None}
+
+    def archived(self, name: str) -> list[int]:
+        """The versions of ``name`` retired by a promotion, a rollback or a rejection, by version number."""
+        return list(self._state(name).get(ARCHIVED, []))
+
+    def stage(self, name: str, version: int) -> str | None:
+        """'champion', 'challenger', 'archived', or None for a version that has never been given a stage."""
+        state = self._state(name)
+        for alias in ALIASES:
+            if state.get(alias) == version:
+                return alias
+        return ARCHIVED if version in state.get(ARCHIVED, []) else None
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Every alias event of ``name``, oldest first ([] when there is none)."""
+        return self._events(name)
+
+    def set_alias(self, name: str, alias: str, version: int, *, who: str | None = None, why: str,
+                  evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Point ``alias`` at ``version`` (action ``assign``); the event records the version it pointed at."""
+        alias = _check_alias(alias)
+        version = _check_version(version, "version")
+        with self._changing(name, why, evidence) as state:
+            self.get(name, version)
+            current = state.get(alias)
+            if current == version:
+                raise RegistryError(f"{name}@{version} is already the {alias}; nothing to change")
+            other = "challenger" if alias == "champion" else "champion"
+            if state.get(other) == version:
+                if alias == "challenger":
+                    raise RegistryError(f"{name}@{version} is the champion: a version cannot be champion and "
+                                        "challenger at once; name another version")
+                raise RegistryError(f"{name}@{version} is the challenger; promote it instead (it cannot be both): "
+                                    f"titan-ray registry promote {name} --why TEXT")
+            state[alias] = version
+            return self._commit(name, state, action="assign", alias=alias, version=version, previous=current,
+                                archived=None, who=who, why=why, evidence=evidence)
+
+    def clear_alias(self, name: str, alias: str, *, who: str | None = None, why: str,
+                    evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Unset ``alias`` (action ``clear``); the version it pointed at keeps its folder and gets no stage."""
+        alias = _check_alias(alias)
+        with self._changing(name, why, evidence) as state:
+            current = state.pop(alias, None)
+            if current is None:
+                raise RegistryError(f"{name} has no {alias} to clear")
+            return self._commit(name, state, action="clear", alias=alias, version=None, previous=current,
+                                archived=None, who=who, why=why, evidence=evidence)
+
+    def promote(self, name: str, *, who: str | None = None, why: str, evidence: dict[str, Any] | None = None,
+                version: int | None = None) -> dict[str, Any]:
+        """Make the challenger (or ``version``) the champion; the champion it replaces is archived, and the
+        challenger alias is cleared when the challenger is the version promoted."""
+        if version is not None:
+            version = _check_version(version, "version")
+        with self._changing(name, why, evidence) as state:
+            target = version if version is not None else state.get("challenger")
+            if target is None:
+                raise RegistryError(f"{name} has no challenger to promote; set one: titan-ray registry alias "
+                                    f"{name} challenger VERSION --why TEXT, or name the version to promote: "
+                                    "--version N")
+            self.get(name, target)
+            current = state.get("champion")
+            if current == target:
+                raise RegistryError(f"{name}@{target} is already the champion; nothing to promote")
+            if state.get("challenger") == target:
+                del state["challenger"]
+            state["champion"] = target
+            if current is not None:
+                state[ARCHIVED] = [*state.get(ARCHIVED, []), current]
+            return self._commit(name, state, action="promote", alias="champion", version=target, previous=current,
+                                archived=current, who=who, why=why, evidence=evidence)
+
+    def rollback(self, name: str, *, who: str | None = None, why: str, evidence: dict[str, Any] | None = None,
+                 to: int | None = None) -> dict[str, Any]:
+        """Make ``to`` the champion again, else the champion before the current one; the current one is archived.
+
+        Without ``to`` the history decides: each assignment or promotion of a champion pushes it on a
+        chain, each rollback pops back, so the first rollback returns to the ``previous`` of the event
+        that made the current version champion, and a second one goes one further back.
+        """
+        if to is not None:
+            to = _check_version(to, "to")
+        with self._changing(name, why, evidence) as state:
+            current = state.get("champion")
+            if current is None:
+                raise RegistryError(f"{name} has no champion to roll back; set one: "
+                                    f"titan-ray registry alias {name} champion VERSION --why TEXT")
+            target = to
+            if target is None:
+                chain = _champion_chain(self._events(name))
+                if len(chain) < 2 or chain[-1] != current:
+                    raise RegistryError(f"{name}@{current} has no earlier champion on record to roll back to; "
+                                        f"name one: titan-ray registry rollback {name} --to VERSION --why TEXT")
+                target = chain[-2]
+            self.get(name, target)
+            if target == current:
+                raise RegistryError(f"{name}@{target} is already the champion; nothing to roll back")
+            if state.get("challenger") == target:
+                raise RegistryError(f"{name}@{target} is the challenger; promote it (titan-ray registry promote "
+                                    f"{name}) or reject it first")
+            state["champion"] = target
+            state[ARCHIVED] = [*state.get(ARCHIVED, []), current]
+            return self._commit(name, state, action="rollback", alias="champion", version=target, previous=current,
+                                archived=current, who=who, why=why, evidence=evidence)
+
+    def reject(self, name: str, *, who: str | None = None, why: str,
+               evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Archive the challenger and clear the alias."""
+        with self._changing(name, why, evidence) as state:
+            current = state.pop("challenger", None)
+            if current is None:
+                raise RegistryError(f"{name} has no challenger to reject; set one: "
+                                    f"titan-ray registry alias {name} challenger VERSION --why TEXT")
+            state[ARCHIVED] = [*state.get(ARCHIVED, []), current]
+            return self._commit(name, state, action="reject", alias="challenger", version=None, previous=current,
+                                archived=current, who=who, why=why, evidence=evidence)
+
+    @contextmanager
+    def _changing(self, name: str, why: str, evidence: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+        """Check the inputs, then hold the model's lock and give the current state to change."""
+        _check_why(why)
+        _check_evidence(evidence)
+        self.get(name)  # the model exists (and its folder, where the lock lives)
+        fd = os.open(self.root / name / ALIAS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # flock locks an open file description, so threads of one process exclude each other too
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self._state(name)
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _commit(self, name: str, state: dict[str, Any], *, action: str, alias: str | None, version: int | None,
+                previous: int | None, archived: int | None, who: str | None, why: str,
+                evidence: dict[str, Any] | None) -> dict[str, Any]:
+        """Append the event to history.jsonl, then replace aliases.json; the caller holds the lock."""
+        event = {"at": self._clock().astimezone(dt.UTC).isoformat(timespec="seconds"),
+                 "who": who or default_actor(), "action": action, "alias": alias, "version": version,
+                 "previous": previous, "archived": archived, "why": why.strip(), "evidence": evidence}
+        line = json.dumps(event, default=_json_default)
+        folder = self.root / name
+        # The history first: a crash between the two writes leaves an event whose change did not land
+        # (visible, repairable by redoing it), never a change that nobody recorded.
+        with open(folder / HISTORY, "a+b") as handle:
+            torn = False  # a last line without its newline (a crash mid-append) stays a line of its own
+            if handle.seek(0, os.SEEK_END) > 0:
+                handle.seek(-1, os.SEEK_END)
+                torn = handle.read(1) != b"\n"
+            handle.write((("\n" if torn else "") + line + "\n").encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        aliases = {a: state[a] for a in ALIASES if state.get(a) is not None}
+        out = {**aliases, ARCHIVED: sorted(set(state.get(ARCHIVED, [])) - set(aliases.values()))}
+        tmp = folder / f".{ALIAS_STATE}.tmp-{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "w") as handle:
+                handle.write(json.dumps(out) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, folder / ALIAS_STATE)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return json.loads(line)
+
+    def _state(self, name: str) -> dict[str, Any]:
+        path = self.root / name / ALIAS_STATE
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {ARCHIVED: []}
+        except (OSError, json.JSONDecodeError) as err:
+            raise RegistryError(f"{path} cannot be read: {err}; repair it from {HISTORY} next to it") from None
+        ok = isinstance(raw, dict) and all(isinstance(raw.get(a), int | None) for a in ALIASES) \
+            and isinstance(raw.get(ARCHIVED, []), list) and all(isinstance(v, int) for v in raw.get(ARCHIVED, []))
+        if not ok:
+            raise RegistryError(f"{path} must look like {{\"champion\": 3, \"challenger\": 4, \"archived\": [1, 2]}}; "
+                                f"repair it from {HISTORY} next to it")
+        return {**{a: raw[a] for a in ALIASES if raw.get(a) is not None}, ARCHIVED: sorted(raw.get(ARCHIVED, []))}
+
+    def _events(self, name: str) -> list[dict[str, Any]]:
+        path = self.root / name / HISTORY
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return []
+        out = []
+        # a line without its newline is being appended right now (or was torn by a crash): not an event yet
+        for number, line in enumerate(text.split("\n")[:-1], start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise RegistryError(f"{path}, line {number}, is not a JSON event ({err}); repair or delete "
+                                    "that line") from None
+        return out
+
 def _dirname(version: int) -> str:
     return f"v{version:04d}"
 
@@ -230,6 +495,56 @@ def _json_default(x: Any) -> Any:
         return str(x)
     raise TypeError(f"{type(x).__name__} is not JSON serialisable")
 
+
+def _check_why(why: str) -> None:
+    if not isinstance(why, str) or not why.strip():
+        raise ValueError("why: say why this change is made (e.g. --why 'beats the champion: p=0.01 over "
+                         "5000 bars'); every alias change is recorded with its reason")
+
+
+def _check_evidence(evidence: dict[str, Any] | None) -> None:
+    if evidence is None:
+        return
+    if not isinstance(evidence, dict):
+        raise TypeError(f"evidence: give a dict (e.g. {{'p_value': 0.01, 'n_bars': 5000}}), not "
+                         f"{type(evidence).__name__}")
+    try:
+        json.dumps(evidence, default=_json_default)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"evidence: must be JSON-able (numbers, strings, lists, dicts): {err}") from None
+
+
+def _check_alias(alias: str) -> str:
+    if alias not in ALIASES:
+        raise ValueError(f"alias {alias!r}: use one of {', '.join(ALIASES)} ({ARCHIVED} is a stage that "
+                         "promote, rollback and reject set)")
+    return alias
+
+
+def _check_version(version: Any, field_name: str) -> int:
+    if isinstance(version, bool) or not isinstance(version, int | np.integer) or version < 1:
+        raise ValueError(f"{field_name}: a version number (1, 2, ...), not {version!r}")
+    return int(version)
+
+
+def _champion_chain(events: Sequence[dict[str, Any]]) -> list[int]:
+    """The champions on record, the current one last: an assignment or promotion pushes (and starts a new
+    chain when there was no champion), a rollback pops back to its version, a clear empties the chain."""
+    chain: list[int] = []
+    for e in events:
+        if e.get("alias") != "champion":
+            continue
+        version = e.get("version")
+        if e.get("action") == "clear" or version is None:
+            chain = []
+        elif e.get("action") == "rollback":
+            earlier = [i for i, v in enumerate(chain[:-1]) if v == version]
+            chain = chain[: earlier[-1] + 1] if earlier else [*chain[:-1], version]
+        elif e.get("previous") is None:
+            chain = [version]
+        else:
+            chain.append(version)
+    return chain
 
 def registered_models(config: ArenaConfig, symbols: Sequence[str]) -> dict[str, TradingModel]:
     """The arena's models that come from the registry (ModelSpec ``artifact``), loaded and ready.
@@ -247,7 +562,11 @@ def registered_models(config: ArenaConfig, symbols: Sequence[str]) -> dict[str, 
         try:
             version = registry.resolve(spec.artifact)
         except RegistryError as err:
-            raise ConfigError(f"{where}: {err}; register one first (titan_ray.registry) or fix the name") from None
+            # an unset alias of a model that exists carries its own fix (set the alias); the rest this one
+            name, _, suffix = spec.artifact.partition("@")
+            aliased = suffix in ALIASES and bool(registry.versions(name))
+            fix = "" if aliased else "; register one first (titan_ray.registry) or fix the name"
+            raise ConfigError(f"{where}: {err}{fix}") from None
         if version.kind != spec.kind:
             raise ConfigError(f"{where}: {version.ref} is a {version.kind!r} model but models[{i}].kind is "
                               f"{spec.kind!r}; set kind: {version.kind}")

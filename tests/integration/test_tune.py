@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 import yaml
 
 from titan_ray.cli import main
@@ -38,8 +39,9 @@ TINY_LIGHTGBM = {
 }
 
 
-def test_lightgbm_asha_sweep_registers_the_best_validated_model(ray_session, tmp_path):
-    over = merge(TINY_LIGHTGBM, {"registry": {"path": str(tmp_path / "registry")}})
+def test_lightgbm_asha_sweep_registers_the_best_validated_model(ray_session, mlflow_url, tmp_path):
+    over = merge(TINY_LIGHTGBM, {"registry": {"path": str(tmp_path / "registry")},
+                                 "tracking": {"mlflow_uri": mlflow_url}})
     cfg = load_sweep_config(ROOT / "tune_configs" / "lightgbm.yaml", over)
     lines: list[str] = []
     result = run_sweep(cfg, tmp_path / "run", print_fn=lines.append)
@@ -86,6 +88,17 @@ def test_lightgbm_asha_sweep_registers_the_best_validated_model(ray_session, tmp
     model.observe(full.slice(0, 1500))
     decisions = model.decide(full.slice(1500, 1700))
     assert decisions.weights.shape == (200, 3) and np.isfinite(decisions.weights).all()
+
+    # The sweep is one MLflow run: its config and winner as params, the winner's scores as metrics.
+    tracked = next(line for line in lines if line.startswith("tracked in MLflow: "))
+    run_id = tracked.rsplit("/", 1)[-1]
+    run = requests.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=30).json()["run"]
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    assert run["info"]["status"] == "FINISHED" and params["kind"] == "lightgbm"
+    assert params["registered"] == "lightgbm_sweep@1" and params["tune.num_samples"] == "6"
+    assert all(params[f"best.{k}"] == str(v) for k, v in best["config"].items())
+    assert metrics["val_sharpe"] == pytest.approx(best["val_sharpe"]) and metrics["trials"] == 6
 
 
 def _tiny_yaml(tmp_path: Path, name: str, over: dict) -> Path:

@@ -34,11 +34,12 @@ ROOT = Path(titan_ray.__file__).parent
 
 LAYERS: list[set[str]] = [
     {"domain"},
-    {"config", "provenance", "net", "ray_session", "lazy"},
+    {"config", "provenance", "net", "ray_session", "lazy", "tracking"},
     {"data", "features", "metrics", "risk", "ledger", "explain", "observability"},
     {"ml", "models"},
     {"registry", "broker"},
     {"arena", "train"},
+    {"lifecycle"},
     {"serve", "dashboard", "tournament"},
     {"commands", "cli", "__main__"},
 ]

@@ -44,6 +44,7 @@ from titan_ray.data.cache import default_cache_root
 from titan_ray.domain.calendar import format_frequency
 from titan_ray.ledger.engine import ModelResults
 from titan_ray.provenance import code_version
+from titan_ray.tracking import checked_uri, log_run
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class ArenaRun:
     run_info: dict[str, Any]  # ``report.to_dict()``: what run.json holds
     out_dir: Path | None
     report: RunReport
+    tracked: str | None = None  # the run's MLflow URL when tracking is on
 
 
 def run_arena(
@@ -73,6 +75,7 @@ def run_arena(
     """
     if resume and config.live is not None:
         raise ConfigError("a live run cannot be resumed (the stream has moved on); start a new run")
+    checked_uri(config.tracking.mlflow_uri)  # a bad setting fails before the run, not after it
     wall_start = clock()
     run_id = run_id or uuid.uuid4().hex[:12]
     version = code_version()
@@ -111,8 +114,25 @@ def run_arena(
                      wall_seconds=now - wall_start, phases=marks.phases(now))
     if out_dir is not None:
         out.write_json(Path(out_dir) / "run.json", report.to_dict())
+    tracked = _track(config, run_id, leaderboard, report.to_dict(), out_dir)
     return ArenaRun(leaderboard, end.results, report.to_dict(), Path(out_dir) if out_dir is not None else None,
-                    report)
+                    report, tracked)
+
+
+TRACKED = ("total_return", "cagr", "sharpe", "sortino", "calmar", "max_drawdown", "profit_factor", "win_rate",
+           "n_trades", "turnover", "sharpe_vs_benchmark_p")
+
+
+def _track(config: ArenaConfig, run_id: str, leaderboard: list[dict[str, Any]], run_info: dict[str, Any],
+           out_dir: Path | None) -> str | None:
+    """The run in MLflow when ``tracking.mlflow_uri`` (or $MLFLOW_TRACKING_URI) is set: the config as
+    params, each model's leaderboard metrics as ``MODEL.METRIC``, the results files as artefacts."""
+    metrics: dict[str, Any] = {f"{row['model']}.{k}": row.get(k) for row in leaderboard for k in TRACKED}
+    metrics |= {"wall_seconds": run_info.get("wall_seconds"), "bars": run_info.get("n_bars")}
+    files = [Path(out_dir) / f for f in ("leaderboard.json", "run.json", "equity.png")] if out_dir else []
+    return log_run(config.tracking.mlflow_uri, "titan-ray-arena", run_id,
+                   params={**config_to_dict(config), "run_id": run_id}, metrics=metrics, artifacts=files,
+                   tags={"titan_ray.kind": "arena"})
 
 
 def _wrap_up(

@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if view is not None:
         view.finish(run.leaderboard, run.run_info, out_dir)
         print(f"Where the {run.report.wall_seconds:.1f}s went: {run.report.phases.line()}.", flush=True)
+        if run.tracked:
+            print(f"Tracked in MLflow: {run.tracked}", flush=True)
     else:
         print(out_dir)
     return 0

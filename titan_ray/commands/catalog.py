@@ -268,6 +268,84 @@ def _why_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the explanation as JSON instead")
 
 
+_REGISTRY = """\
+List the models in the model registry and govern which version serves: every model has at most
+one champion and one challenger, two aliases a config names in place of a version number:
+
+  champion    what Serve's model apps and the arena load (artifact: lgbm@champion)
+  challenger  a candidate under evaluation, e.g. what a retraining job registers (lgbm@challenger);
+              a version cannot be champion and challenger at once
+  archived    a stage, not an alias: versions retired by a promotion, a rollback or a rejection
+
+promote makes the challenger (or --version N) the champion and archives the champion it replaces;
+rollback makes the champion before the current one champion again (or --to N) and archives the
+current one; two rollbacks go two champions back; reject archives the challenger. A newly
+registered version gets no alias. Every change needs --why and is recorded with who made it
+(--who, default $TITAN_RAY_USER, else your login name), when, and the evidence (--evidence FILE.json).
+
+The registry folder is --registry, else $TITAN_RAY_REGISTRY, else ./registry. Next to a model's
+versions (REGISTRY/NAME/v0001/, ...), REGISTRY/NAME/aliases.json holds the current aliases and
+archived versions, REGISTRY/NAME/history.jsonl every change (one JSON event per line, oldest first);
+a lock file makes concurrent changes safe. Changes exit 0 and print one line saying what changed;
+an impossible change (no such version, no challenger, an empty --why) exits 2 with the reason.
+
+examples:
+  titan-ray registry list
+  titan-ray registry list lgbm
+  titan-ray registry alias lgbm challenger 4 --why "nightly retrain on the last 90 days"
+  titan-ray registry promote lgbm --why "beats the champion: p=0.01 over 5000 bars" --evidence ab.json
+  titan-ray registry rollback lgbm --why "fill rate dropped after the promotion"
+  titan-ray registry reject lgbm --why "worse drawdown than the champion"
+  titan-ray registry history lgbm --json
+"""
+
+
+def _registry_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, summary: str, description: str, *, changes: bool) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=summary, description=description)
+        p.add_argument("--registry", type=Path, metavar="PATH",
+                       help="registry folder (default: $TITAN_RAY_REGISTRY, else ./registry)")
+        if changes:
+            p.add_argument("--why", required=True, metavar="TEXT", help="why this change is made (recorded)")
+            p.add_argument("--who", metavar="NAME", help="who makes it (default: $TITAN_RAY_USER, else the login name)")
+            p.add_argument("--evidence", type=Path, metavar="FILE.json",
+                           help="a JSON object recorded with the change (e.g. an A/B test's p_value and n_bars)")
+        return p
+
+    listing = action("list", "every model's versions: kind, created, stage, validation metrics",
+                     "Print every version of every model (or of NAME): version, kind, created, stage "
+                     "(champion, challenger, archived) and its key validation metrics.", changes=False)
+    listing.add_argument("name", nargs="?", metavar="NAME", help="only this model")
+    history = action("history", "a model's alias changes, oldest first",
+                     "Print every alias change of NAME, oldest first: when, who, the action, the alias, the "
+                     "version it now names and the one before, why, and the evidence's key numbers.",
+                     changes=False)
+    history.add_argument("name", metavar="NAME")
+    history.add_argument("--json", action="store_true", help="print the events as JSON lines instead")
+    alias = action("alias", "point champion or challenger at a version",
+                   "Point ALIAS (champion or challenger) at VERSION of NAME. Setting the champion this way "
+                   "records the one it replaces (rollback returns to it) but archives nothing; to replace "
+                   "the champion by the challenger use promote.", changes=True)
+    alias.add_argument("name", metavar="NAME")
+    alias.add_argument("alias", metavar="ALIAS", choices=["champion", "challenger"], help="champion or challenger")
+    alias.add_argument("version", type=int, metavar="VERSION")
+    promote = action("promote", "make the challenger (or --version N) the champion; archive the old one",
+                     "Make the challenger of NAME (or --version N) its champion. The champion it replaces is "
+                     "archived; the challenger alias is cleared when the challenger was promoted.", changes=True)
+    promote.add_argument("name", metavar="NAME")
+    promote.add_argument("--version", type=int, metavar="N", help="promote this version instead of the challenger")
+    rollback = action("rollback", "bring back the previous champion (or --to N); archive the current one",
+                      "Make the champion before the current one of NAME (from the history; or --to N) its "
+                      "champion again, and archive the current one. Rolling back twice goes two champions "
+                      "back.", changes=True)
+    rollback.add_argument("name", metavar="NAME")
+    rollback.add_argument("--to", type=int, metavar="N", help="roll back to this version")
+    reject = action("reject", "archive the challenger and clear the alias",
+                    "Archive the challenger of NAME and clear the challenger alias.", changes=True)
+    reject.add_argument("name", metavar="NAME")
+
 COMMANDS: tuple[Command, ...] = (
     Command("arena", "run an arena of trading models", _ARENA, _arena_arguments, "titan_ray.commands.arena:run"),
     Command("data", "load the config's market data and report what ingestion rejected", _DATA, _data_arguments,
@@ -283,4 +361,6 @@ COMMANDS: tuple[Command, ...] = (
     Command("tournament", "many arenas (markets, windows, variants) in parallel on Ray, and a verdict", _TOURNAMENT,
             _tournament_arguments, "titan_ray.commands.tournament:run"),
     Command("why", "explain one decision of a finished run", _WHY, _why_arguments, "titan_ray.commands.why:run"),
+    Command("registry", "list registered models; promote, roll back or reject champion and challenger",
+            _REGISTRY, _registry_arguments, "titan_ray.commands.registry:run"),
 )

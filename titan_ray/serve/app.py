@@ -13,7 +13,8 @@ A prediction takes one hop in the cluster: its own application answers it. The b
 
     GET  /healthz                              liveness, and what is served
     GET  /metrics                              Prometheus text (titan_ray.observability), all replicas
-    GET  /v1/models, /v1/models/{model}        served models, with an example request
+    GET  /v1/models, /v1/models/{model}        served models, with an example request; a model
+                                               with a lifecycle: its drift, alerts, challenger
     POST /v1/predict/{model}                   a prediction (titan_ray.serve.predictor)
     GET  /v1/experiments, /v1/experiments/{name}   with an example request every arm answers
     POST /v1/experiments/{name}/predict        routed to an arm (sticky with X-Client-Key)
@@ -22,6 +23,10 @@ A prediction takes one hop in the cluster: its own application answers it. The b
          /v1/decisions/{id}/why                the arena (titan_ray.arena.views)
     POST /v1/models/{model}/kill-switch        flatten and halt a model       [bearer token]
     GET  /v1/events                            server-sent events: leaderboard, fill, status
+    GET  /v1/registry/{name}                   a registered model's versions, aliases and stages
+    GET  /v1/registry/{name}/history           every alias change: who, when, why, the evidence
+    POST /v1/registry/{name}/promote           challenger (or a version) -> champion  [bearer token]
+    POST /v1/registry/{name}/rollback          champion -> the one before            [bearer token]
 
 The main ingress also routes ``/v1/predict/{model}`` and ``/v1/experiments/{name}/predict``: they
 reach it only when no application of that name runs, and answer 404 (unknown) or 503 (listed in
@@ -52,8 +57,9 @@ from ray.serve.exceptions import RayServeException
 
 from titan_ray.arena import views
 from titan_ray.dashboard import mount as mount_dashboard
+from titan_ray.lifecycle.controller import find_controller
 from titan_ray.observability import CONTENT_TYPE, ReplicaMetrics
-from titan_ray.registry import default_root
+from titan_ray.registry import ModelRegistry, RegistryError, default_root
 from titan_ray.serve.arena_service import attach_or_start
 from titan_ray.serve.deployments import ExperimentRouter, ModelServer, app_handle, model_handle
 from titan_ray.serve.http import install
@@ -81,6 +87,14 @@ app = FastAPI(
 class WeightsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     weights: dict[str, float] = Field(description="arm name -> weight (normalised over the non-shadow arms)")
+
+
+class RegistryChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    why: str = Field(min_length=1, max_length=2000, description="why: recorded in the history")
+    who: str | None = Field(None, max_length=200, description="who approves it (recorded as api:WHO)")
+    version: int | None = Field(None, ge=1, description="promote: this version instead of the challenger")
+    to: int | None = Field(None, ge=1, description="rollback: this version instead of the previous champion")
 
 
 class KillSwitch(BaseModel):
@@ -114,6 +128,10 @@ app.openapi = _openapi
 # Serve pickles the ingress class where it is decorated: what its methods call is defined above it.
 
 
+def _registry_root(registry: str | None) -> str:
+    return str(Path(default_root(registry)).expanduser().resolve())
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, allow_nan=False)}\n\n"
 
@@ -145,6 +163,7 @@ class Ingress:
         self._metrics = ReplicaMetrics(ARENA_NAMESPACE)
         app.state.metrics = self._metrics
         self._arena = attach_or_start(self._settings.arena)
+        self._registry = ModelRegistry(_registry_root(self._settings.registry))
         self._info: dict[str, tuple[float, dict[str, Any]]] = {}  # name -> (fetched at, info)
         self._examples: dict[str, tuple[tuple, dict[str, Any]]] = {}  # experiment -> (its arms' models, example)
 
@@ -173,7 +192,27 @@ class Ingress:
     async def metrics(self) -> Response:
         if self._arena is not None:
             self._metrics.sync_arena(await self._arena.stats.remote())
+        for served, state in (await self._lifecycles()).items():
+            self._metrics.sync_lifecycle(served, state)
         return Response(await self._metrics.exposition_all(), media_type=CONTENT_TYPE)
+
+    async def _lifecycles(self) -> dict[str, dict[str, Any]]:
+        """The state of each served model's lifecycle controller that runs (served name -> state)."""
+        out = {}
+        for served in self._models:
+            state = await self._lifecycle(served)
+            if state is not None:
+                out[served] = state
+        return out
+
+    async def _lifecycle(self, served: str) -> dict[str, Any] | None:
+        controller = find_controller(served, ARENA_NAMESPACE)
+        if controller is None:
+            return None
+        try:
+            return await asyncio.wait_for(controller.state.remote(), 10.0)
+        except Exception as err:  # noqa: BLE001 - a controller restarting: said, not a 500
+            return {"status": "unreachable", "error": f"{type(err).__name__}: {err}"}
 
     # --- models and predictions ----------------------------------------------------------------
 
@@ -193,8 +232,12 @@ class Ingress:
 
     @app.get("/v1/models/{model}")
     async def model(self, model: str) -> dict[str, Any]:
+        """The served version (with its alias and shadow when it follows one), an example request, and
+        the model's lifecycle when it has one: drift per feature, performance, alerts, the challenger."""
         info = await self._model_info(model)
-        return {**info, "example_request": await _reach(self._models[model].example.remote(), model_app(model))}
+        fresh = await _reach(self._models[model].info.remote(), model_app(model))  # the shadow counts move
+        return {**info, **fresh, "example_request": await _reach(self._models[model].example.remote(), model_app(model)),
+                "lifecycle": await self._lifecycle(model)}
 
     @app.post("/v1/predict/{model}", openapi_extra=PREDICT_BODY, response_class=JSONResponse)
     async def predict(self, model: str, request: Request) -> Response:
@@ -342,6 +385,66 @@ class Ingress:
         _fail(answer)
         return answer
 
+    # --- the registry: aliases and their history ---------------------------------------------------
+
+    @app.get("/v1/registry/{name}")
+    async def registry_model(self, name: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self._registry_view, name)
+
+    def _registry_view(self, name: str) -> dict[str, Any]:
+        try:
+            versions = self._registry.versions(name)
+            if not versions:
+                self._registry.get(name)  # the 404 naming the registered models
+            aliases = self._registry.aliases(name)
+            return {"name": name, "aliases": aliases, "archived": self._registry.archived(name),
+                    "versions": [{"version": v.version, "kind": v.kind, "created": v.meta.get("created"),
+                                  "stage": self._registry.stage(name, v.version), "metrics": v.meta.get("metrics", {}),
+                                  "trained_by": v.meta.get("extra", {}).get("trained_by")} for v in versions]}
+        except RegistryError as err:
+            raise HTTPException(404, detail=str(err)) from None
+
+    @app.get("/v1/registry/{name}/history")
+    async def registry_history(self, name: str) -> dict[str, Any]:
+        await self.registry_model(name)  # 404 for an unknown model
+        return {"name": name, "events": await asyncio.to_thread(self._registry.history, name)}
+
+    @app.post("/v1/registry/{name}/promote")
+    async def promote(self, name: str, body: RegistryChange,
+                      authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        """The challenger (or ``version``) becomes the champion: an approval. The evidence recorded is the
+        lifecycle controller's latest look at the challenger, when one runs for this model."""
+        self._authorize(authorization)
+        evidence = await self._evidence(name)
+        event = await self._change(self._registry.promote, name, body, version=body.version, evidence=evidence)
+        return {"name": name, "event": event, "aliases": await asyncio.to_thread(self._registry.aliases, name)}
+
+    @app.post("/v1/registry/{name}/rollback")
+    async def rollback(self, name: str, body: RegistryChange,
+                       authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        """The champion goes back to the version before it (or ``to``); the one rolled back is archived."""
+        self._authorize(authorization)
+        event = await self._change(self._registry.rollback, name, body, to=body.to)
+        return {"name": name, "event": event, "aliases": await asyncio.to_thread(self._registry.aliases, name)}
+
+    async def _change(self, action: Any, name: str, body: RegistryChange, **kw: Any) -> dict[str, Any]:
+        await self.registry_model(name)  # 404 for an unknown model
+        who = f"api:{body.who}" if body.who else "api:token holder"
+        try:
+            return await asyncio.to_thread(action, name, who=who, why=body.why, **kw)
+        except (RegistryError, ValueError) as err:
+            raise HTTPException(409, detail=str(err)) from None
+
+    async def _evidence(self, name: str) -> dict[str, Any] | None:
+        for served in self._models:
+            controller = find_controller(served, ARENA_NAMESPACE)
+            if controller is None:
+                continue
+            state = await self._lifecycle(served)
+            if state is not None and state.get("model") == name:
+                return await controller.evidence.remote()
+        return None
+
     @app.get("/v1/events")
     async def events(self) -> StreamingResponse:
         return StreamingResponse(self._stream(), media_type="text/event-stream",
@@ -367,10 +470,6 @@ class Ingress:
             cursor = ev["cursor"]
             yield ": keep-alive\n\n"
             await asyncio.sleep(EVENTS_INTERVAL_S)
-
-
-def _registry_root(registry: str | None) -> str:
-    return str(Path(default_root(registry)).expanduser().resolve())
 
 
 def build_app(args: dict[str, Any]) -> Any:

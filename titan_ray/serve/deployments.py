@@ -45,8 +45,10 @@ from fastapi import Header, Request
 from fastapi.responses import Response
 from ray import serve
 
+from titan_ray.lifecycle.controller import start_controller
 from titan_ray.observability import ReplicaMetrics
-from titan_ray.serve.experiments import ExperimentState
+from titan_ray.registry import ModelRegistry, parse_ref
+from titan_ray.serve.experiments import ExperimentState, ShadowTally
 from titan_ray.serve.http import prefixed_app
 from titan_ray.serve.loading import load_predictor
 from titan_ray.serve.predictor import Predictor, shortest_window, synthetic_window
@@ -87,60 +89,169 @@ def _json(status: int, body: bytes) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
+class Serving(NamedTuple):
+    """One model version as a replica answers it: the predictor, its shortest window, its example."""
+
+    predictor: Predictor
+    min_rows: int
+    example: dict[str, Any]
+
+
+def _serving(spec: ModelAppSettings, artifact: str | None) -> Serving:
+    """The version ``artifact`` names (for a rule model: its kind), loaded and warmed: its first
+    explanation loads its explainer, so that no request pays for that."""
+    predictor = load_predictor(spec.model_copy(update={"artifact": artifact}) if artifact else spec,
+                               registry_root=spec.registry, seed=spec.seed)
+    min_rows = shortest_window(predictor, seed=spec.seed)
+    return Serving(predictor, min_rows, synthetic_window(min_rows, seed=spec.seed))
+
+
+def _answer_batch(predictor: Predictor, raws: list[bytes]) -> list[tuple[int, bytes, float]]:
+    out = []
+    for raw in raws:
+        start = time.perf_counter()
+        status, body = predictor.answer_json(raw)
+        out.append((status, body, time.perf_counter() - start))
+    return out
+
+
 @serve.deployment(max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(model_api)
 class ModelServer:
     def __init__(self, settings: dict[str, Any]) -> None:
         self._spec = ModelAppSettings.model_validate(settings)
-        self._predictor = load_predictor(self._spec, registry_root=self._spec.registry, seed=self._spec.seed)
-        self._min_rows = shortest_window(self._predictor, seed=self._spec.seed)
-        self._example = synthetic_window(self._min_rows, seed=self._spec.seed)
+        self._serving = _serving(self._spec, self._spec.artifact)
         self._replica = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._alias = self._spec.alias()
+        # The version the shadow alias names, loaded here: a copy of each request after its answer.
+        self._shadow: Serving | None = None
+        self._shadow_stats = ShadowTally()
+        self._shadow_queue: list[tuple[bytes, int, bytes]] = []
+        self._shadow_ready = asyncio.Event()
+        self._follow_error: str | None = None
+        self._switches = 0
+        self._background: set[asyncio.Task] = set()
         model_api.state.metrics = ReplicaMetrics(ARENA_NAMESPACE)
+        lifecycle = self._spec.lifecycle_settings()
+        if lifecycle is not None:
+            start_controller(lifecycle, ARENA_NAMESPACE)
+        try:
+            self._start_background()  # the constructor runs on the replica's event loop
+        except RuntimeError:
+            pass  # no loop here: started by the first request
+
+    def _start_background(self) -> None:
+        if self._background or self._alias is None:
+            return
+        loop = asyncio.get_running_loop()
+        for work in (self._follow_aliases(), self._ship_shadow_copies()):
+            task = loop.create_task(work)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    @property
+    def _predictor(self) -> Predictor:
+        return self._serving.predictor
 
     @model_api.post("/")
     async def predict(self, request: Request) -> Response:
         """``POST /v1/predict/NAME``: parse, validate, predict, explain and encode, in this replica."""
-        return _json(*self._predictor.answer_json(await request.body()))
+        return _json(*self.predict_json(await request.body()))
 
     def predict_json(self, raw: bytes, extra: dict[str, Any] | None = None) -> tuple[int, bytes]:
         """The same answer for a handle call (an experiment's arm): (HTTP status, JSON body)."""
-        return self._predictor.answer_json(raw, extra)
+        serving = self._serving  # one version answers the whole request, even if a switch lands meanwhile
+        status, body = serving.predictor.answer_json(raw, extra)
+        if self._shadow is not None:
+            self._queue_shadow(raw, status, body)
+        return status, body
 
     def predict_batch(self, raws: list[bytes]) -> list[tuple[int, bytes, float]]:
         """Answers to many request bodies in one call (an experiment's shadow copies): (HTTP status,
         JSON body, seconds this replica took) each."""
-        out = []
-        for raw in raws:
-            start = time.perf_counter()
-            status, body = self._predictor.answer_json(raw)
-            out.append((status, body, time.perf_counter() - start))
-        return out
+        return _answer_batch(self._predictor, raws)
 
     def info(self) -> dict[str, Any]:
-        return {**self._predictor.info.to_dict(), "replica": self._replica,
-                "arena_model": self._spec.arena_model or self._spec.name, "min_rows": self._min_rows}
+        out = {**self._predictor.info.to_dict(), "replica": self._replica, "alias": self._alias,
+               "arena_model": self._spec.arena_model or self._spec.name, "min_rows": self._serving.min_rows}
+        if self._alias is not None:
+            shadow = self._shadow
+            out["follow"] = {"every_s": self._spec.follow_s, "switches": self._switches, "error": self._follow_error}
+            out["shadow"] = None if shadow is None else {
+                "alias": self._spec.shadow, "version": shadow.predictor.info.version,
+                "artifact": shadow.predictor.info.artifact, **self._shadow_stats.summary()}
+        return out
 
     def example(self) -> dict[str, Any]:
-        return self._example
+        return self._serving.example
 
     def source(self) -> dict[str, Any]:
         """The settings that build this replica's model version elsewhere (an experiment's router):
         a registered model pinned to the version served here, never trained again."""
         pinned = {"artifact": self._predictor.info.artifact, "train": None} if self._spec.artifact else {}
-        return self._spec.model_copy(update=pinned).model_dump(mode="json")
+        return self._spec.model_copy(update={**pinned, "lifecycle": None}).model_dump(mode="json")
+
+    # --- following the aliases ---------------------------------------------------------------------
+
+    async def _follow_aliases(self) -> None:
+        """Every ``follow_s``: the versions the alias and the shadow alias name now; a new one is loaded
+        and warmed beside the one answering, then swapped in (requests never wait for a load)."""
+        registry = ModelRegistry(self._spec.registry)
+        name = parse_ref(self._spec.artifact or "")[0]
+        while True:
+            await asyncio.sleep(self._spec.follow_s)
+            try:
+                aliases = await asyncio.to_thread(registry.aliases, name)
+                want = aliases.get(self._alias or "")
+                if want is not None and want != self._predictor.info.version:
+                    self._serving = await asyncio.to_thread(_serving, self._spec, f"{name}@{want}")
+                    self._switches += 1
+                    log.warning("model %s: %s@%s is now version %s", self._spec.name, name, self._alias, want)
+                shadow = aliases.get(self._spec.shadow) if self._spec.shadow else None
+                if shadow == want:
+                    shadow = None  # the shadow alias names the version answering: nothing to compare
+                current = self._shadow.predictor.info.version if self._shadow is not None else None
+                if shadow != current:
+                    self._shadow = None if shadow is None else await asyncio.to_thread(
+                        _serving, self._spec, f"{name}@{shadow}")
+                    self._shadow_stats = ShadowTally()
+                self._follow_error = None
+            except Exception as err:  # noqa: BLE001 - the version answering keeps answering; said in info()
+                why = f"{type(err).__name__}: {err}"
+                if why != self._follow_error:
+                    log.warning("model %s: cannot follow %s: %s", self._spec.name, self._spec.artifact, why)
+                self._follow_error = why
+
+    def _queue_shadow(self, raw: bytes, status: int, body: bytes) -> None:
+        if len(self._shadow_queue) >= SHADOW_QUEUE:
+            self._shadow_stats.stats.dropped += 1  # the shadow falls behind: counted, never waited for
+            return
+        self._shadow_queue.append((raw, status, body))
+        self._shadow_ready.set()
+
+    async def _ship_shadow_copies(self) -> None:
+        """Every ``SHADOW_BATCH_S``, the queued copies are answered by the shadow version on a thread,
+        compared with the answers given, and counted (``info()["shadow"]``)."""
+        while True:
+            await self._shadow_ready.wait()
+            await asyncio.sleep(SHADOW_BATCH_S)
+            self._shadow_ready.clear()
+            copies, self._shadow_queue = self._shadow_queue, []
+            shadow, tally = self._shadow, self._shadow_stats
+            if shadow is None or not copies:
+                continue
+            answers = await asyncio.to_thread(_answer_batch, shadow.predictor, [c[0] for c in copies])
+            for (_raw, status, body), (s_status, s_body, seconds) in zip(copies, answers, strict=True):
+                tally.record(seconds, s_status < 500, json.loads(s_body) if s_status == 200 else None,
+                             json.loads(body) if status == 200 else None)
 
 
 # Serve pickles an ingress class where it is decorated: what its methods call is defined above it.
 
 
 def _load_arm(source: dict[str, Any]) -> Predictor:
-    """A served model version built from its app's ``source``, warmed up (a learned model's first
-    explanation loads its explainer) so that no request pays for that."""
-    spec = ModelAppSettings.model_validate(source)
-    predictor = load_predictor(spec, registry_root=spec.registry, seed=spec.seed)
-    shortest_window(predictor, seed=spec.seed)
-    return predictor
+    """A served model version built from its app's ``source``, warmed up."""
+    return _serving(ModelAppSettings.model_validate(source), None).predictor
 
 
 class LocalArm(NamedTuple):

@@ -114,18 +114,11 @@ class ExperimentState:
     def record_shadow(self, arm: str, answered_arm: str, shadow: dict[str, Any] | None,
                       answered: dict[str, Any] | None) -> dict[str, Any]:
         """Compare a shadow's answer with the answered arm's; the log entry (also kept)."""
-        entry: dict[str, Any] = {"at": self._clock(), "shadow": arm, "answered_by": answered_arm}
-        if shadow is None or answered is None or "predictions" not in shadow or "predictions" not in answered:
-            entry["compared"] = False
-        else:
-            mine = {p["symbol"]: p["target_weight"] for p in shadow["predictions"]}
-            theirs = {p["symbol"]: p["target_weight"] for p in answered["predictions"]}
-            diffs = [abs(mine[s] - theirs[s]) for s in mine if s in theirs]
-            same = all(d < 1e-12 for d in diffs)
-            entry.update(compared=True, same_weights=same, max_weight_difference=max(diffs, default=0.0),
-                         shadow_weights=mine, answered_weights=theirs)
+        entry: dict[str, Any] = {"at": self._clock(), "shadow": arm, "answered_by": answered_arm,
+                                 **compare_answers(shadow, answered)}
+        if entry["compared"]:
             agree = self._agree[arm]
-            agree[0] += int(same)
+            agree[0] += int(entry["same_weights"])
             agree[1] += 1
         self.shadow_log.append(entry)
         return entry
@@ -142,6 +135,42 @@ class ExperimentState:
             arms.append(row)
         return {"name": self.spec.name, "arms": arms, "weights_source": self.weights_source,
                 "weights_changed_at": self.weights_changed_at, "shadow_log": list(self.shadow_log)[-20:]}
+
+
+def compare_answers(shadow: dict[str, Any] | None, answered: dict[str, Any] | None) -> dict[str, Any]:
+    """A shadow's answer against the one given: the same target weights, and how far apart."""
+    if shadow is None or answered is None or "predictions" not in shadow or "predictions" not in answered:
+        return {"compared": False}
+    mine = {p["symbol"]: p["target_weight"] for p in shadow["predictions"]}
+    theirs = {p["symbol"]: p["target_weight"] for p in answered["predictions"]}
+    diffs = [abs(mine[s] - theirs[s]) for s in mine if s in theirs]
+    return {"compared": True, "same_weights": all(d < 1e-12 for d in diffs),
+            "max_weight_difference": max(diffs, default=0.0), "shadow_weights": mine, "answered_weights": theirs}
+
+
+class ShadowTally:
+    """A shadow version's answers to copies of live requests: counts, latencies, agreement with the
+    answers given (a model app's challenger, ``titan_ray.serve.deployments.ModelServer``)."""
+
+    def __init__(self) -> None:
+        self.stats = ArmStats()
+        self.same = 0
+        self.compared = 0
+        self.max_weight_difference = 0.0
+
+    def record(self, seconds: float, ok: bool, shadow: dict[str, Any] | None, answered: dict[str, Any] | None) -> None:
+        self.stats.record(seconds, ok)
+        c = compare_answers(shadow, answered)
+        if c["compared"]:
+            self.compared += 1
+            self.same += int(c["same_weights"])
+            self.max_weight_difference = max(self.max_weight_difference, c["max_weight_difference"])
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.stats.summary(), "agreement": {
+            "compared": self.compared, "same_weights": self.same,
+            "rate": self.same / self.compared if self.compared else None,
+            "max_weight_difference": self.max_weight_difference}}
 
 
 def compare_arms(

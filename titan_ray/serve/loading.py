@@ -1,9 +1,10 @@
 """From a served model's settings to a ``Predictor``: rule models built, registered ones loaded.
 
-A served model with ``artifact: NAME`` (the latest version) or ``NAME@VERSION`` is loaded from the
-model registry. When the registry does not hold NAME yet and the model has a ``train`` section, it
-is trained on that section's bars and registered first (a fresh clone serves without a separate
-training step). A file lock on the registry folder makes concurrent replicas train it once.
+A served model with ``artifact: NAME`` (the latest version), ``NAME@VERSION`` or ``NAME@ALIAS``
+(``lgbm@champion``) is loaded from the model registry. When the registry does not hold NAME yet
+and the model has a ``train`` section, it is trained on that section's bars and registered first
+(a fresh clone serves without a separate training step); under an alias, that first version is
+given the alias. A file lock on the registry folder makes concurrent replicas train it once.
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ def load_predictor(spec: ServedModel, *, registry_root: str | None, seed: int = 
 
     registry = ModelRegistry(registry_root)
     name, version = parse_ref(spec.artifact)
-    # Train only into an empty name (the first version), so a pinned NAME@1 and NAME both mean it.
-    if version in (None, 1) and not registry.versions(name) and spec.train is not None:
+    # Train only into an empty name (the first version), so a pinned NAME@1, NAME and NAME@ALIAS all mean it.
+    if (version in (None, 1) or isinstance(version, str)) and not registry.versions(name) and spec.train is not None:
         with _locked(registry.root):
             if not registry.versions(name):  # another replica may have trained it while we waited
-                train_and_register(registry, name, spec.train)
+                first = train_and_register(registry, name, spec.train)
+                if isinstance(version, str):
+                    registry.set_alias(name, version, first.version, who="titan-ray serve",
+                                       why="the first version, trained at start-up from the app's `train`")
     ref = registry.get(name, version)
     symbols = tuple(ref.meta.get("extra", {}).get("symbols") or ("AAA",))
     template = registry.load_model(ref, name=spec.name, symbols=symbols, seed=seed, params=spec.params or None)

@@ -35,8 +35,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from titan_ray.config import ConfigError, format_validation_error, parse_config
+from titan_ray.lifecycle.settings import LifecycleSettings, parse_lifecycle
 from titan_ray.models.params import MODEL_PARAMS
 from titan_ray.net import free_port
+from titan_ray.registry import ALIASES, REF_PATTERN, parse_ref
 
 NAME = r"^[A-Za-z0-9_\-]{1,40}$"
 DEFAULT_ARENA_ACTOR = "titan-ray-arena"
@@ -75,8 +77,9 @@ class ServedModel(_Strict):
             if self.kind not in MODEL_PARAMS:
                 raise ValueError(f"unknown model kind {self.kind!r}; known kinds: {sorted(MODEL_PARAMS)}")
             MODEL_PARAMS[self.kind].model_validate(self.params)
-        if self.artifact is not None and not re.match(r"^[A-Za-z0-9_.\-]{1,80}(@[1-9][0-9]*)?$", self.artifact):
-            raise ValueError(f"artifact {self.artifact!r}: write NAME or NAME@VERSION")
+        if self.artifact is not None and not re.match(REF_PATTERN, self.artifact):
+            raise ValueError(f"artifact {self.artifact!r}: write NAME, NAME@VERSION or NAME@ALIAS "
+                             f"(aliases: {', '.join(ALIASES)})")
         if self.train is not None and self.artifact is None:
             raise ValueError("`train` only applies to an `artifact` model")
         return self
@@ -87,10 +90,52 @@ class ServedModel(_Strict):
 
 
 class ModelAppSettings(ServedModel):
-    """The ``args`` of a model application (``build_model_app``): the served model, and where from."""
+    """The ``args`` of a model application (``build_model_app``): the served model, and where from.
+
+    An ``artifact`` that names an alias (``lgbm@champion``) is followed: each replica re-reads the
+    alias every ``follow_s`` seconds and, when it names another version, loads that version beside
+    the one answering and swaps it in (no request fails during the switch; the other apps are not
+    touched). The version the ``shadow`` alias names (``lgbm@challenger``), when set, gets a copy of
+    every request after the answer: compared, timed, never returned. ``lifecycle`` starts the
+    model's lifecycle controller (``titan_ray.lifecycle``): drift, alerts, retraining, promotion.
+    """
 
     registry: str | None = Field(None, description="model registry folder; default $TITAN_RAY_REGISTRY or ./registry")
     seed: int = Field(7, description="seeds rule models and the example request")
+    follow_s: float = Field(2.0, gt=0, description="how often an alias artifact (NAME@champion) is re-read")
+    shadow: str | None = Field("challenger", description="with an alias artifact: the alias whose version "
+                               "shadows every request; null: none")
+    lifecycle: dict[str, Any] | None = Field(None, description="the model's lifecycle (titan_ray/lifecycle/"
+                                             "settings.py): its live feed, drift thresholds, retraining, promotion")
+
+    @field_validator("lifecycle")
+    @classmethod
+    def _lifecycle(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            parse_lifecycle(v)
+        return v
+
+    @field_validator("shadow")
+    @classmethod
+    def _shadow(cls, v: str | None) -> str | None:
+        if v is not None and v not in ALIASES:
+            raise ValueError(f"{v!r} is not an alias; the aliases are {list(ALIASES)}")
+        return v
+
+    def alias(self) -> str | None:
+        """The alias the artifact follows (``champion`` of ``lgbm@champion``), else None."""
+        if self.artifact is None:
+            return None
+        selector = parse_ref(self.artifact)[1]
+        return selector if isinstance(selector, str) else None
+
+    def lifecycle_settings(self) -> LifecycleSettings | None:
+        """The lifecycle section with the model's registry name, served name and registry filled in."""
+        if self.lifecycle is None:
+            return None
+        name = parse_ref(self.artifact)[0] if self.artifact else self.name
+        raw = {"model": name, "registry": self.registry, **self.lifecycle, "served": self.name}
+        return parse_lifecycle(raw)
 
 
 class ArmSpec(_Strict):
@@ -163,6 +208,8 @@ class AppSettings(_Strict):
     experiments: list[str] = Field(default_factory=list, description="experiment names (apps experiment-NAME)")
     arena: ArenaSettings = ArenaSettings()
     auth: AuthSettings = AuthSettings()
+    registry: str | None = Field(None, description="the model registry the /v1/registry routes manage; "
+                                 "default $TITAN_RAY_REGISTRY or ./registry")
 
     @field_validator("models", "experiments")
     @classmethod

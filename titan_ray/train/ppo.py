@@ -42,7 +42,15 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from titan_ray.config import ArenaConfig, ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig
+from titan_ray.config import (
+    ArenaConfig,
+    ConfigError,
+    DataConfig,
+    LedgerConfig,
+    RegistryConfig,
+    RiskConfig,
+    TrackingConfig,
+)
 from titan_ray.data.providers import make_provider
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.calendar import periods_per_year
@@ -51,6 +59,7 @@ from titan_ray.metrics.performance import returns_from_equity, sharpe
 from titan_ray.ml.env import ActionMap, EnvSettings, MarketWindow, TradingEnv
 from titan_ray.models.ppo import Policy, PpoModel, load_module, quiet_rllib, torch_threads, write_policy
 from titan_ray.registry import ModelRegistry, ModelVersion, default_root, fingerprint
+from titan_ray.tracking import checked_uri, log_run
 from titan_ray.train.space import (
     Domain,
     Strict,
@@ -127,6 +136,7 @@ class PpoConfig(Strict):
     search: dict[str, Domain] = Field(default_factory=dict, description=f"sampled PPO settings: {', '.join(SEARCHABLE)}")
     tune: TuneSettings = TuneSettings(num_samples=1, metric=TRAIN_METRIC)
     registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
     storage: str = Field("runs", description="folder under which each training run gets its run folder")
 
     @model_validator(mode="after")
@@ -292,6 +302,7 @@ def train_ppo(cfg: PpoConfig, run_dir: Path, *, progress: bool = True, print_fn:
     from ray.tune.search import BasicVariantGenerator
 
     run_dir = Path(run_dir).resolve()
+    checked_uri(cfg.tracking.mlflow_uri)  # a bad setting fails before the training, not after it
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
     w = build_windows(cfg)
@@ -387,6 +398,13 @@ def train_ppo(cfg: PpoConfig, run_dir: Path, *, progress: bool = True, print_fn:
                              -np.nan_to_num(r["train_return"], nan=-np.inf)))
     table = summary_table(rows, list(cfg.search), hold)
     _save(run_dir, rows, table, version.ref, best)
+    url = log_run(cfg.tracking.mlflow_uri, "titan-ray-ppo", f"{cfg.name}-{run_dir.name}",
+                  params={**cfg.model_dump(mode="json", exclude={"tracking"}), "best": best["config"],
+                          "registered": version.ref},
+                  metrics=metrics, artifacts=[run_dir / "summary.txt", run_dir / "best.json"],
+                  tags={"titan_ray.kind": "ppo", "titan_ray.model": cfg.name})
+    if url:
+        emit(f"tracked in MLflow: {url}")
     return PpoResult(run_dir, version.ref, rows, table, best)
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from titan_ray.config import ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig
+from titan_ray.config import ConfigError, DataConfig, LedgerConfig, RegistryConfig, RiskConfig, TrackingConfig
 from titan_ray.data.providers import make_provider
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.calendar import periods_per_year
@@ -44,6 +44,7 @@ from titan_ray.ml.validation import walk_forward_splits
 from titan_ray.models.kinds import MODEL_KINDS, build_model
 from titan_ray.models.learned import LearnedModel
 from titan_ray.registry import ModelRegistry, fingerprint
+from titan_ray.tracking import checked_uri, log_run
 from titan_ray.train.space import (
     Domain,
     Strict,
@@ -83,6 +84,7 @@ class SweepConfig(Strict):
     validation: ValidationSettings = ValidationSettings()
     tune: TuneSettings = TuneSettings(metric="val_sharpe")
     registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
     storage: str = Field("runs", description="folder under which each sweep gets its run folder")
 
     @model_validator(mode="after")
@@ -247,6 +249,7 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, *, progress: bool = True, print_f
     from ray.tune.search import BasicVariantGenerator
 
     run_dir = Path(run_dir).resolve()
+    checked_uri(cfg.tracking.mlflow_uri)  # a bad setting fails before the sweep, not after it
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
     bars, calendar, periods = training_period(cfg)
@@ -317,6 +320,15 @@ def run_sweep(cfg: SweepConfig, run_dir: Path, *, progress: bool = True, print_f
         {"registered": version.ref, "path": str(version.path), "params": best_params,
          "val_sharpe": best["val_sharpe"], "val_return": best["val_return"], "trial": best["trial"]},
         indent=2, default=str) + "\n")
+    url = log_run(cfg.tracking.mlflow_uri, "titan-ray-tune", f"{cfg.name}-{run_dir.name}",
+                  params={**cfg.model_dump(mode="json", exclude={"tracking"}), "best": best_params,
+                          "registered": version.ref},
+                  metrics={"val_sharpe": best["val_sharpe"], "val_return": best["val_return"],
+                           "trials": len(rows), "complete_trials": len(complete)},
+                  artifacts=[run_dir / "summary.txt", run_dir / "best.json", run_dir / "config.json"],
+                  tags={"titan_ray.kind": "tune", "titan_ray.model": cfg.name})
+    if url:
+        emit(f"tracked in MLflow: {url}")
     return SweepResult(run_dir, best_params, float(best[cfg.tune.metric]), version.ref, rows, table)
 
 

@@ -71,7 +71,7 @@ def test_bad_main_args_name_the_field(args, text):
 @pytest.mark.parametrize(("args", "text"), [
     ({"name": "m", "kind": "sma_crosover"}, "unknown model kind 'sma_crosover'"),
     ({"name": "m", "kind": "sma_crossover", "artifact": "x"}, "exactly one of `kind`"),
-    ({"name": "m", "artifact": "x@0"}, "write NAME or NAME@VERSION"),
+    ({"name": "m", "artifact": "x@0"}, "write NAME, NAME@VERSION or NAME@ALIAS"),
     ({"name": "m", "kind": "sma_crossover", "registyr": "/x"}, "registyr"),
 ])
 def test_bad_model_args_name_the_field(args, text):

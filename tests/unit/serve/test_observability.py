@@ -19,6 +19,8 @@ def test_metric_names_are_the_contract():
     assert METRIC_NAMES == (
         "titan_ray_requests_total", "titan_ray_request_latency_seconds", "titan_ray_fills_total",
         "titan_ray_rejections_total", "titan_ray_equity", "titan_ray_actor_restarts_total", "titan_ray_bars_total",
+        "titan_ray_drift_psi", "titan_ray_drift_ks_pvalue", "titan_ray_prediction_psi", "titan_ray_live_sharpe",
+        "titan_ray_validation_sharpe", "titan_ray_model_version", "titan_ray_drift_alerts_total",
     )
     text = Metrics().exposition().decode()
     for name in METRIC_NAMES:

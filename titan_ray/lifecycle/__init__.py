@@ -1,0 +1,1 @@
+"""The model lifecycle: aliases, drift, champion/challenger, retraining."""
