@@ -222,7 +222,10 @@ class Metrics:
                 self.equity.labels(model).set(float(value))
 
     def sync_lifecycle(self, served: str, state: Mapping[str, Any]) -> None:
-        """Bring a served model's lifecycle gauges up to its controller's ``state()``."""
+        """Bring a served model's lifecycle gauges up to its controller's ``state()``. A state without
+        figures (a controller that did not answer) changes nothing: a gap is not a reset."""
+        if "alerts_total" not in state:
+            return
         drift = state.get("drift") or {}
         for col in drift.get("features", []):
             _set(self.drift_psi, (served, col["name"]), col.get("psi"))
@@ -259,8 +262,11 @@ class Metrics:
 
 
 def _set(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+    """The gauge's sample for ``labels`` at ``value``; removed when there is no value (not kept stale)."""
     if value is not None:
         gauge.labels(*labels).set(float(value))
+    elif labels in _labels(gauge):
+        gauge.remove(*labels)
 
 
 def _labels(gauge: Gauge) -> set[tuple[str, ...]]:

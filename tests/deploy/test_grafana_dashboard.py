@@ -35,6 +35,10 @@ def _titan_series() -> set[str]:
     metrics.observe_request("/v1/predict/{model}", "a", 200, 0.003)
     metrics.sync_arena({"bars": 10, "fills": {"m": 2}, "rejections": {"m": {"MAX_POSITION": 1}},
                         "equity": {"m": 1e6}, "restarts": {"m": 1}})
+    metrics.sync_lifecycle("m", {"drift": {"features": [{"name": "ret_1", "psi": 0.1, "p_value": 0.5}],
+                                           "prediction": {"psi": 0.05}},
+                                 "performance": {"live_sharpe": 1.0, "validation_sharpe": 1.2},
+                                 "champion": {"version": 2}, "challenger": {"version": 3}, "alerts_total": 1})
     text = metrics.exposition().decode()
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
@@ -78,6 +82,8 @@ def test_dashboard_shows_what_a_platform_engineer_watches():
         return any(re.search(pattern, e) for e in exprs)
 
     assert has(r"by \(model\) \(titan_ray_equity\)")  # equity per model
+    assert has(r"by \(model\) \(titan_ray_drift_psi\)") and has(r"titan_ray_prediction_psi")  # drift
+    assert has(r"by \(model, alias\) \(titan_ray_model_version\)")  # promotions and rollbacks
     assert has(r"by \(model\) \(rate\(titan_ray_fills_total")  # fills
     assert has(r"by \(model, reason\) \(rate\(titan_ray_rejections_total")  # rejections and why
     assert has(r"histogram_quantile\(0\.99, sum by \(arm, le\) \(rate\(titan_ray_request_latency_seconds_bucket")

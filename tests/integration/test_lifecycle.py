@@ -10,6 +10,7 @@ must switch versions without a failed request; a rollback over HTTP then switche
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -154,10 +155,20 @@ def test_drift_retrain_shadow_promote_switch_and_roll_back(serve_app, serve_toke
         n = len(traffic.answers)
         wait_for("traffic answered by version 1 again", lambda: any(v == 1 for _, v in traffic.answers[n:]), 30)
 
+        # an approval over HTTP: version 2 promoted by a person, followed again
+        assert requests.get(f"{base}/v1/registry/nope/history", timeout=30).status_code == 404
+        r = requests.post(f"{base}/v1/registry/{NAME}/promote", headers=auth, timeout=30,
+                          json={"why": "reviewed the evidence again", "who": "pm", "version": 2})
+        assert r.status_code == 200, r.text
+        assert r.json()["event"]["action"] == "promote" and r.json()["aliases"]["champion"] == 2
+        wait_for("version 2 served again", lambda: _served(base, 2), 30)
+        n = len(traffic.answers)
+        wait_for("traffic answered by version 2 again", lambda: any(v == 2 for _, v in traffic.answers[n:]), 30)
+
         # the lifecycle's gauges through the main ingress's /metrics
         metrics = _samples(requests.get(f"{base}/metrics", timeout=30).text)
         assert metrics[("titan_ray_drift_alerts_total", (("model", NAME),))] >= 1
-        assert metrics[("titan_ray_model_version", (("alias", "champion"), ("model", NAME)))] == 1
+        assert metrics[("titan_ray_model_version", (("alias", "champion"), ("model", NAME)))] == 2
         psi = {k[1]: v for k, v in metrics.items() if k[0] == "titan_ray_drift_psi" and ("model", NAME) in k[1]}
         assert len(psi) >= 10 and all(np.isfinite(v) and v >= 0 for v in psi.values())
         assert ("titan_ray_prediction_psi", (("model", NAME),)) in metrics
@@ -174,13 +185,13 @@ def test_drift_retrain_shadow_promote_switch_and_roll_back(serve_app, serve_toke
     statuses = [s for s, _ in traffic.answers]
     assert len(statuses) > 50 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
     versions = [v for _, v in traffic.answers]
-    first_two = versions.index(2)
-    assert set(versions[:first_two]) == {1} and 1 in versions[first_two:]  # 1 -> 2 -> 1
+    switches = [b for a, b in itertools.pairwise(versions) if a != b]
+    assert switches == [2, 1, 2], switches  # promoted, rolled back, approved: each switch once, no flapping
 
     events = requests.get(f"{base}/v1/registry/{NAME}/history", timeout=30).json()["events"]
     actions = [(e["action"], e["alias"], e["version"]) for e in events]
-    assert actions[:4] == [("assign", "champion", 1), ("assign", "challenger", 2), ("promote", "champion", 2),
-                           ("rollback", "champion", 1)], actions
+    assert actions[:5] == [("assign", "champion", 1), ("assign", "challenger", 2), ("promote", "champion", 2),
+                           ("rollback", "champion", 1), ("promote", "champion", 2)], actions
     assigned, promoted, rolled = events[1], events[2], events[3]
     assert assigned["who"] == "titan-ray lifecycle retraining" and assigned["evidence"]["alert"]["reasons"]
     assert promoted["who"] == "titan-ray lifecycle controller" and promoted["archived"] == 1
@@ -189,9 +200,9 @@ def test_drift_retrain_shadow_promote_switch_and_roll_back(serve_app, serve_toke
     assert ev["sharpe_challenger"] > ev["sharpe_champion"] and ev["challenger"] == 2 and ev["champion"] == 1
     assert rolled["who"] == "api:risk-desk" and rolled["why"] == "the desk wants the old model back"
     assert rolled["archived"] == 2
+    assert events[4]["who"] == "api:pm" and events[4]["previous"] == 1 and events[4]["archived"] == 1
     view = requests.get(f"{base}/v1/registry/{NAME}", timeout=30).json()
-    assert view["aliases"] == {"champion": 1} and {v["version"]: v["stage"] for v in view["versions"]} == {
-        1: "champion", 2: "archived"}
+    assert view["aliases"]["champion"] == 2 and {v["version"]: v["stage"] for v in view["versions"]}[1] == "archived"
 
     # the retraining job's run in MLflow: its params and validation metrics
     search = requests.post(f"{mlflow_url}/api/2.0/mlflow/runs/search", timeout=30, json={

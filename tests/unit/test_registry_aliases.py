@@ -290,10 +290,9 @@ def test_concurrent_changes_from_many_threads_are_all_recorded(tmp_path):
 
 def test_the_arena_loads_a_champion_and_names_the_alias_fix(tmp_path, monkeypatch):
     reg = _registry(tmp_path, n=2, name="champ")
-    raw = {"registry": {"path": str(tmp_path)}, "models": [{"name": "a", "kind": "buy_and_hold", "artifact": "champ"}]}
-    config = parse_config(raw)
-    # ModelSpec.artifact's own pattern (titan_ray/config.py) does not yet take an alias; set it past validation
-    aliased = config.model_copy(update={"models": [config.models[0].model_copy(update={"artifact": "champ@champion"})]})
+    raw = {"registry": {"path": str(tmp_path)},
+           "models": [{"name": "a", "kind": "buy_and_hold", "artifact": "champ@champion"}]}
+    aliased = parse_config(raw)  # the arena config takes an alias as an artifact
     with pytest.raises(ConfigError, match=r"models\[0\]\.artifact \(a\): champ has no champion yet; set one: "
                                           r"titan-ray registry alias champ champion VERSION --why TEXT$"):
         registered_models(aliased, ["AAA"])

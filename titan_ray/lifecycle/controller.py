@@ -417,8 +417,8 @@ class LifecycleController:
         evidence = {**j.evidence, "champion": self.champion.version if self.champion else None,
                     "challenger": ev.challenger.version, "from_bar": ev.challenger.since, "to_bar": t}
         self._update_challenger(bars=bars, looks=j.look, verdict=j.verdict, evidence=evidence)
-        why = (f"look {j.look}/{rule.max_looks} over {bars} live bars: Sharpe {evidence['sharpe_challenger']} vs "
-               f"{evidence['sharpe_champion']}, p={evidence['p_value']}")
+        why = (f"look {j.look}/{rule.max_looks} over {bars} live bars: Sharpe {_fmt(evidence['sharpe_challenger'])} "
+               f"vs {_fmt(evidence['sharpe_champion'])}, p={_fmt(evidence['p_value'], '.4f')}")
         if j.verdict == "promote":
             if rule.mode == "approval":
                 ev.pending_approval = True
@@ -461,6 +461,10 @@ def _sharpe_se(annual: float, n: int, periods: float) -> float:
 
 def _returns(equity: np.ndarray, previous: float) -> list[float]:
     return returns_from_equity(np.asarray(equity, dtype=np.float64), previous).tolist()
+
+
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "n/a" if x is None else format(x, spec)
 
 
 def _now() -> str:

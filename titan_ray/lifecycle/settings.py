@@ -107,7 +107,8 @@ class LifecycleSettings(_Strict):
         try:
             DataConfig.model_validate(v)
         except ValidationError as err:
-            raise ValueError(format_validation_error(err, DataConfig).replace("invalid arena config", "feed")) from None
+            text = format_validation_error(err, DataConfig).replace("invalid arena config:", "").strip()
+            raise ValueError(text.replace("`data.", "`feed.").replace("(top level): ", "")) from None
         return v
 
     @field_validator("tracking")

@@ -144,7 +144,8 @@ def compare_answers(shadow: dict[str, Any] | None, answered: dict[str, Any] | No
     mine = {p["symbol"]: p["target_weight"] for p in shadow["predictions"]}
     theirs = {p["symbol"]: p["target_weight"] for p in answered["predictions"]}
     diffs = [abs(mine[s] - theirs[s]) for s in mine if s in theirs]
-    return {"compared": True, "same_weights": all(d < 1e-12 for d in diffs),
+    same = set(mine) == set(theirs) and all(d < 1e-12 for d in diffs)  # other symbols: not the same answer
+    return {"compared": True, "same_weights": same,
             "max_weight_difference": max(diffs, default=0.0), "shadow_weights": mine, "answered_weights": theirs}
 
 
