@@ -22,6 +22,7 @@ import pytest
 import ray
 import requests
 from drift_feed import feed_config, write_drift_feed
+from prom import samples
 
 from titan_ray.config import DataConfig, LedgerConfig, RiskConfig
 from titan_ray.data.providers import make_provider
@@ -166,7 +167,7 @@ def test_drift_retrain_shadow_promote_switch_and_roll_back(serve_app, serve_toke
         wait_for("traffic answered by version 2 again", lambda: any(v == 2 for _, v in traffic.answers[n:]), 30)
 
         # the lifecycle's gauges through the main ingress's /metrics
-        metrics = _samples(requests.get(f"{base}/metrics", timeout=30).text)
+        metrics = samples(requests.get(f"{base}/metrics", timeout=30).text)
         assert metrics[("titan_ray_drift_alerts_total", (("model", NAME),))] >= 1
         assert metrics[("titan_ray_model_version", (("alias", "champion"), ("model", NAME)))] == 2
         psi = {k[1]: v for k, v in metrics.items() if k[0] == "titan_ray_drift_psi" and ("model", NAME) in k[1]}
@@ -228,13 +229,6 @@ def _shadowing(base: str) -> dict[str, Any] | None:
     model = r.json() if r.status_code == 200 else {}
     shadow = model.get("shadow")
     return model if shadow and shadow["requests"] > 0 else None
-
-
-def _samples(text: str) -> dict[tuple[str, tuple], float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
 def _experiment(url: str, name: str) -> str:

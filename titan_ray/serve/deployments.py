@@ -39,6 +39,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, NamedTuple
 
 from fastapi import Header, Request
@@ -106,6 +107,16 @@ def _serving(spec: ModelAppSettings, artifact: str | None) -> Serving:
     return Serving(predictor, min_rows, synthetic_window(min_rows, seed=spec.seed))
 
 
+def _in_background(tasks: set[asyncio.Task], *works: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Start ``works`` as tasks of the running loop (a replica's), kept in ``tasks`` while they run.
+    RuntimeError when no loop runs here (a replica constructed off its loop: the first request starts them)."""
+    loop = asyncio.get_running_loop()
+    for work in works:
+        task = loop.create_task(work())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
 def _answer_batch(predictor: Predictor, raws: list[bytes]) -> list[tuple[int, bytes, float]]:
     out = []
     for raw in raws:
@@ -141,13 +152,8 @@ class ModelServer:
             pass  # no loop here: started by the first request
 
     def _start_background(self) -> None:
-        if self._background or self._alias is None:
-            return
-        loop = asyncio.get_running_loop()
-        for work in (self._follow_aliases(), self._ship_shadow_copies()):
-            task = loop.create_task(work)
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        if not self._background and self._alias is not None:
+            _in_background(self._background, self._follow_aliases, self._ship_shadow_copies)
 
     @property
     def _predictor(self) -> Predictor:
@@ -291,13 +297,8 @@ class ExperimentRouter:
             pass  # no loop here: started by the first request
 
     def _start_background(self) -> None:
-        if self._background:
-            return
-        loop = asyncio.get_running_loop()
-        for work in (self._keep_arms_loaded(), self._ship_shadow_copies()):
-            task = loop.create_task(work)
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        if not self._background:
+            _in_background(self._background, self._keep_arms_loaded, self._ship_shadow_copies)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         weights = (config or {}).get("weights")

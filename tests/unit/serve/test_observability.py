@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
+from prom import samples
 
 from titan_ray.observability import METRIC_NAMES, Metrics
 
 
 def _samples(m: Metrics) -> dict[tuple[str, tuple], float]:
-    out = {}
-    for fam in text_string_to_metric_families(m.exposition().decode()):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
+    return samples(m.exposition().decode())
 
 
 def test_metric_names_are_the_contract():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from prom import samples
 
 from titan_ray.observability import Metrics
 from titan_ray.serve.experiments import ShadowTally, compare_answers
@@ -17,11 +17,7 @@ def answer(**weights: float) -> dict[str, Any]:
 
 
 def _samples(m: Metrics) -> dict[tuple[str, tuple], float]:
-    out = {}
-    for fam in text_string_to_metric_families(m.exposition().decode()):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
+    return samples(m.exposition().decode())
 
 
 def test_the_same_weights_agree():
