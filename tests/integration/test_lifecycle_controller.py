@@ -151,8 +151,8 @@ def test_approval_mode_waits_for_a_person_then_follows_the_promotion(
     assert evidence["sharpe_challenger"] > evidence["sharpe_champion"]
     assert controller.evidence() == evidence
 
-    # two more checks go by: nothing is promoted, and the rule is not judged again, without a person
-    wait_for(controller, lambda s: s["bar"] >= evidence["to_bar"] + 120, 30)
+    # past the second look's bar: nothing is promoted, and the rule is not judged again, without a person
+    wait_for(controller, lambda s: s["bar"] >= evidence["to_bar"] + MIN_BARS + 50, 30)
     assert registry.aliases(NAME) == {"champion": champion, "challenger": challenger}
     assert [e["action"] for e in registry.history(NAME)] == ["assign", "assign"]
     state = controller.state()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import yaml
 
 from titan_ray.arena.runner import run_arena
@@ -30,9 +31,10 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def trained(ray_session, tmp_path_factory):
+def trained(ray_session, mlflow_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ppo")
-    cfg = load_ppo_config(ROOT / "tune_configs" / "ppo_small.yaml", {"registry": {"path": str(tmp / "registry")}})
+    cfg = load_ppo_config(ROOT / "tune_configs" / "ppo_small.yaml", {"registry": {"path": str(tmp / "registry")},
+                                                                     "tracking": {"mlflow_uri": mlflow_url}})
     lines: list[str] = []
     result = train_ppo(cfg, tmp / "run", print_fn=lines.append)
     return cfg, result, tmp, lines
@@ -50,6 +52,19 @@ def test_training_reports_progress_checkpoints_and_registers(trained):
     assert m["val_return"] > m["val_buy_and_hold_return"]
     assert (result.run_dir / "summary.csv").exists() and (result.run_dir / "best.json").exists()
     assert list((result.run_dir / "trials").glob("*/checkpoint_*"))
+
+
+def test_training_is_one_mlflow_run_with_its_config_and_metrics(trained, mlflow_url):
+    cfg, result, _, lines = trained
+    run_id = next(line for line in lines if line.startswith("tracked in MLflow: ")).rsplit("/", 1)[-1]
+    run = requests.get(f"{mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=30).json()["run"]
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    registered = ModelRegistry(result.run_dir.parent / "registry").resolve(result.registered).meta["metrics"]
+    assert run["info"]["status"] == "FINISHED" and params["registered"] == result.registered == "ppo_small@1"
+    assert params["train_bars"] == str(cfg.train_bars) and params["name"] == cfg.name
+    assert metrics["val_return"] == pytest.approx(registered["val_return"])
+    assert metrics["val_sharpe"] == pytest.approx(registered["val_sharpe"])
 
 
 def _arena_config(cfg, registry: Path, seed: int) -> dict:
