@@ -244,7 +244,12 @@ def test_a_rollback_made_elsewhere_changes_the_champion_it_runs(registry, feed, 
     assert state["champion"] == {"version": second, "since_bar": 1500}
     registry.rollback(NAME, who="risk-desk", why="the old model back")
     state = wait_for(controller, lambda s: (s["champion"] or {}).get("version") == first, 5)
-    assert state["champion"]["since_bar"] > 1500 and state["status"] == "running"
+    since = state["champion"]["since_bar"]
+    assert since > 1500 and state["status"] == "running"
+    # the rolling Sharpe starts again with the champion: the next check counts only its own bars
+    state = wait_for(controller, lambda s: (s["drift"] or {}).get("at_bar", 0) > since, 10)
+    assert state["performance"]["window_bars"] == state["drift"]["at_bar"] - since
+    assert state["performance"]["live_sharpe"] is None  # fewer than perf_window_bars yet
     assert registry.aliases(NAME) == {"champion": first} and registry.archived(NAME) == [second]
 
 
@@ -279,3 +284,20 @@ def test_stop_ends_the_thread_in_every_phase(registry, feed, trend_model, start)
     ended._thread.join(timeout=5)
     assert not ended._thread.is_alive() and ended.stop() is True
     assert ended.state()["status"] == "feed ended"
+
+
+def test_a_new_champion_restarts_the_challengers_evaluation(registry, feed, trend_model, revert_model, start):
+    """A challenger is judged against one champion: when the champion changes under it (a rollback or a
+    promotion made elsewhere), its paired books start again from that bar."""
+    v1, v2 = _register(registry, trend_model), _register(registry, trend_model)
+    v3 = _register(registry, revert_model)
+    registry.set_alias(NAME, "champion", v1, why="first")
+    registry.set_alias(NAME, "challenger", v3, why="retrained")
+    controller = start(_settings(registry, feed, start_bar=DRIFT_BAR + 50, speed=100,
+                                 promotion={"min_bars": 1000}))
+    before = wait_for(controller, lambda s: (s["challenger"] or {}).get("bars", 0) >= 50, 30)["challenger"]
+    registry.set_alias(NAME, "champion", v2, why="another champion", who="desk")
+    after = wait_for(controller, lambda s: s["champion"]["version"] == v2 and s["challenger"] is not None
+                     and s["challenger"]["since_bar"] > before["since_bar"], 10)["challenger"]
+    assert after["version"] == v3 and after["looks"] == 0  # the same challenger, judged from the new bar
+    assert registry.aliases(NAME) == {"champion": v2, "challenger": v3}

@@ -120,7 +120,7 @@ class LifecycleController:
         """The latest look at the current challenger (None before the first)."""
         with self._lock:
             challenger = self._state.get("challenger") or {}
-            return challenger.get("evidence")
+            return json.loads(json.dumps(challenger.get("evidence"), default=_json))  # a copy, as state()
 
     def stop(self) -> bool:
         self._stop.set()
@@ -154,17 +154,20 @@ class LifecycleController:
         self._last_live_equity = float(s.ledger.initial_cash)
         self.last_alert_bar: int | None = None
         self.pending_job: dict[str, Any] | None = None  # {"due": bar, "alert": {...}} or {"ref": ..., ...}
-        t, seq, started = s.start_bar, 0, time.monotonic()
+        t, seq = s.start_bar, 0
+        paced_from = (t, time.monotonic())  # a live feed's pace: bar t + k is due k / speed s after this
         while t < len(self.bars) and not self._stop.is_set():
             if not self._sync_aliases(t):
                 self._set(status="waiting for a champion", error=(
                     f"{self.name!r} has no champion in {self.registry.root}: set one with `titan-ray registry "
                     f"alias {self.name} champion VERSION`"))
                 self._stop.wait(1.0)
+                paced_from = (t, time.monotonic())  # the feed resumes where it waited, not in a rush
                 continue
             chunk = self.bars.slice(t, min(t + s.chunk_bars, len(self.bars)))
-            if s.speed > 0:  # a live feed's pace: bar k of the live period is due k / speed s after the start
-                self._stop.wait(max(0.0, started + (t - s.start_bar) / s.speed - time.monotonic()))
+            if s.speed > 0 and self._stop.wait(max(0.0, paced_from[1] + (t - paced_from[0]) / s.speed
+                                                  - time.monotonic())):
+                break
             self._trade(seq, chunk)
             seq += 1
             t = chunk.stop
@@ -172,7 +175,7 @@ class LifecycleController:
             if (t - s.start_bar) // s.drift.check_every_bars != (chunk.start - s.start_bar) // s.drift.check_every_bars:
                 self._check(t)
             self._poll_job(t)
-        self._set(status="feed ended" if t >= len(self.bars) else "stopped", bar=t)
+        self._set(status="feed ended" if t >= len(self.bars) else "stopped")
 
     def _trade(self, seq: int, chunk: BarBatch) -> None:
         assert self.champion is not None
@@ -211,6 +214,8 @@ class LifecycleController:
             was = self.champion.version if self.champion is not None else None
             self.champion = self._load(champ, "champion", t)
             self.live_returns.clear()  # the rolling Sharpe is this champion's own
+            self.evaluation = None  # a challenger is judged against one champion: a new one starts afresh
+            self._set(challenger=None)
             log.warning("lifecycle %s: the champion is now version %s (was %s)", self.served, champ, was)
             self._set(champion={"version": champ, "since_bar": t})
         chall = aliases.get("challenger")
