@@ -125,7 +125,9 @@ def test_reservations_held_by_other_work_give_up_after_the_timeout_and_say_why(r
 
 
 def test_a_hundred_rule_models_on_two_nodes(tmp_path: Path) -> None:
-    arena = _sma_arena(100, watchdog={"enabled": False})
+    """In shared actors (README: dozens of rule models), ten of them spread over the two nodes: an actor
+    per model takes 2-2.5 minutes of start-up here, most of this test's time, and is tested above."""
+    arena = _sma_arena(100, watchdog={"enabled": False}, replay={"chunk_size": 100, "models_per_actor": 10})
     (tmp_path / "arena.yaml").write_text(yaml.safe_dump(arena))
     root = Path(tempfile.mkdtemp(prefix="tr2n-", dir="/tmp"))  # Unix socket paths must stay short
     try:

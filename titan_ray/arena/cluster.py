@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from titan_ray.arena.capacity import (
@@ -226,13 +226,14 @@ class ArenaCluster:
         packable = [spec for spec in config.models if spec.num_cpus == 0 and not spec.memory_mb
                     and spec.artifact is None and spec.name not in trained and spec.name not in stacking]
         groups = []
+        on_node: dict[str, int] = {}  # groups placed on each node so far
         for k in range(0, len(packable), size):
             specs = packable[k:k + size]
             if len(specs) < 2:
                 break
             group = self._spawn(ModelGroupActor.options(
                 num_cpus=0, max_restarts=-1, max_task_retries=-1,
-                scheduling_strategy=bundles.get(f"models[{index[specs[0].name]}]", "SPREAD"),
+                scheduling_strategy=_group_place([bundles.get(f"models[{index[s.name]}]") for s in specs], on_node),
             ).remote(specs, self.symbols, config.seed, self.market, info["warmup_bars"]))
             groups.append((group, [GroupMember(group, spec.name) for spec in specs]))
         return groups
@@ -339,6 +340,20 @@ def _part(answer: tuple, index: int) -> Any:
     if isinstance(item, Exception):
         raise item
     return item
+
+
+def _group_place(options: list[Any], on_node: dict[str, int]) -> Any:
+    """A group's place: the bundle, among its members', on the node with the fewest groups so far. The
+    models' bundles alternate over the nodes (SPREAD), so the first member's would put every group of
+    an even size on the same node."""
+    options = [o for o in options if o is not None]
+    if not options:
+        return "SPREAD"
+    table = placement_group_table(options[0].placement_group).get("bundles_to_node_id", {})
+    best = min(options, key=lambda o: on_node.get(table.get(o.placement_group_bundle_index, ""), 0))
+    node = table.get(best.placement_group_bundle_index, "")
+    on_node[node] = on_node.get(node, 0) + 1
+    return best
 
 
 def _on_driver_node() -> NodeAffinitySchedulingStrategy:
