@@ -175,7 +175,14 @@ class LifecycleController:
             if (t - s.start_bar) // s.drift.check_every_bars != (chunk.start - s.start_bar) // s.drift.check_every_bars:
                 self._check(t)
             self._poll_job(t)
+        self._close_books()
         self._set(status="feed ended" if t >= len(self.bars) else "stopped")
+
+    def _close_books(self) -> None:
+        """The ledgers' spill files, when the loop ends (the state keeps its figures)."""
+        self.live.close()
+        if self.evaluation is not None:
+            self.evaluation.ledger.close()
 
     def _trade(self, seq: int, chunk: BarBatch) -> None:
         assert self.champion is not None
@@ -214,17 +221,14 @@ class LifecycleController:
             was = self.champion.version if self.champion is not None else None
             self.champion = self._load(champ, "champion", t)
             self.live_returns.clear()  # the rolling Sharpe is this champion's own
-            self.evaluation = None  # a challenger is judged against one champion: a new one starts afresh
-            self._set(challenger=None)
+            self._drop_evaluation()  # a challenger is judged against one champion: a new one starts afresh
             log.warning("lifecycle %s: the champion is now version %s (was %s)", self.served, champ, was)
             self._set(champion={"version": champ, "since_bar": t})
         chall = aliases.get("challenger")
         ev = self.evaluation
         if chall != (ev.challenger.version if ev is not None else None):
-            if chall is None or chall == champ:
-                self.evaluation = None
-                self._set(challenger=None)
-            else:
+            self._drop_evaluation()
+            if chall is not None and chall != champ:
                 running = self._load(chall, "challenger", t)
                 running.latency_p99_ms = self._latency(running.model, t)
                 self.evaluation = Evaluation(running, Ledger(
@@ -234,6 +238,12 @@ class LifecycleController:
                                       "latency_p99_ms": running.latency_p99_ms, "verdict": "wait",
                                       "pending_approval": False, "evidence": None})
         return True
+
+    def _drop_evaluation(self) -> None:
+        if self.evaluation is not None:
+            self.evaluation.ledger.close()  # its spill files
+        self.evaluation = None
+        self._set(challenger=None)
 
     def _load(self, version: int, role: str, t: int) -> Running:
         ref = self.registry.get(self.name, version)
