@@ -54,7 +54,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import ks_2samp
 
 MIN_LIVE = 30
 """A live column needs at least this many finite values for PSI and KS; fewer gives None."""
@@ -243,6 +242,10 @@ class Profile:
                 continue
             ref = self.sample[j]
             method = "exact" if max(values.size, ref.size) <= _KS_EXACT_MAX_N else "asymp"
+            # imported here: scipy.stats takes 0.7 s to import, and most importers of this module (the
+            # registry writes drift profiles) never compare one
+            from scipy.stats import ks_2samp
+
             ks = ks_2samp(values, ref, alternative="two-sided", method=method)
             out.append(
                 ColumnDrift(

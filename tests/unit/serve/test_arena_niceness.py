@@ -31,7 +31,7 @@ def test_every_thread_is_lowered_and_new_threads_inherit_it():
                           "again": lower_priority(3)}))
         stop.set()
     """)
-    run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     target = out["target"]
