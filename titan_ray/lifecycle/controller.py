@@ -74,6 +74,7 @@ class Running:
     model: TradingModel
     since: int  # the first live bar it decided
     profile: ModelProfile | None
+    meta: dict[str, Any]  # its registry metadata (kind, params, metrics), read once when it is loaded
     latency_p99_ms: float | None = None
 
 
@@ -251,8 +252,7 @@ class LifecycleController:
         warm = self.bars.slice(max(0, t - WARM_BARS), t)
         if len(warm):
             model.observe(warm)
-        profile = read_profile(ref.path)
-        return Running(version, model, t, profile)
+        return Running(version, model, t, read_profile(ref.path), ref.meta)
 
     def _latency(self, model: TradingModel, t: int) -> float | None:
         """p99 milliseconds of one served prediction (``explain`` over a window, as a model app answers)."""
@@ -323,7 +323,7 @@ class LifecycleController:
     def _performance(self) -> dict[str, Any]:
         assert self.champion is not None
         r = np.asarray(self.live_returns)
-        metrics = self.registry.get(self.name, self.champion.version).meta.get("metrics", {})
+        metrics = self.champion.meta.get("metrics", {})
         ref, val_bars = metrics.get("val_sharpe"), metrics.get("validation_bars")
         live = sharpe(r, self.periods) if len(r) >= self.s.drift.perf_window_bars else None
         live = None if live is None or not np.isfinite(live) else float(live)
@@ -402,11 +402,11 @@ class LifecycleController:
     def _start_job(self, t: int, job: dict[str, Any]) -> None:
         r = self.s.retrain
         assert self.champion is not None
-        ref = self.registry.get(self.name, self.champion.version)
+        meta = self.champion.meta
         window = self.bars.slice(max(0, t - r.window_bars), t)
         request = RetrainRequest(
-            registry=str(self.registry.root), name=self.name, kind=ref.kind,
-            params={**ref.meta.get("params", {}), **r.params}, bars=window, validation_bars=r.validation_bars,
+            registry=str(self.registry.root), name=self.name, kind=meta["kind"],
+            params={**meta.get("params", {}), **r.params}, bars=window, validation_bars=r.validation_bars,
             ledger=self.s.ledger, risk=self.s.risk, calendar=self.calendar, periods_per_year=self.periods,
             seed=self.s.seed, trigger=job["alert"], mlflow_uri=self.s.tracking.get("mlflow_uri"))
         job.update(ref=retrain_job.options(num_cpus=r.num_cpus).remote(request), started_bar=t,

@@ -27,7 +27,7 @@ from titan_ray.domain.bars import BarBatch
 from titan_ray.models.kinds import MODEL_KINDS, build_model
 from titan_ray.models.learned import LearnedModel
 from titan_ray.registry import ModelRegistry, ModelVersion
-from titan_ray.tracking import Tracker
+from titan_ray.tracking import log_run
 from titan_ray.train.sweeps import Backtest, Fold, score_fold
 
 RETRAINER = "titan-ray lifecycle retraining"
@@ -90,19 +90,15 @@ def register_challenger(req: RetrainRequest) -> ModelVersion:
 
 
 def _track(req: RetrainRequest, version: ModelVersion) -> str | None:
-    tracker = Tracker.from_config(req.mlflow_uri)
-    if tracker is None:
-        return None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    with tracker.run("titan-ray-retraining", f"{req.name}-v{version.version}-{stamp}",
-                     tags={"titan_ray.kind": "retraining", "titan_ray.model": req.name}) as run:
-        run.log_params({"model": req.name, "kind": req.kind, "params": version.meta.get("params", {}),
-                        "window_bars": len(req.bars), "validation_bars": req.validation_bars,
-                        "window_start_bar": req.bars.start, "window_stop_bar": req.bars.stop,
-                        "trigger_reasons": req.trigger.get("reasons", []), "registered": version.ref})
-        run.log_metrics({k: v for k, v in version.meta.get("metrics", {}).items() if isinstance(v, int | float)})
-        run.log_artifact(version.path / "metadata.json")
-        return run.url
+    return log_run(req.mlflow_uri, "titan-ray-retraining", f"{req.name}-v{version.version}-{stamp}",
+                   params={"model": req.name, "kind": req.kind, "params": version.meta.get("params", {}),
+                           "window_bars": len(req.bars), "validation_bars": req.validation_bars,
+                           "window_start_bar": req.bars.start, "window_stop_bar": req.bars.stop,
+                           "trigger_reasons": req.trigger.get("reasons", []), "registered": version.ref},
+                   metrics={k: v for k, v in version.meta.get("metrics", {}).items() if isinstance(v, int | float)},
+                   artifacts=[version.path / "metadata.json"],
+                   tags={"titan_ray.kind": "retraining", "titan_ray.model": req.name})
 
 
 @ray.remote(max_retries=0)

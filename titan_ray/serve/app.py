@@ -234,9 +234,10 @@ class Ingress:
     async def model(self, model: str) -> dict[str, Any]:
         """The served version (with its alias and shadow when it follows one), an example request, and
         the model's lifecycle when it has one: drift per feature, performance, alerts, the challenger."""
-        info = await self._model_info(model)
+        await self._model_info(model)  # the 404 naming the served models
         fresh = await _reach(self._models[model].info.remote(), model_app(model))  # the shadow counts move
-        return {**info, **fresh, "example_request": await _reach(self._models[model].example.remote(), model_app(model)),
+        self._info[model] = (time.monotonic(), fresh)
+        return {**fresh, "example_request": await _reach(self._models[model].example.remote(), model_app(model)),
                 "lifecycle": await self._lifecycle(model)}
 
     @app.post("/v1/predict/{model}", openapi_extra=PREDICT_BODY, response_class=JSONResponse)
@@ -438,10 +439,7 @@ class Ingress:
     async def _evidence(self, name: str) -> dict[str, Any] | None:
         for served in self._models:
             controller = find_controller(served, ARENA_NAMESPACE)
-            if controller is None:
-                continue
-            state = await self._lifecycle(served)
-            if state is not None and state.get("model") == name:
+            if controller is not None and (await controller.state.remote()).get("model") == name:
                 return await controller.evidence.remote()
         return None
 
