@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,13 @@ def pytest_configure(config: pytest.Config) -> None:
         import tempfile
 
         os.environ["TITAN_RAY_REGISTRY"] = tempfile.mkdtemp(prefix="titan-ray-test-registry-")
+    # The HTTP API's secrets, as a deployment gives them: in the environment of the Ray nodes (never a
+    # runtime_env, whose values Ray logs). The session's own, random: tests/test_security*.py grep the
+    # session's logs and results for them.
+    import secrets
+
+    os.environ.setdefault("TITAN_RAY_API_TOKEN", f"test-{secrets.token_hex(12)}")
+    os.environ.setdefault("TITAN_RAY_JWT_SECRET", secrets.token_hex(32))
 
 
 @pytest.fixture(scope="session")
@@ -86,10 +94,39 @@ def mlflow_url(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def serve_token() -> str:
-    """The bearer token of the test Serve app's mutating routes."""
-    import secrets
+    """The static admin bearer token of the test Serve apps ($TITAN_RAY_API_TOKEN of the session)."""
+    return os.environ["TITAN_RAY_API_TOKEN"]
 
-    return f"test-{secrets.token_hex(12)}"
+
+@pytest.fixture(scope="session")
+def minted() -> list[str]:
+    """Every token ``mint`` made in the session (none may show up in a log or a result)."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def mint(minted):
+    """mint("read", "trade", sub="alice", ttl_s=600, issuer=None, audience=None) -> an HS256 JWT signed
+    with the session's $TITAN_RAY_JWT_SECRET (what `titan-ray token` makes); a negative ttl_s makes an
+    expired one."""
+    import jwt
+
+    from titan_ray.serve.security import mint_token
+
+    def _mint(*scopes: str, sub: str = "tester", ttl_s: float = 600, issuer: str | None = None,
+              audience: str | None = None) -> str:
+        secret = os.environ["TITAN_RAY_JWT_SECRET"]
+        if ttl_s > 0:
+            token = mint_token(secret, sub, list(scopes), ttl_s, issuer=issuer, audience=audience)
+        else:  # mint_token refuses to make an expired token: made by hand
+            now = int(time.time())
+            claims = {"sub": sub, "scope": " ".join(scopes), "iat": now - 3600, "exp": int(now + ttl_s),
+                      **({"iss": issuer} if issuer else {}), **({"aud": audience} if audience else {})}
+            token = jwt.encode(claims, secret, algorithm="HS256")
+        minted.append(token)
+        return token
+
+    return _mint
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +151,42 @@ def serve_app(ray_session, serve_token):
 def serve_url(serve_app) -> str:
     """Base URL (http://127.0.0.1:PORT) of the session's TitanRay Serve app (see ``serve_app``)."""
     return serve_app.url
+
+
+@pytest.fixture(scope="session")
+def jwks():
+    """An OIDC provider's keys (tests/jwks.py): RS256 and ES256, the JWKS served on loopback; .sign(alg,
+    sub, scope)."""
+    from jwks import jwks_provider
+
+    with jwks_provider() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def locked_app(serve_app, redis_url, jwks, tmp_path_factory):
+    """The session's Serve apps plus ``titan-ray-locked`` at /locked (tests/serve_app.py ``locked_app``):
+    reads need a token, two ingress replicas share small rate limits through Redis, JWTs of the session's
+    secret or of ``jwks``, with iss/aud checked. Yields (url, audit_path); it stays for the session."""
+    import time
+
+    import requests
+    from jwks import AUDIENCE, ISSUER
+    from ray import serve
+    from serve_app import locked_app as locked
+
+    audit = tmp_path_factory.mktemp("locked-audit") / "audit.sqlite"
+    serve_app.extra_apps.append(locked(serve_app.arena_actor, redis_url=redis_url, jwks_url=jwks.url,
+                                       issuer=ISSUER, audience=AUDIENCE, audit_path=str(audit)))
+    serve_app.redeploy()
+    url = serve_app.url + "/locked"
+    deadline = time.monotonic() + 120
+    while True:  # both ingress replicas running, and the route answering
+        app = serve.status().applications.get("titan-ray-locked")
+        running = app.deployments["Ingress"].replica_states.get("RUNNING", 0) if app and app.deployments else 0
+        if running == 2 and requests.get(url + "/healthz", timeout=30).status_code == 200:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"the locked app did not start its 2 replicas in 120 s: {app}")
+        time.sleep(0.5)
+    yield url, audit

@@ -6,13 +6,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
 APP_NAME = "titan-ray"
-TOKEN_ENV = "TITAN_RAY_API_TOKEN"
+# Every test shares the anonymous loopback client's budget: the limits are the tests' own business
+# (tests/integration/test_security.py), not the other tests'.
+AUTH = {"rate_limits": {"read": "1000000/minute", "predict": "1000000/minute", "mutate": "100000/minute"}}
 
 
 SMA = {"fast": 3, "slow": 8}
@@ -62,26 +64,43 @@ def app_args(arena_actor: str, extra_models: list[dict[str, Any]] = ()) -> dict[
 
 
 def app_config(arena_actor: str, token: str, weights: dict[str, float] | None = None,
-               extra_models: list[dict[str, Any]] = ()) -> dict[str, Any]:
+               extra_models: list[dict[str, Any]] = (), extra_apps: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """The apps as a Serve config (what `serve deploy` sends): the main ingress, one app per model,
     the A/B experiment ``ab`` with a shadow arm, and ``extra_models`` (model app args) served beside
-    them. num_cpus 0 everywhere, since the session's 2 CPUs are shared with other tests' actors; the
-    token reaches the main ingress's env."""
+    them. num_cpus 0 everywhere, since the session's 2 CPUs are shared with other tests' actors. The
+    tokens reach the replicas through the environment of the session's Ray (tests/conftest.py)."""
     zero = {"num_cpus": 0}
     apps = [{"name": APP_NAME, "route_prefix": "/", "import_path": "titan_ray.serve.app:build_app",
-             "args": app_args(arena_actor, extra_models),
-             "deployments": [{"name": "Ingress",
-                              "ray_actor_options": {**zero, "runtime_env": {"env_vars": {TOKEN_ENV: token}}}}]}]
+             "args": {**app_args(arena_actor, extra_models), "auth": AUTH},
+             "deployments": [{"name": "Ingress", "ray_actor_options": zero}]}]
     apps += [{"name": f"model-{m['name']}", "route_prefix": f"/v1/predict/{m['name']}",
-              "import_path": "titan_ray.serve.app:build_model_app", "args": m,
+              "import_path": "titan_ray.serve.app:build_model_app", "args": {**m, "auth": AUTH},
               "deployments": [{"name": f"model-{m['name']}", "ray_actor_options": zero}]}
              for m in [*MODELS, *extra_models]]
     live = weights or {a["name"]: a["weight"] for a in EXPERIMENT["arms"] if not a.get("shadow")}
     apps.append({"name": f"experiment-{EXPERIMENT['name']}", "route_prefix": f"/v1/experiments/{EXPERIMENT['name']}/predict",
-                 "import_path": "titan_ray.serve.app:build_experiment_app", "args": EXPERIMENT,
+                 "import_path": "titan_ray.serve.app:build_experiment_app", "args": {**EXPERIMENT, "auth": AUTH},
                  "deployments": [{"name": f"experiment-{EXPERIMENT['name']}", "ray_actor_options": zero,
                                   "user_config": {"weights": live}}]})
-    return {"applications": apps}
+    return {"applications": [*apps, *extra_apps]}
+
+
+LOCKED_PREFIX = "/locked"
+LOCKED_LIMITS = {"read": "40/hour", "predict": "40/hour", "mutate": "30/hour"}
+
+
+def locked_app(arena_actor: str, *, redis_url: str, jwks_url: str, issuer: str, audience: str,
+               audit_path: str) -> dict[str, Any]:
+    """A second main app at /locked, as a cluster runs it: reads need a token; two ingress replicas
+    share their (small) rate limits through Redis and one audit file (``audit_path``); JWTs are HS256
+    (the session's secret) or RS256/ES256 of the provider at ``jwks_url``, with ``iss`` and ``aud``
+    checked. It reads the session's arena."""
+    auth = {"require_auth_for_reads": True, "redis_url": redis_url, "jwks_url": jwks_url, "issuer": issuer,
+            "audience": audience, "rate_limits": LOCKED_LIMITS, "audit": {"backend": "sqlite", "path": audit_path}}
+    return {"name": "titan-ray-locked", "route_prefix": LOCKED_PREFIX, "import_path": "titan_ray.serve.app:build_app",
+            "args": {"models": [], "experiments": [], "auth": auth,
+                     "arena": {"actor": arena_actor, "start": False, "refresh_s": 0.5}},
+            "deployments": [{"name": "Ingress", "num_replicas": 2, "ray_actor_options": {"num_cpus": 0}}]}
 
 
 def deploy(config: dict[str, Any], port: int) -> None:
@@ -99,11 +118,13 @@ class ServeApp:
     port: int
     token: str
     arena_actor: str
+    extra_apps: list[dict[str, Any]] = field(default_factory=list)  # deployed with every redeploy
 
     def redeploy(self, weights: dict[str, float] | None = None, extra_models: list[dict[str, Any]] = ()) -> None:
         """The same config again, with other experiment weights in its user_config (a live change), and
-        ``extra_models`` served beside the others (model app args); without them, the session's apps."""
-        deploy(app_config(self.arena_actor, self.token, weights, extra_models), self.port)
+        ``extra_models`` served beside the others (model app args); without them, the session's apps
+        (and ``extra_apps``, which stay for the session)."""
+        deploy(app_config(self.arena_actor, self.token, weights, extra_models, self.extra_apps), self.port)
 
 
 @contextmanager

@@ -62,7 +62,9 @@ class Opened:
         return self.page.evaluate("TitanRay.app.snapshot()")
 
     def wait_for(self, js: str, timeout_s: float = 20.0) -> None:
-        self.page.wait_for_function(js, timeout=timeout_s * 1000)
+        # a function, compiled once by Playwright: a bare expression is eval'ed at every poll, which the
+        # dashboard's Content-Security-Policy (script-src 'self', no 'unsafe-eval') refuses
+        self.page.wait_for_function(f"() => ({js})", timeout=timeout_s * 1000)
 
     def assert_no_console_errors(self, allow: tuple[str, ...] = ()) -> None:
         errors = [e for e in self.errors if not any(a in e for a in allow)]
@@ -91,7 +93,7 @@ def open_page(browser, request) -> Iterator[Callable[..., Opened]]:
         if route is not None:
             page.route(route_pattern, route)
         page.goto(url)
-        page.wait_for_function("window.TitanRay && TitanRay.app && TitanRay.app.equity", timeout=15_000)
+        page.wait_for_function("() => window.TitanRay && TitanRay.app && TitanRay.app.equity", timeout=15_000)
         return opened
 
     yield _open

@@ -272,8 +272,8 @@ def test_phone_width(open_page, serve_url, api):
     # measured in one script run: the live feed may re-render the model page (a fill, a reconnection)
     # between two calls from here, and the button located by one would be gone by the next
     right = page.wait_for_function(
-        "(() => { const b = document.querySelector('#model-body table.fills button.why');"
-        " const r = b && b.getBoundingClientRect(); return r && r.width > 0 ? r.right : null; })()",
+        "() => { const b = document.querySelector('#model-body table.fills button.why');"
+        " const r = b && b.getBoundingClientRect(); return r && r.width > 0 ? r.right : null; }",
         timeout=30_000).json_value()
     assert right <= screen, f"the Why? button ends at {right}px of {screen}: it must be reachable without scrolling"
     why = page.locator("#model-body table.fills button.why").first

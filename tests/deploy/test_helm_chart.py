@@ -48,7 +48,8 @@ FULL: dict[str, Any] = {
     "autoscaling": {"enabled": True, "upscalingMode": "Aggressive", "idleTimeoutSeconds": 300},
     "serve": {"args": {"arena": {"refresh_s": 2.0}}},
     "auth": {"ray": {"enabled": True, "existingSecret": "titan-ray-ray-token"},
-             "api": {"existingSecret": "titan-ray-api", "key": "token", "env": "TITAN_RAY_API_TOKEN"}},
+             "api": {"existingSecret": "titan-ray-api", "key": "token", "env": "TITAN_RAY_API_TOKEN"},
+             "jwt": {"existingSecret": "titan-ray-api", "key": "jwt-secret", "env": "TITAN_RAY_JWT_SECRET"}},
     "redis": {"existingSecret": "titan-ray-redis", "key": "url"},
     "sharedStorage": {"existingClaim": "titan-ray-shared"},
     "env": {"TITAN_RAY_LOG_LEVEL": "INFO"},
@@ -149,6 +150,18 @@ def test_every_rendered_object_is_valid(values):
     assert "Secret" not in kinds  # secrets are referenced, never rendered
 
 
+def _charted_auth(written: dict[str, Any], token_env: str = "TITAN_RAY_API_TOKEN", redis: bool = False
+                  ) -> dict[str, Any]:
+    """The ``auth`` section the chart gives every app: the file's, with the secrets' variables of the
+    values, and the Redis of the release (none: no shared limits)."""
+    out = {**written, "token_env": token_env, "jwt_secret_env": "TITAN_RAY_JWT_SECRET"}
+    if redis:
+        out["redis_url"] = "env:TITAN_RAY_REDIS_URL"
+    else:
+        out.pop("redis_url", None)
+    return out
+
+
 def test_default_serve_config_is_serve_configs_production_yaml():
     """One source of truth: the chart embeds serve_configs/production.yaml, adjusted only by values,
     and only in the main app: the model and experiment apps are embedded as written."""
@@ -156,7 +169,9 @@ def test_default_serve_config_is_serve_configs_production_yaml():
     expected = _serve_file()
     assert len(expected["applications"]) > 1, "production.yaml should hold one app per part"
     main = _main_app(expected)
-    main.setdefault("args", {}).setdefault("auth", {})["token_env"] = "TITAN_RAY_API_TOKEN"
+    auth = _charted_auth(main["args"]["auth"])
+    for app in expected["applications"]:  # every app checks the same credentials: the main app's auth
+        app["args"]["auth"] = auth
     arena = (main["args"].get("arena") or {}).get("config")
     assert arena is not None, "the main app's args.arena.config is where the chart puts Redis"
     arena.get("ledger", {}).pop("journal", None)  # no Redis in the default values: the default journal
@@ -178,6 +193,9 @@ def test_embedded_serve_config_passes_rays_schema_and_the_apps_settings(values):
     assert sorted(apps["experiments"]) == sorted(_experiments())
     for name, spec in apps["experiments"].items():  # the router's live weights cover the live arms
         assert set(_router(embedded, name)["user_config"]["weights"]) == set(spec.weights())
+    # with Redis in the release, every app shares its rate limits (and the audit trail) there
+    shared = "env:TITAN_RAY_REDIS_URL" if values else None
+    assert {app.get("args", {}).get("auth", {}).get("redis_url") for app in embedded["applications"]} == {shared}
 
 
 def test_non_default_values_reach_the_rayservice():
@@ -205,6 +223,8 @@ def test_non_default_values_reach_the_rayservice():
         assert container["imagePullPolicy"] == "Always"
         env = {e["name"]: e for e in container["env"]}
         assert env["TITAN_RAY_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "titan-ray-api", "key": "token"}
+        assert env["TITAN_RAY_JWT_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "titan-ray-api",
+                                                                            "key": "jwt-secret"}
         assert env["TITAN_RAY_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "titan-ray-redis", "key": "url"}
         assert env["APCA_API_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "alpaca", "key": "key-id"}
         assert env["TITAN_RAY_LOG_LEVEL"]["value"] == "INFO"
@@ -272,12 +292,15 @@ def test_serve_args_reach_the_main_app_only():
     assert main["args"]["arena"]["config"]["models"] == main_written["args"]["arena"]["config"]["models"]
     assert main["args"]["models"] == main_written["args"]["models"]
     assert main["args"]["experiments"] == main_written["args"]["experiments"]
-    assert main["args"]["auth"] == {"token_env": "MY_API_TOKEN"}  # auth.api.env wins over serve.args
+    # auth.api.env wins over serve.args; no Redis in these values: no shared limits
+    assert main["args"]["auth"] == _charted_auth(main_written["args"]["auth"], token_env="MY_API_TOKEN")
     others = [a for a in merged["applications"] if a.get("import_path") != MAIN]
     assert others, "production.yaml should hold model and experiment apps beside the main app"
     by_name = {a["name"]: a for a in written["applications"]}
-    for app in others:
-        assert app == by_name[app["name"]], app["name"]
+    for app in others:  # as written, but for the main app's auth
+        assert app["args"]["auth"] == main["args"]["auth"], app["name"]
+        assert {**app, "args": {**app["args"], "auth": None}} == {
+            **by_name[app["name"]], "args": {**by_name[app["name"]]["args"], "auth": None}}, app["name"]
     check_deploy_config(merged)
 
 
@@ -295,13 +318,16 @@ def test_weights_land_in_the_experiment_apps_router_only():
     # the router's other settings, the experiment's args and every other app are untouched
     assert {k: v for k, v in router.items() if k != "user_config"} == {
         k: v for k, v in router_written.items() if k != "user_config"}
-    assert _experiment_apps(config)[experiment]["args"] == _experiment_apps(written)[experiment]["args"]
+    assert ({**_experiment_apps(config)[experiment]["args"], "auth": None}
+            == {**_experiment_apps(written)[experiment]["args"], "auth": None})
     assert "user_config" not in str(_main_app(config).get("deployments"))
     untouched = [a["name"] for a in written["applications"] if a["name"] != f"experiment-{experiment}"]
     embedded = {a["name"]: a for a in config["applications"]}
     for name in untouched:
-        if name != _main_app(written)["name"]:  # the main app gets auth and Redis settings
-            assert embedded[name] == next(a for a in written["applications"] if a["name"] == name)
+        if name != _main_app(written)["name"]:  # the main app gets auth and Redis settings, every app its auth
+            app = next(a for a in written["applications"] if a["name"] == name)
+            assert {**embedded[name], "args": {**embedded[name]["args"], "auth": None}} == {
+                **app, "args": {**app["args"], "auth": None}}
     check_deploy_config(config)
 
 

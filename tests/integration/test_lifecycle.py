@@ -199,9 +199,9 @@ def test_drift_retrain_shadow_promote_switch_and_roll_back(serve_app, serve_toke
     ev = promoted["evidence"]
     assert all(ev["checks"].values()) and ev["p_value"] < ev["level"] and ev["n_bars"] >= 400
     assert ev["sharpe_challenger"] > ev["sharpe_champion"] and ev["challenger"] == 2 and ev["champion"] == 1
-    assert rolled["who"] == "api:risk-desk" and rolled["why"] == "the desk wants the old model back"
+    assert rolled["who"] == "api:api-token for risk-desk" and rolled["why"] == "the desk wants the old model back"
     assert rolled["archived"] == 2
-    assert events[4]["who"] == "api:pm" and events[4]["previous"] == 1 and events[4]["archived"] == 1
+    assert events[4]["who"] == "api:api-token for pm" and events[4]["previous"] == 1 and events[4]["archived"] == 1
     view = requests.get(f"{base}/v1/registry/{NAME}", timeout=30).json()
     assert view["aliases"]["champion"] == 2 and {v["version"]: v["stage"] for v in view["versions"]}[1] == "archived"
 

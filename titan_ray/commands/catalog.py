@@ -11,6 +11,7 @@ the arena, Ray or Tune at their top, and ``titan-ray --help`` imports none of th
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,9 +122,11 @@ Each served model and each experiment is an application of its own (model-NAME a
 The private Ray starts in Serve's throughput-optimized mode: HAProxy (bundled with ray[serve]) takes
 HTTP and hands each request to the replica's own HTTP server (--proxy python: Serve's Python proxy).
 
-Mutating routes (PUT /v1/experiments/NAME/weights, POST /v1/models/NAME/kill-switch) need
-`Authorization: Bearer TOKEN`, TOKEN being the value of TITAN_RAY_API_TOKEN (export it before
-starting: the private Ray and its replicas inherit it). Without it they answer 403.
+Mutating routes (PUT /v1/experiments/NAME/weights, POST /v1/models/NAME/kill-switch, registry
+promotion) need `Authorization: Bearer TOKEN`: the value of TITAN_RAY_API_TOKEN, or a JWT with the
+route's scope (`titan-ray token`, signed with TITAN_RAY_JWT_SECRET). Export them before starting:
+the private Ray and its replicas inherit them (never put them in the config's runtime_env, whose
+values Ray logs). Locked reads, rate limits and the audit trail: docs/security.md.
 
 examples:
   titan-ray serve
@@ -346,6 +349,47 @@ def _registry_arguments(parser: argparse.ArgumentParser) -> None:
                     "Archive the challenger of NAME and clear the challenger alias.", changes=True)
     reject.add_argument("name", metavar="NAME")
 
+_TOKEN = """\
+Mint a JSON Web Token for the HTTP API (HS256, signed with $TITAN_RAY_JWT_SECRET), for local use and
+scripts. Servers holding the same secret accept it; the audit trail and the rate limits know its
+holder by --sub. The token alone goes to stdout.
+
+Scopes: read (the GET routes, predictions when reads are locked), trade (the kill switch), admin
+(experiment weights, promotion and rollback, the audit trail); admin holds trade and read.
+
+examples:
+  export TITAN_RAY_JWT_SECRET=$(openssl rand -hex 32)     # before `titan-ray serve` / `ray start`
+  TOKEN=$(titan-ray token --scope read --ttl 1h)
+  curl -H "Authorization: Bearer $TOKEN" localhost:8000/v1/leaderboard
+  titan-ray token --scope admin --sub alice --ttl 15m
+"""
+
+
+TTL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> float:
+    """``"1h"`` -> 3600.0; ``s``, ``m``, ``h``, ``d`` or plain seconds."""
+    match = TTL.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: write 90s, 30m, 1h or 7d")
+    return float(match.group(1)) * TTL_UNITS[match.group(2)]
+
+
+def _token_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scope", action="append", required=True, metavar="SCOPE",
+                   help="a scope to grant: read, trade or admin (repeat it, or write 'read trade')")
+    p.add_argument("--ttl", type=parse_ttl, default=parse_ttl("1h"), metavar="DURATION",
+                   help="how long it is valid: 90s, 30m, 1h (default), 7d")
+    p.add_argument("--sub", metavar="NAME", help="the identity (sub claim) the audit trail and rate limits see "
+                   "(default local:$USER)")
+    p.add_argument("--issuer", metavar="ISS", help="the iss claim, when the server checks auth.issuer")
+    p.add_argument("--audience", metavar="AUD", help="the aud claim, when the server checks auth.audience")
+    p.add_argument("--secret-env", default="TITAN_RAY_JWT_SECRET", metavar="VAR",
+                   help="the environment variable holding the HS256 secret (default TITAN_RAY_JWT_SECRET)")
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("arena", "run an arena of trading models", _ARENA, _arena_arguments, "titan_ray.commands.arena:run"),
     Command("data", "load the config's market data and report what ingestion rejected", _DATA, _data_arguments,
@@ -363,4 +407,6 @@ COMMANDS: tuple[Command, ...] = (
     Command("why", "explain one decision of a finished run", _WHY, _why_arguments, "titan_ray.commands.why:run"),
     Command("registry", "list registered models; promote, roll back or reject champion and challenger",
             _REGISTRY, _registry_arguments, "titan_ray.commands.registry:run"),
+    Command("token", "mint a JWT for the HTTP API (read, trade, admin scopes)", _TOKEN, _token_arguments,
+            "titan_ray.commands.token:run"),
 )

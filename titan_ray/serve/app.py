@@ -11,40 +11,44 @@ A prediction takes one hop in the cluster: its own application answers it. The b
 ``titan_ray.serve.settings.check_deploy_config`` checks that a file's apps agree. The routes
 (OpenAPI of them all at ``/openapi.json``, the web dashboard at ``/``):
 
-    GET  /healthz                              liveness, and what is served
-    GET  /metrics                              Prometheus text (titan_ray.observability), all replicas
+    GET  /healthz                              liveness, and what is served                  [open]
+    GET  /metrics                              Prometheus text (titan_ray.observability)      [open]
+    GET  /v1/whoami                            who the bearer token proves, its scopes, the limits
     GET  /v1/models, /v1/models/{model}        served models, with an example request; a model
                                                with a lifecycle: its drift, alerts, challenger
     POST /v1/predict/{model}                   a prediction (titan_ray.serve.predictor)
     GET  /v1/experiments, /v1/experiments/{name}   with an example request every arm answers
     POST /v1/experiments/{name}/predict        routed to an arm (sticky with X-Client-Key)
-    PUT  /v1/experiments/{name}/weights        new arm weights, live          [bearer token]
+    PUT  /v1/experiments/{name}/weights        new arm weights, live                         [admin]
     GET  /v1/leaderboard, /v1/equity, /v1/portfolios/{model}, /v1/trades/{model},
          /v1/decisions/{id}/why                the arena (titan_ray.arena.views)
-    POST /v1/models/{model}/kill-switch        flatten and halt a model       [bearer token]
+    POST /v1/models/{model}/kill-switch        flatten and halt a model                      [trade]
     GET  /v1/events                            server-sent events: leaderboard, fill, status
     GET  /v1/registry/{name}                   a registered model's versions, aliases and stages
     GET  /v1/registry/{name}/history           every alias change: who, when, why, the evidence
-    POST /v1/registry/{name}/promote           challenger (or a version) -> champion  [bearer token]
-    POST /v1/registry/{name}/rollback          champion -> the one before            [bearer token]
+    POST /v1/registry/{name}/promote           challenger (or a version) -> champion         [admin]
+    POST /v1/registry/{name}/rollback          champion -> the one before                    [admin]
+    GET  /v1/audit                             the audit trail of every change               [admin]
 
 The main ingress also routes ``/v1/predict/{model}`` and ``/v1/experiments/{name}/predict``: they
 reach it only when no application of that name runs, and answer 404 (unknown) or 503 (listed in
 ``models`` / ``experiments`` but not running).
 
-Mutating routes need ``Authorization: Bearer TOKEN`` where TOKEN is the value of the environment
-variable named by ``auth.token_env`` (default TITAN_RAY_API_TOKEN) on the ingress replicas: no
-header is 401, a wrong token (or none configured on the server) 403. Bad input is 422 naming the
-field, an unknown model, experiment or decision 404; no input makes the server answer 500.
+Who may call what is the guard's (``titan_ray.serve.security``, installed on every app): the routes
+marked need a bearer token with that scope (admin holds trade and read), the others need ``read``
+when ``auth.require_auth_for_reads`` is set; each identity is rate-limited; every request to a
+mutating route that got past the credentials is appended to the audit trail with what its handler
+put in ``request.state.audit`` (target, before, after). No token is 401, a token without the scope
+403. Bad input is 422 naming the field, an unknown model, experiment or decision 404; no input
+makes the server answer 500.
 
 No ``from __future__ import annotations`` here: FastAPI must see the route methods' real types.
 """
 
 import asyncio
-import hmac
 import json
-import os
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,11 +63,13 @@ from titan_ray.arena import views
 from titan_ray.dashboard import mount as mount_dashboard
 from titan_ray.lifecycle.controller import find_controller
 from titan_ray.observability import CONTENT_TYPE, ReplicaMetrics
-from titan_ray.registry import ModelRegistry, RegistryError, default_root
+from titan_ray.registry import NAME_PATTERN, ModelRegistry, RegistryError, default_root
 from titan_ray.serve.arena_service import attach_or_start
+from titan_ray.serve.audit import AuditError
 from titan_ray.serve.deployments import ExperimentRouter, ModelServer, app_handle, model_handle
 from titan_ray.serve.http import install
 from titan_ray.serve.predictor import MAX_BARS, PredictRequest, synthetic_window
+from titan_ray.serve.security import Identity, Security
 from titan_ray.serve.settings import (
     ARENA_NAMESPACE,
     AppSettings,
@@ -142,6 +148,10 @@ def _fail(body: dict[str, Any]) -> None:
         raise HTTPException(status_code=int(body["error"]), detail=body["detail"])
 
 
+def _weights(state: dict[str, Any]) -> dict[str, float]:
+    return {a["name"]: a["weight"] for a in state["arms"] if not a["shadow"]}
+
+
 async def _reach(call: Any, app_name: str, timeout_s: float = 30.0) -> Any:
     """A handle call's answer; 503 naming the application when it does not answer in time."""
     try:
@@ -158,27 +168,46 @@ class Ingress:
         self._settings = AppSettings.model_validate(settings)
         self._models = {name: model_handle(name) for name in self._settings.models}
         self._experiments = {name: app_handle(experiment_app(name)) for name in self._settings.experiments}
-        self._token_env = self._settings.auth.token_env
-        self._token = os.environ.get(self._token_env) or None
         self._metrics = ReplicaMetrics(ARENA_NAMESPACE)
         app.state.metrics = self._metrics
+        self._security = Security(self._settings.auth, registry_root=_registry_root(self._settings.registry))
+        app.state.security = self._security
+        self._replica = uuid.uuid4().hex[:12]  # which ingress replica answered (/v1/whoami)
         self._arena = attach_or_start(self._settings.arena)
         self._registry = ModelRegistry(_registry_root(self._settings.registry))
         self._info: dict[str, tuple[float, dict[str, Any]]] = {}  # name -> (fetched at, info)
         self._examples: dict[str, tuple[tuple, dict[str, Any]]] = {}  # experiment -> (its arms' models, example)
 
-    # --- auth -----------------------------------------------------------------------------------
+    # --- who is calling, and what they changed ------------------------------------------------------
 
-    def _authorize(self, authorization: str | None) -> None:
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            raise HTTPException(401, detail="this route changes state: send Authorization: Bearer <token>",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if self._token is None:
-            raise HTTPException(403, detail=f"mutating routes are disabled on this server: set {self._token_env} "
-                                            "in the environment of the Serve replicas")
-        if not hmac.compare_digest(given.strip().encode(), self._token.encode()):
-            raise HTTPException(403, detail="wrong bearer token")
+    @app.get("/v1/whoami")
+    async def whoami(self, request: Request) -> dict[str, Any]:
+        """The identity and scopes the request's bearer token proves (anonymous without one), the replica
+        that answered, and what this server asks for: whether reads need a token, the rate limits."""
+        identity: Identity = request.state.identity
+        settings = self._security.settings
+        return {**identity.describe(), "replica": self._replica, "reads_need_token": settings.require_auth_for_reads,
+                "rate_limits": {k: {"requests": n, "period_s": p} for k, (n, p) in self._security.limiter.limits.items()},
+                "shared_limits": self._security.limiter.shared}
+
+    @app.get("/v1/audit")
+    async def audit(
+        self, limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+        before: Annotated[str | None, Query(max_length=64, pattern=r"^[0-9]+(-[0-9]+)?$")] = None,
+        identity: Annotated[str | None, Query(max_length=200)] = None,
+        route: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> dict[str, Any]:
+        """The audit trail, newest first (admin): every request to a mutating route that got past the
+        credentials: who, what, when, its status, the request id, and the state before and after.
+        ``before`` (an entry's id) pages back."""
+        try:
+            entries = await asyncio.to_thread(self._security.audit.entries, limit=limit, before=before,
+                                              identity=identity, route=route)
+        except ValueError as err:  # a `before` that is no id of this trail's kind
+            raise HTTPException(422, detail=f"before: {err}") from None
+        except AuditError as err:
+            raise HTTPException(503, detail=f"the audit trail cannot be read now: {err}") from None
+        return {"entries": entries, "next_before": entries[-1]["id"] if len(entries) == limit else None}
 
     # --- health and metrics ---------------------------------------------------------------------
 
@@ -333,12 +362,13 @@ class Ingress:
                                         f"{experiment_app(name)!r}, which takes no HTTP requests now (see `serve status`)")
 
     @app.put("/v1/experiments/{name}/weights")
-    async def set_weights(
-        self, name: str, body: WeightsUpdate, authorization: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any]:
-        self._authorize(authorization)
-        answer = await _reach(self._router(name).set_weights.remote(body.weights), experiment_app(name))
+    async def set_weights(self, name: str, body: WeightsUpdate, request: Request) -> dict[str, Any]:
+        router = self._router(name)
+        before = await _reach(router.describe.remote(), experiment_app(name))
+        answer = await _reach(router.set_weights.remote(body.weights), experiment_app(name))
         _fail(answer)
+        request.state.audit = {"target": {"experiment": name}, "before": {"weights": _weights(before)},
+                               "after": {"weights": _weights(answer)}}
         return {"name": name, "arms": await self._arms(answer), "weights_source": answer["weights_source"],
                 "replica": answer["replica"]}
 
@@ -376,13 +406,15 @@ class Ingress:
 
     @app.post("/v1/models/{model}/kill-switch")
     async def kill_switch(
-        self, model: str, body: Annotated[KillSwitch | None, Body()] = None,
-        authorization: Annotated[str | None, Header()] = None,
+        self, model: str, request: Request, body: Annotated[KillSwitch | None, Body()] = None,
     ) -> dict[str, Any]:
-        self._authorize(authorization)
         if self._arena is None:
             raise HTTPException(409, detail="no arena runs with this server")
-        answer = await self._arena.kill_switch.remote(model, (body or KillSwitch()).on)
+        on = (body or KillSwitch()).on
+        seen = await self._arena.query.remote("portfolio", model=model)  # as the live view last showed it
+        request.state.audit = {"target": {"model": model}, "before": {"halted": seen.get("halted")},
+                               "after": {"halted": on}}
+        answer = await self._arena.kill_switch.remote(model, on)
         _fail(answer)
         return answer
 
@@ -393,17 +425,19 @@ class Ingress:
         return await asyncio.to_thread(self._registry_view, name)
 
     def _registry_view(self, name: str) -> dict[str, Any]:
+        # a name no model may have is unknown: never a path looked up (``..``, 5000 characters)
+        versions = self._registry.versions(name) if NAME_PATTERN.match(name) and name.strip(".") else []
+        if not versions:
+            known = ", ".join(self._registry.names()) or "none"
+            raise HTTPException(404, detail=f"no registered model named {name!r}; registered: {known}")
         try:
-            versions = self._registry.versions(name)
-            if not versions:
-                self._registry.get(name)  # the 404 naming the registered models
             aliases = self._registry.aliases(name)
             return {"name": name, "aliases": aliases, "archived": self._registry.archived(name),
                     "versions": [{"version": v.version, "kind": v.kind, "created": v.meta.get("created"),
                                   "stage": self._registry.stage(name, v.version), "metrics": v.meta.get("metrics", {}),
                                   "trained_by": v.meta.get("extra", {}).get("trained_by")} for v in versions]}
         except RegistryError as err:
-            raise HTTPException(404, detail=str(err)) from None
+            raise HTTPException(404, detail=str(err).replace(str(self._registry.root), "the registry")) from None
 
     @app.get("/v1/registry/{name}/history")
     async def registry_history(self, name: str) -> dict[str, Any]:
@@ -411,30 +445,34 @@ class Ingress:
         return {"name": name, "events": await asyncio.to_thread(self._registry.history, name)}
 
     @app.post("/v1/registry/{name}/promote")
-    async def promote(self, name: str, body: RegistryChange,
-                      authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    async def promote(self, name: str, body: RegistryChange, request: Request) -> dict[str, Any]:
         """The challenger (or ``version``) becomes the champion: an approval. The evidence recorded is the
         lifecycle controller's latest look at the challenger, when one runs for this model."""
-        self._authorize(authorization)
         evidence = await self._evidence(name)
-        event = await self._change(self._registry.promote, name, body, version=body.version, evidence=evidence)
-        return {"name": name, "event": event, "aliases": await asyncio.to_thread(self._registry.aliases, name)}
+        return await self._change(self._registry.promote, name, body, request, version=body.version,
+                                  evidence=evidence)
 
     @app.post("/v1/registry/{name}/rollback")
-    async def rollback(self, name: str, body: RegistryChange,
-                       authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    async def rollback(self, name: str, body: RegistryChange, request: Request) -> dict[str, Any]:
         """The champion goes back to the version before it (or ``to``); the one rolled back is archived."""
-        self._authorize(authorization)
-        event = await self._change(self._registry.rollback, name, body, to=body.to)
-        return {"name": name, "event": event, "aliases": await asyncio.to_thread(self._registry.aliases, name)}
+        return await self._change(self._registry.rollback, name, body, request, to=body.to)
 
-    async def _change(self, action: Any, name: str, body: RegistryChange, **kw: Any) -> dict[str, Any]:
+    async def _change(self, action: Any, name: str, body: RegistryChange, request: Request,
+                      **kw: Any) -> dict[str, Any]:
+        """A registry change by the request's identity (``api:SUBJECT``; ``who`` adds on whose behalf)."""
         await self.registry_model(name)  # 404 for an unknown model
-        who = f"api:{body.who}" if body.who else "api:token holder"
+        identity: Identity = request.state.identity
+        who = f"api:{identity.subject}" + (f" for {body.who}" if body.who else "")
+        before = await asyncio.to_thread(self._registry.aliases, name)
+        request.state.audit = {"target": {"registry": name}, "before": {"aliases": before}, "after": None,
+                               "detail": body.why}
         try:
-            return await asyncio.to_thread(action, name, who=who, why=body.why, **kw)
-        except (RegistryError, ValueError) as err:
-            raise HTTPException(409, detail=str(err)) from None
+            event = await asyncio.to_thread(action, name, who=who, why=body.why, **kw)
+        except (RegistryError, ValueError) as err:  # the server's folder is not the client's business
+            raise HTTPException(409, detail=str(err).replace(str(self._registry.root), "the registry")) from None
+        after = await asyncio.to_thread(self._registry.aliases, name)
+        request.state.audit["after"] = {"aliases": after}
+        return {"name": name, "event": event, "aliases": after}
 
     async def _evidence(self, name: str) -> dict[str, Any] | None:
         for served in self._models:

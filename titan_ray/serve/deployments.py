@@ -53,6 +53,7 @@ from titan_ray.serve.experiments import ExperimentState, ShadowTally
 from titan_ray.serve.http import prefixed_app
 from titan_ray.serve.loading import load_predictor
 from titan_ray.serve.predictor import Predictor, shortest_window, synthetic_window
+from titan_ray.serve.security import Security
 from titan_ray.serve.settings import (
     ARENA_NAMESPACE,
     ExperimentSpec,
@@ -143,6 +144,7 @@ class ModelServer:
         self._switches = 0
         self._background: set[asyncio.Task] = set()
         model_api.state.metrics = ReplicaMetrics(ARENA_NAMESPACE)
+        model_api.state.security = Security(self._spec.auth, app="model")
         lifecycle = self._spec.lifecycle_settings()
         if lifecycle is not None:
             start_controller(lifecycle, ARENA_NAMESPACE)
@@ -291,6 +293,7 @@ class ExperimentRouter:
         self._shadow_ready = asyncio.Event()
         self._background: set[asyncio.Task] = set()
         experiment_api.state.metrics = ReplicaMetrics(ARENA_NAMESPACE)
+        experiment_api.state.security = Security(self._spec.auth, app="experiment")
         try:
             self._start_background()  # the constructor runs on the replica's event loop
         except RuntimeError:

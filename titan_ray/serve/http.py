@@ -4,6 +4,8 @@ The main ingress (``titan_ray.serve.app``), each model's app and each experiment
 (``titan_ray.serve.deployments``) are FastAPI apps of their own; ``install`` gives each the same
 behaviour:
 
+- ``Guard`` (``titan_ray.serve.security``): credentials, scopes, rate limits, the audit trail,
+  body size, security headers, CORS, with the ``Security`` each replica sets as ``state.security``.
 - ``RequestMetrics`` counts every HTTP answer by route template, arm and status code into the
   app's ``state.metrics`` (a ``titan_ray.observability.ReplicaMetrics``). An app mounted at a
   route prefix names its one route with ``route_label`` (``/v1/predict/{model}``), so the labels
@@ -24,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from titan_ray.serve.predictor import validation_body
+from titan_ray.serve.security import Guard
 
 
 class RequestMetrics:
@@ -52,8 +55,8 @@ class RequestMetrics:
             metrics = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
             if metrics is not None:
                 route = getattr(scope.get("route"), "path", None)
-                if route is None:
-                    route = "unmatched"
+                if route is None:  # refused before routing (401, 429, ...): the guard's name of it
+                    route = (scope.get("state") or {}).get("route") or "unmatched"
                 elif self.route_label is not None:
                     route = self.route_label
                 arm = (scope.get("state") or {}).get("arm")
@@ -79,7 +82,9 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 
 
 def install(app: FastAPI, *, route_label: str | None = None) -> FastAPI:
-    """Metrics, 422 bodies and the prefix root on ``app`` (the metrics object is set per replica)."""
+    """The guard, metrics, 422 bodies and the prefix root on ``app`` (the ``security`` and ``metrics``
+    objects of its state are set per replica)."""
+    app.add_middleware(Guard)
     app.add_middleware(RequestMetrics, route_label=route_label)
     if route_label is not None:
         app.add_middleware(PrefixRoot)

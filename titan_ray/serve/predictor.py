@@ -54,6 +54,7 @@ from titan_ray.domain.decisions import Feature
 from titan_ray.models.base import Inputs, Prediction, TradingModel
 
 MAX_BARS = 5000
+MAX_UNIX_S = 9 * 10**9  # nanoseconds in an int64 reach 2262: unix seconds up to 2255
 MAX_SYMBOLS = 500
 MIN_WINDOW = 2  # rows of the shortest example (the synthetic provider's fewest bars)
 _MINUTE_NS = 60 * 10**9
@@ -287,12 +288,28 @@ def validation_body(errors: list[dict[str, Any]], prefix: tuple[str, ...] = ()) 
     detail = []
     for e in errors:
         e = {k: v for k, v in e.items() if k != "ctx"} | {"loc": [*prefix, *e["loc"]]}
-        if "input" in e and not isinstance(e["input"], str | int | float | bool | None):
-            e["input"] = None if isinstance(e["input"], bytes) else e["input"]
+        if "input" in e:
+            e["input"] = _json_safe(e["input"])
         detail.append(e)
     message = "; ".join(
         f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}" for e in detail)
     return {"detail": detail, "message": message}
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """The input a 422 quotes, as strict JSON: NaN and infinities as text ("NaN"), bytes left out, and
+    nothing nested deeper than 20 levels (a body may be anything the client sent)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str | int | float | bool | None):
+        return value
+    if depth >= 20 or isinstance(value, bytes | bytearray):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value]
+    return str(value)
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:
@@ -310,8 +327,9 @@ def _timestamps_ns(values: list[int | str]) -> np.ndarray:
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
         if isinstance(v, int):
-            if not 0 <= v < 10**11:
-                raise ValueError(f"bars.timestamps[{i}] = {v}: give unix seconds (or ISO 8601 text)")
+            if not 0 <= v < MAX_UNIX_S:
+                raise ValueError(f"bars.timestamps[{i}] = {v}: give unix seconds from 0 to {MAX_UNIX_S - 1} "
+                                 "(or ISO 8601 text)")
             out[i] = v * 10**9
         else:
             try:
@@ -320,8 +338,12 @@ def _timestamps_ns(values: list[int | str]) -> np.ndarray:
                 raise ValueError(f"bars.timestamps[{i}] = {v!r} is not ISO 8601 (2024-01-02T14:30:00Z)") from None
             if stamp is pd.NaT:
                 raise ValueError(f"bars.timestamps[{i}] is empty")
-            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-            out[i] = stamp.value
+            try:
+                stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+                out[i] = stamp.as_unit("ns").value
+            except (OverflowError, ValueError):
+                raise ValueError(f"bars.timestamps[{i}] = {v!r} is out of range: give a time from 1678 to "
+                                 "2262") from None
     return out
 
 

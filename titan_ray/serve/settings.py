@@ -6,7 +6,7 @@ A TitanRay Serve config holds three kinds of application (``import_path`` in ``t
         models:           the names of the served models (each has its own application)
         experiments:      the names of the experiments (each has its own application)
         arena:            the live arena the HTTP API reads: attach to the named actor, or start it
-        auth:             the environment variable that holds the bearer token of mutating routes
+        auth:             who may call what: tokens, scopes, rate limits, the audit trail
     build_model_app       ``model-NAME`` at ``/v1/predict/NAME``: one served model version
                           (``ModelAppSettings``): a rule model built from ``kind`` + ``params``, or
                           a registered version (``artifact: NAME@VERSION``), trained at start-up
@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -47,6 +47,96 @@ ARENA_NAMESPACE = "titan-ray"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+RATE = r"^\s*([1-9][0-9]{0,8})\s*/\s*(second|minute|hour|day)\s*$"
+RATE_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+RATE_LIMIT_ENV = "TITAN_RAY_RATE_LIMIT"
+JWKS_URL_ENV = "TITAN_RAY_JWKS_URL"
+AUDIT_PATH_ENV = "TITAN_RAY_AUDIT_PATH"
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """``"600/minute"`` -> (600, 60.0): requests, and the period they are counted over (seconds)."""
+    match = re.match(RATE, text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a rate: write N/second, N/minute, N/hour or N/day (N >= 1)")
+    return int(match.group(1)), RATE_PERIODS[match.group(2)]
+
+
+class RateLimits(_Strict):
+    """Requests per identity (a token's subject, else the client's address) and route class."""
+
+    read: str = Field("1200/minute", description="GET routes of /v1 (leaderboard, trades, experiments, ...)")
+    predict: str = Field("60000/minute", description="POST /v1/predict/{model}, /v1/experiments/{name}/predict")
+    mutate: str = Field("60/minute", description="routes that change state (weights, kill switch, promotion)")
+
+    @field_validator("read", "predict", "mutate")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        parse_rate(v)
+        return v
+
+    def resolved(self, env: str | None = None) -> dict[str, tuple[int, float]]:
+        """The limits in effect: ``$TITAN_RAY_RATE_LIMIT`` (``N/minute`` for every class, or
+        ``read=N/minute,mutate=M/hour``) over this section."""
+        out = {k: parse_rate(getattr(self, k)) for k in RateLimits.model_fields}
+        env = os.environ.get(RATE_LIMIT_ENV) if env is None else env
+        if env and env.strip():
+            if "=" not in env:
+                try:
+                    return dict.fromkeys(out, parse_rate(env))
+                except ValueError as err:
+                    raise ConfigError(f"${RATE_LIMIT_ENV}: {err}") from None
+            for part in env.split(","):
+                klass, _, rate = part.partition("=")
+                if klass.strip() not in out:
+                    raise ConfigError(f"${RATE_LIMIT_ENV}: unknown route class {klass.strip()!r}; the classes are "
+                                      f"{list(out)} (e.g. read=600/minute,mutate=30/minute)")
+                try:
+                    out[klass.strip()] = parse_rate(rate)
+                except ValueError as err:
+                    raise ConfigError(f"${RATE_LIMIT_ENV}: {err}") from None
+        return out
+
+
+class AuditSettings(_Strict):
+    backend: Literal["auto", "sqlite", "redis"] = Field(
+        "auto", description="auto: a Redis Stream when `redis_url` is set, else SQLite")
+    path: str | None = Field(None, description="sqlite: the file; default $TITAN_RAY_AUDIT_PATH, else "
+                             "audit.sqlite in the model registry folder")
+
+
+class AuthSettings(_Strict):
+    """Who may call what (``titan_ray.serve.security``); every TitanRay app of a Serve config has the same.
+
+    Credentials: the static token in ``$token_env`` (an admin credential), and JWTs: HS256 signed with
+    ``$jwt_secret_env``, or RS256/ES256 signed by a key of the JWKS at ``jwks_url`` (an OIDC provider's
+    ``jwks_uri``, or a file). Scopes: ``read`` (the GET routes, predictions), ``trade`` (the kill
+    switch), ``admin`` (weights, promotion, the registry, the audit trail); admin holds trade and
+    read, trade holds read. Secrets are read from the replicas' environment only: never from here."""
+
+    token_env: str = Field("TITAN_RAY_API_TOKEN", pattern=ENV_NAME,
+                           description="environment variable with the static admin bearer token")
+    jwt_secret_env: str = Field("TITAN_RAY_JWT_SECRET", pattern=ENV_NAME,
+                                description="environment variable with the HS256 secret of JWTs (>= 32 bytes)")
+    jwks_url: str | None = Field(None, description="JWKS of RS256/ES256 JWTs: https://..., a file, or env:VAR; "
+                                 "default $TITAN_RAY_JWKS_URL")
+    issuer: str | None = Field(None, description="the `iss` every JWT must have; null: not checked")
+    audience: str | None = Field(None, description="the `aud` every JWT must name; null: not checked")
+    leeway_s: float = Field(30.0, ge=0, le=600, description="clock skew allowed on exp / nbf")
+    require_auth_for_reads: bool = Field(False, description="GET routes and predictions need the `read` scope; "
+                                         "false leaves them open (a laptop)")
+    rate_limits: RateLimits = RateLimits()
+    redis_url: str | None = Field(None, description="redis://... or env:VAR: rate limits shared by every replica "
+                                  "(and the audit trail's stream); null: per replica")
+    audit: AuditSettings = AuditSettings()
+    max_body_bytes: int = Field(8 * 2**20, ge=1024, description="larger request bodies are refused (413)")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call from a "
+                                    "browser (CORS); empty: none")
+    trust_forwarded_for: bool = Field(False, description="rate-limit anonymous clients by X-Forwarded-For (only "
+                                      "behind a proxy that sets it)")
 
 
 class TrainSpec(_Strict):
@@ -107,6 +197,7 @@ class ModelAppSettings(ServedModel):
                                "shadows every request; null: none")
     lifecycle: dict[str, Any] | None = Field(None, description="the model's lifecycle (titan_ray/lifecycle/"
                                              "settings.py): its live feed, drift thresholds, retraining, promotion")
+    auth: AuthSettings = Field(AuthSettings(), description="the main app's `auth` section (the same in every app)")
 
     @field_validator("lifecycle")
     @classmethod
@@ -150,6 +241,7 @@ class ExperimentSpec(_Strict):
     name: str = Field(pattern=NAME)
     arms: list[ArmSpec] = Field(min_length=2)
     seed: int = Field(0, description="seeds the arm choice of requests without X-Client-Key")
+    auth: AuthSettings = Field(AuthSettings(), description="the main app's `auth` section (the same in every app)")
 
     @model_validator(mode="after")
     def _arms(self) -> ExperimentSpec:
@@ -194,11 +286,6 @@ class ArenaSettings(_Strict):
             except ConfigError as err:
                 raise ValueError(str(err)) from None
         return v
-
-
-class AuthSettings(_Strict):
-    token_env: str = Field("TITAN_RAY_API_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-                           description="environment variable with the bearer token of mutating routes")
 
 
 class AppSettings(_Strict):
@@ -314,7 +401,15 @@ def check_deploy_config(raw: dict[str, Any], source: str = "the Serve config") -
             seen[name] = spec
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
+    _check_secrets(raw, source)
     if main is not None:
+        for kind, specs in (("model", models), ("experiment", experiments)):
+            for name, spec in specs.items():
+                if spec.auth != main.auth:
+                    raise ConfigError(
+                        f"{source}: the {kind} app {name!r} has another `auth` section than the main app: every "
+                        "app checks the same tokens, scopes and limits. Write it once with a YAML anchor (main "
+                        "app: `auth: &auth {...}`, the others: `auth: *auth`)")
         for field, listed, deployed in (("models", main.models, models), ("experiments", main.experiments, experiments)):
             missing, unlisted = sorted(set(listed) - set(deployed)), sorted(set(deployed) - set(listed))
             if missing:
@@ -329,6 +424,31 @@ def check_deploy_config(raw: dict[str, Any], source: str = "the Serve config") -
                 raise ConfigError(f"{source}: experiment {e.name!r} arm {a.name!r} serves model {a.model!r}, which "
                                   f"has no model application (served: {sorted(models)})")
     return {"main": main, "models": models, "experiments": experiments}
+
+
+SECRET_ENVS = ("TITAN_RAY_API_TOKEN", "TITAN_RAY_JWT_SECRET")
+
+
+def _check_secrets(raw: dict[str, Any], source: str) -> None:
+    """No secret in a ``runtime_env``: Ray writes runtime environments, values included, to its logs
+    (``runtime_env_agent.log``) and keeps them in the GCS. Secrets reach the replicas through the
+    environment of the Ray nodes (a Kubernetes Secret, or the shell that runs ``ray start``)."""
+    secret = set(SECRET_ENVS)
+    for app in raw.get("applications") or []:
+        auth = (app.get("args") or {}).get("auth") or {}
+        secret |= {auth.get("token_env") or SECRET_ENVS[0], auth.get("jwt_secret_env") or SECRET_ENVS[1]}
+    places = [("runtime_env", raw.get("runtime_env"))]
+    for i, app in enumerate(raw.get("applications") or []):
+        places.append((f"applications[{i}].runtime_env", app.get("runtime_env")))
+        for j, d in enumerate(app.get("deployments") or []):
+            places.append((f"applications[{i}].deployments[{j}].ray_actor_options.runtime_env",
+                           (d.get("ray_actor_options") or {}).get("runtime_env")))
+    for where, env in places:
+        leaked = sorted(secret & set((env or {}).get("env_vars") or {}))
+        if leaked:
+            raise ConfigError(f"{source}: {where}.env_vars sets {leaked}: Ray writes runtime_env values to its logs. "
+                              "Set secrets in the environment of the Ray nodes instead (export them before "
+                              "`ray start` / `titan-ray serve`, or a Kubernetes Secret in the pod's env)")
 
 
 def normalised(weights: dict[str, float], arms: list[str]) -> dict[str, float]:

@@ -52,6 +52,13 @@ app.kubernetes.io/part-of: titan-ray
       name: {{ .Values.auth.api.existingSecret }}
       key: {{ .Values.auth.api.key }}
 {{- end }}
+{{- if .Values.auth.jwt.existingSecret }}
+- name: {{ .Values.auth.jwt.env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.auth.jwt.existingSecret }}
+      key: {{ .Values.auth.jwt.key }}
+{{- end }}
 {{- if .Values.redis.existingSecret }}
 - name: {{ .Values.redis.env }}
   valueFrom:
@@ -92,13 +99,15 @@ The Serve config (serveConfigV2): files/serve-config.yaml (serve_configs/product
 release's values applied, listening on 0.0.0.0:8000 (where KubeRay's Serve service sends traffic).
 The file holds several applications, told apart by their import_path:
 - the main app (titan_ray.serve.app:build_app, one): serve.args deep-merged into its args, the API
-  token's variable (auth.api.env) as args.auth.token_env, and the live arena's Redis in
+  token's variable (auth.api.env) as args.auth.token_env, the JWT secret's (auth.jwt.env) as
+  args.auth.jwt_secret_env, Redis (when set) as args.auth.redis_url, and the live arena's Redis in
   args.arena.config (with redis.* set: journal and fan-out on env:<redis.env>; without: the arena's
   default journal, no fan-out);
 - each experiment app (build_experiment_app, named experiment-NAME): serve.weights.NAME in the
   user_config.weights of its router deployment experiment-NAME; its live arms are the non-shadow
   ones of its args.arms;
-- the model apps (build_model_app) and any other app: as written.
+- the model apps (build_model_app): the main app's args.auth (every app checks the same tokens);
+- any other app: as written.
 A weight for an experiment or arm the config does not define fails the render with the key to fix.
 */}}
 {{- define "titan-ray.serveConfig" -}}
@@ -108,6 +117,7 @@ A weight for an experiment or arm the config does not define fails the render wi
 {{- end }}
 {{- $known := dict }}
 {{- $mains := list }}
+{{- $shared := dict }}
 {{- range $app := $config.applications }}
 {{- $importPath := toString $app.import_path }}
 {{- if eq $importPath "titan_ray.serve.app:build_app" }}
@@ -116,7 +126,15 @@ A weight for an experiment or arm the config does not define fails the render wi
 {{- $args = mergeOverwrite $args (deepCopy $.Values.serve.args) }}
 {{- $auth := default dict $args.auth }}
 {{- $_ := set $auth "token_env" $.Values.auth.api.env }}
+{{- $_ = set $auth "jwt_secret_env" $.Values.auth.jwt.env }}
+{{- if or $.Values.redis.url $.Values.redis.existingSecret }}
+{{- /* rate limits shared by every replica, and the audit trail, in the Redis every pod reaches */}}
+{{- $_ = set $auth "redis_url" (printf "env:%s" $.Values.redis.env) }}
+{{- else }}
+{{- $_ = unset $auth "redis_url" }}
+{{- end }}
 {{- $_ = set $args "auth" $auth }}
+{{- $_ = set $shared "auth" $auth }}
 {{- $arena := default dict $args.arena }}
 {{- $arenaConfig := $arena.config }}
 {{- if $arenaConfig }}
@@ -178,6 +196,14 @@ A weight for an experiment or arm the config does not define fails the render wi
 {{- $_ = set $router "user_config" $userConfig }}
 {{- $_ = set $app "deployments" $deployments }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- /* every app checks the same credentials, scopes and limits: the main app's auth, in each */}}
+{{- range $app := $config.applications }}
+{{- if has (toString $app.import_path) (list "titan_ray.serve.app:build_model_app" "titan_ray.serve.app:build_experiment_app") }}
+{{- $args := default dict $app.args }}
+{{- $_ := set $args "auth" (deepCopy (get $shared "auth")) }}
+{{- $_ = set $app "args" $args }}
 {{- end }}
 {{- end }}
 {{- if ne (len $mains) 1 }}

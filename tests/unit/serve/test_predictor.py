@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -23,6 +24,7 @@ from titan_ray.serve.predictor import (
     example_request,
     shortest_window,
     synthetic_window,
+    validation_body,
 )
 from titan_ray.serve.settings import ServedModel
 
@@ -92,11 +94,25 @@ def test_rule_models_refuse_feature_rows():
     ({"bars": {"symbols": ["A"], "close": [[1.0]], "timestamps": [1, 2]}}, "bars.timestamps has 2 entries"),
     ({"bars": {"symbols": ["A"], "close": [[1.0]], "timestamps": [10**12]}}, "give unix seconds"),
     ({"features": {"A": {"x": float("nan")}}}, "finite"),
+    # past what nanoseconds in an int64 hold: refused by name, not an overflow
+    ({"bars": {"symbols": ["A"], "close": [[1.0]], "timestamps": [99_999_999_000]}}, "give unix seconds from 0"),
+    ({"bars": {"symbols": ["A"], "close": [[1.0]], "timestamps": ["0001-01-01T00:00:00Z"]}}, "out of range"),
+    ({"bars": {"symbols": ["A"], "close": [[1.0]], "timestamps": ["9999-12-10T00:00:00Z"]}}, "out of range"),
 ])
 def test_request_validation_names_the_field(body, text):
     with pytest.raises(ValidationError) as err:
         PredictRequest.model_validate(body)
     assert text in str(err.value)
+
+
+def test_a_422_quoting_nan_or_infinity_is_strict_json():
+    """The input a 422 quotes may hold NaN (a client's raw JSON): the body stays strict JSON."""
+    body = {"bars": {"symbols": [float("nan")], "close": [[float("inf")], [-1.0]]}, "features": {"A": {"x": 1e999}}}
+    with pytest.raises(ValidationError) as err:
+        PredictRequest.model_validate(body)
+    answer = validation_body([dict(e) for e in err.value.errors()], prefix=("body",))
+    text = json.dumps(answer, allow_nan=False)  # raises on NaN or an infinity
+    assert '"input": "nan"' in text and answer["message"].startswith("body.")
 
 
 def test_optional_fields_default_sensibly():

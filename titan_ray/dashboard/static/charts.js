@@ -115,6 +115,17 @@
       this.renderLegend();
     }
 
+    /** Remove every curve (a page that may no longer show them: signed out of a locked server). */
+    clear() {
+      for (const s of this.series.values()) {
+        this.chart.removeSeries(s.equity);
+        this.chart.removeSeries(s.drawdown);
+      }
+      this.series.clear();
+      this.follow = true;
+      this.renderLegend();
+    }
+
     add(model) {
       const color = TR.colorOf(model);
       const line = this.LC.LineSeries;

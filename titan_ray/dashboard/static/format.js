@@ -68,12 +68,26 @@
       const date = fmt.toDate(value);
       return date ? date.toISOString().replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, " UTC") : DASH;
     },
+    /** As time(), to the second (the audit trail's times). */
+    seconds(value) {
+      const date = fmt.toDate(value);
+      return date ? date.toISOString().replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : DASH;
+    },
     toDate(value) {
       if (value === null || value === undefined || value === "") return null;
       let date;
       if (typeof value === "number") date = new Date(value > 1e14 ? value / 1e6 : value > 1e11 ? value : value * 1000);
       else date = new Date(value);
       return Number.isNaN(date.getTime()) ? null : date;
+    },
+    /** A JSON value as compact JSON (the audit trail's before and after); "—" for none. */
+    json(value) {
+      if (value === null || value === undefined) return DASH;
+      try {
+        return JSON.stringify(value);
+      } catch (_) {
+        return String(value);
+      }
     },
     /** A JSON value of unknown shape (experiment metrics, comparisons) as short text. */
     any(value) {

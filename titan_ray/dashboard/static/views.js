@@ -350,6 +350,43 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
     return content;
   }
 
+  /* ---------------------------------------------------------------- audit trail */
+
+  /** A small JSON object as "key: value, ..." (a target such as {"experiment": "ab"}); else compact JSON. */
+  function target(value) {
+    if (!value || typeof value !== "object" || Array.isArray(value)) return fmt.json(value);
+    return Object.entries(value).map(([k, v]) => `${k}: ${typeof v === "string" ? v : fmt.json(v)}`).join(", ");
+  }
+
+  /** The audit trail (v1/audit entries, newest first): who did what, when, and the state before and after.
+  Each cell carries its column's name (data-label): a phone shows every entry as a card of labelled lines. */
+  function audit(entries) {
+    const status = (e) => h("span", {
+      class: "badge " + (e.status >= 200 && e.status < 300 ? "good" : e.status >= 400 ? "bad" : "muted"),
+    }, e.status);
+    const change = (e) => h("div", { class: "change" },
+      h("code", { class: "json before" }, fmt.json(e.before)), h("span", { class: "muted" }, " → "),
+      h("code", { class: "json after" }, fmt.json(e.after)),
+      e.detail ? h("div", { class: "muted detail" }, e.detail) : null);
+    const columns = [
+      { label: "Time", cls: "text time", value: (e) => fmt.seconds(e.time) },
+      { label: "Identity", cls: "text", value: (e) => [e.identity, e.auth ? h("span", { class: "muted" }, " · " + e.auth) : null,
+        e.client ? h("div", { class: "muted small" }, e.client) : null] },
+      { label: "Request", cls: "text", title: (e) => e.path || "", value: (e) => [h("b", {}, e.method), " ", h("code", {}, e.route || e.path)] },
+      { label: "Target", cls: "text", value: (e) => target(e.target) },
+      { label: "Status", cls: "num status", value: status },
+      { label: "Before → after", cls: "text wrap", value: change },
+      { label: "Request id", cls: "text", value: (e) => h("code", { class: "request-id" }, e.request_id) },
+    ];
+    return h("div", { class: "table-wrap" }, h("table", { class: "audit" },
+      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.cls.split(" ")[0] }, c.label)))),
+      h("tbody", {}, entries.length ? entries.map((e) => h("tr", {
+        dataset: { requestId: e.request_id || "", identity: e.identity || "", id: e.id || "" },
+      }, columns.map((c) => h("td", { class: c.cls, title: c.title ? c.title(e) : null, dataset: { label: c.label } },
+        h("div", { class: "cell" }, c.value(e))))))
+        : h("tr", {}, h("td", { colspan: columns.length, class: "empty" }, "No changes recorded yet.")))));
+  }
+
   /** A list of objects of unknown shape as a table (one column per key). */
   function records(list) {
     const keys = [...new Set(list.flatMap((r) => Object.keys(r || {})))];
@@ -362,5 +399,5 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
       h("dd", {}, v && typeof v === "object" && !Array.isArray(v) ? keyValues(v) : fmt.any(v)))));
   }
 
-  TR.views = { COLUMNS, leaderboard, withheld, fills, modelPage, why, experimentList, experiment, modelOf };
+  TR.views = { COLUMNS, leaderboard, withheld, fills, modelPage, why, experimentList, experiment, modelOf, audit };
 })(window);
