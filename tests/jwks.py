@@ -45,10 +45,10 @@ def jwks_document(keys: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def jwks_provider() -> Iterator[Provider]:
-    keys = {"RS256": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-            "ES256": ec.generate_private_key(ec.SECP256R1())}
-    document = json.dumps(jwks_document(keys)).encode()
+def serve_jwks(document: dict[str, Any]) -> Iterator[tuple[str, list[str]]]:
+    """``document`` at http://127.0.0.1:PORT/.well-known/jwks.json from a real HTTP server in a thread;
+    yields (url, the paths it was asked for)."""
+    body = json.dumps(document).encode()
     seen: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -59,18 +59,27 @@ def jwks_provider() -> Iterator[Provider]:
                 return
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(document)))
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(document)
+            self.wfile.write(body)
 
         def log_message(self, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield Provider(f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json", keys, seen)
+        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json", seen
     finally:
         server.shutdown()
         server.server_close()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def jwks_provider() -> Iterator[Provider]:
+    keys = {"RS256": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            "ES256": ec.generate_private_key(ec.SECP256R1())}
+    with serve_jwks(jwks_document(keys)) as (url, seen):
+        yield Provider(url, keys, seen)

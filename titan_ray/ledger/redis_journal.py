@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from titan_ray.ledger.journal import _PAGE, JournalError
+from titan_ray.net import redact_url, url_secrets
 
 # SADD answers 1 only for a new key, so the entry is written at most once. Redis runs a script
 # atomically (and persists/replicates its effects as one MULTI/EXEC), so no crash can leave the
@@ -37,8 +37,8 @@ class RedisStreamJournal:
             raise ValueError(
                 "the journal's Redis stream name is empty; give a name such as 'titan:journal:<run>'"
             )
-        self._url = _redact(url)
-        self._secrets = _secrets(url)
+        self._url = redact_url(url)
+        self._secrets = url_secrets(url)
         self._stream = stream
         self._keys = f"{stream}:keys"
         try:
@@ -130,26 +130,3 @@ class RedisStreamJournal:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password (in the userinfo or a ``password=`` query), for messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}@{hostport}" if user else hostport
-    query = urlencode(
-        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "password"]
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _secrets(url: str) -> tuple[str, ...]:
-    """The passwords in ``url``, raw and decoded, to blank out of any server or client message."""
-    parts = urlsplit(url)
-    found = [parts.password or ""]
-    found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
-    # longest first, so a password that contains another is blanked whole
-    return tuple(sorted({s for p in found if p for s in (p, unquote(p))}, key=len, reverse=True))

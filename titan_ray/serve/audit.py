@@ -50,9 +50,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
+
+from titan_ray.net import redact_url, url_secrets
 
 AUDIT_STREAM = "titan-ray:audit"
 FIELDS = ("time", "identity", "auth", "method", "route", "path", "status", "request_id", "client",
@@ -243,7 +244,7 @@ class RedisAudit(AuditTrail):
             raise ValueError(f"the audit trail's Redis stream name is empty; give one such as {AUDIT_STREAM!r}")
         self.url = redact_url(url)
         self.stream = stream
-        self._secrets = _url_secrets(url)
+        self._secrets = url_secrets(url)
         try:
             # redis-py's client is thread-safe: each command takes a connection from its pool
             self._client: redis.Redis = redis.Redis.from_url(url, socket_connect_timeout=5.0,
@@ -333,34 +334,6 @@ def open_audit(backend: str, *, path: str | Path | None = None, redis_url: str |
         return RedisAudit(redis_url)
     raise ValueError(f"unknown audit backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
-
-def redact_url(url: str) -> str:
-    """``url`` without its password (in the userinfo or a ``password=`` query), for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<an unparseable Redis URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}@{hostport}" if user else hostport
-    query = urlencode(
-        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "password"]
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _url_secrets(url: str) -> tuple[str, ...]:
-    """The passwords in ``url``, raw and decoded, to blank out of any client or server message."""
-    try:
-        parts = urlsplit(url)
-        found = [parts.password or ""]
-        found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
-    except ValueError:
-        return ()
-    # longest first, so a password that contains another is blanked whole
-    return tuple(sorted({s for p in found if p for s in (p, unquote(p))}, key=len, reverse=True))
 
 
 def _validated(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from titan_ray.net import redact_url
 from titan_ray.serve import audit
 from titan_ray.serve.audit import (
     AUDIT_STREAM,
@@ -311,7 +312,7 @@ def test_redis_entries_are_stream_entries_with_one_json_field(redis_url):
 
 def test_redis_repr_hides_the_password():
     store = RedisAudit.__new__(RedisAudit)
-    store.url, store.stream = audit.redact_url("redis://user:s3cret@host:6379/0?password=s3cret&db=1"), "s"
+    store.url, store.stream = redact_url("redis://user:s3cret@host:6379/0?password=s3cret&db=1"), "s"
     assert "s3cret" not in repr(store) and "user@host:6379" in repr(store)
 
 

@@ -15,8 +15,6 @@ import secrets
 import threading
 import time
 import uuid
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -24,6 +22,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI, Request
+from jwks import serve_jwks
 from pydantic import BaseModel, ValidationError
 
 from titan_ray.config import ConfigError
@@ -254,39 +253,6 @@ def signed(keys: dict, kind: str, sub: str = "carol", kid: str | None = None, **
                       headers={"kid": kid or default_kid})
 
 
-@contextmanager
-def jwks_server(document: dict):
-    """The JWKS at http://127.0.0.1:PORT/jwks.json, from a real HTTP server in a thread; yields
-    (url, a list of the paths it was asked for)."""
-    asked: list[str] = []
-    body = json.dumps(document).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            asked.append(self.path)
-            if self.path != "/jwks.json":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json", asked
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @pytest.fixture(params=["file", "file-url", "http", "env"])
 def jwks_creds(request, keys, tmp_path, env):
     """Credentials verifying by the JWKS of ``keys``: from a file, a file:// URL, over HTTP (auth.jwks_url)
@@ -302,7 +268,7 @@ def jwks_creds(request, keys, tmp_path, env):
         assert not creds.remote_keys
         yield creds
         return
-    with jwks_server(keys["jwks"]) as (url, _):
+    with serve_jwks(keys["jwks"]) as (url, _):
         if request.param == "env":
             env.setenv("TITAN_RAY_JWKS_URL", url)
             creds = Credentials(AuthSettings())
@@ -321,16 +287,16 @@ def test_rs256_and_es256_tokens_verify_by_the_jwks(jwks_creds, keys):
 
 def test_the_jwks_is_fetched_over_http_once(keys, env):
     env.delenv("TITAN_RAY_JWT_SECRET")
-    with jwks_server(keys["jwks"]) as (url, asked):
+    with serve_jwks(keys["jwks"]) as (url, asked):
         creds = Credentials(AuthSettings(jwks_url=url))
         assert asked == [], "fetched when a token needs it"
         for kind in ("rsa", "ec", "rsa"):
             assert creds.check(bearer(signed(keys, kind))).subject == "carol"
-        assert asked == ["/jwks.json"], "the keys are cached"
-    with jwks_server(keys["jwks"]) as (url, asked):
+        assert asked == ["/.well-known/jwks.json"], "the keys are cached"
+    with serve_jwks(keys["jwks"]) as (url, asked):
         wrong = Credentials(AuthSettings(jwks_url=url.replace("jwks.json", "nothing.json")))
         assert "rsa-1" in refused(wrong, bearer(signed(keys, "rsa")))
-        assert asked and set(asked) == {"/nothing.json"}
+        assert asked and set(asked) == {"/.well-known/nothing.json"}
 
 
 def test_a_jwks_token_signed_by_another_key_is_refused(jwks_creds, keys):
@@ -900,7 +866,7 @@ def test_the_guard_verifies_jwks_tokens_off_the_event_loop(server, secure, keys,
     env.delenv("TITAN_RAY_JWT_SECRET")
     admin = jwt.encode(claims(sub="erin", scope="admin"), keys["ec"], algorithm="ES256", headers={"kid": "ec-1"})
     reader = jwt.encode(claims(sub="frank"), keys["rsa"], algorithm="RS256", headers={"kid": "rsa-1"})
-    with jwks_server(keys["jwks"]) as (url, asked):
+    with serve_jwks(keys["jwks"]) as (url, asked):
         security = secure(jwks_url=url, require_auth_for_reads=True)
         assert security.credentials.remote_keys
         update = {"weights": {"control": 1.0}}
@@ -908,7 +874,7 @@ def test_the_guard_verifies_jwks_tokens_off_the_event_loop(server, secure, keys,
         assert server.call("PUT", "/v1/experiments/ab/weights", token=reader, body=update)[0] == 403
         assert server.call("GET", "/v1/leaderboard", token=reader)[0] == 200
         assert server.call("GET", "/v1/leaderboard", token=token("admin"))[0] == 401, "no HS256 secret here"
-        assert asked == ["/jwks.json"]
+        assert asked == ["/.well-known/jwks.json"]
     assert [e["identity"] for e in security.audit.entries()] == ["frank", "erin"]
 
 
