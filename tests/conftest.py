@@ -164,10 +164,11 @@ def jwks():
 
 
 @pytest.fixture(scope="session")
-def locked_app(serve_app, redis_url, jwks, tmp_path_factory):
+def locked_app(serve_app, redis_url, jwks):
     """The session's Serve apps plus ``titan-ray-locked`` at /locked (tests/serve_app.py ``locked_app``):
     reads need a token, two ingress replicas share small rate limits through Redis, JWTs of the session's
-    secret or of ``jwks``, with iss/aud checked. Yields (url, audit_path); it stays for the session."""
+    secret or of ``jwks``, with iss/aud checked, its audit trail a Redis Stream. Yields (url, redis_url);
+    it stays for the session."""
     import time
 
     import requests
@@ -175,9 +176,8 @@ def locked_app(serve_app, redis_url, jwks, tmp_path_factory):
     from ray import serve
     from serve_app import locked_app as locked
 
-    audit = tmp_path_factory.mktemp("locked-audit") / "audit.sqlite"
     serve_app.extra_apps.append(locked(serve_app.arena_actor, redis_url=redis_url, jwks_url=jwks.url,
-                                       issuer=ISSUER, audience=AUDIENCE, audit_path=str(audit)))
+                                       issuer=ISSUER, audience=AUDIENCE))
     serve_app.redeploy()
     url = serve_app.url + "/locked"
     deadline = time.monotonic() + 120
@@ -189,4 +189,4 @@ def locked_app(serve_app, redis_url, jwks, tmp_path_factory):
         if time.monotonic() > deadline:
             pytest.fail(f"the locked app did not start its 2 replicas in 120 s: {app}")
         time.sleep(0.5)
-    yield url, audit
+    yield url, redis_url

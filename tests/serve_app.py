@@ -89,14 +89,13 @@ LOCKED_PREFIX = "/locked"
 LOCKED_LIMITS = {"read": "40/hour", "predict": "40/hour", "mutate": "30/hour"}
 
 
-def locked_app(arena_actor: str, *, redis_url: str, jwks_url: str, issuer: str, audience: str,
-               audit_path: str) -> dict[str, Any]:
+def locked_app(arena_actor: str, *, redis_url: str, jwks_url: str, issuer: str, audience: str) -> dict[str, Any]:
     """A second main app at /locked, as a cluster runs it: reads need a token; two ingress replicas
-    share their (small) rate limits through Redis and one audit file (``audit_path``); JWTs are HS256
-    (the session's secret) or RS256/ES256 of the provider at ``jwks_url``, with ``iss`` and ``aud``
-    checked. It reads the session's arena."""
+    share their (small) rate limits and the audit trail (a stream, ``titan-ray:audit``) through Redis;
+    JWTs are HS256 (the session's secret) or RS256/ES256 of the provider at ``jwks_url``, with ``iss``
+    and ``aud`` checked. It reads the session's arena."""
     auth = {"require_auth_for_reads": True, "redis_url": redis_url, "jwks_url": jwks_url, "issuer": issuer,
-            "audience": audience, "rate_limits": LOCKED_LIMITS, "audit": {"backend": "sqlite", "path": audit_path}}
+            "audience": audience, "rate_limits": LOCKED_LIMITS}
     return {"name": "titan-ray-locked", "route_prefix": LOCKED_PREFIX, "import_path": "titan_ray.serve.app:build_app",
             "args": {"models": [], "experiments": [], "auth": auth,
                      "arena": {"actor": arena_actor, "start": False, "refresh_s": 0.5}},

@@ -288,7 +288,7 @@ def test_phone_sign_in_and_audit_trail(open_page, serve_url, mint):
 
 
 def test_locked_server_asks_for_a_token_then_loads_with_one(open_page, locked_app, mint):
-    url, _audit = locked_app
+    url, _redis = locked_app
     o = open_page(_home(url))
     page = o.page
     _wait(o, "TitanRay.app.snapshot().locked === true")
@@ -328,7 +328,7 @@ def test_locked_server_asks_for_a_token_then_loads_with_one(open_page, locked_ap
 
 
 def test_locked_server_refuses_a_token_for_another_audience(open_page, locked_app, mint):
-    url, _audit = locked_app
+    url, _redis = locked_app
     o = open_page(_home(url))
     page = o.page
     _wait(o, "TitanRay.app.snapshot().locked === true")
@@ -348,7 +348,7 @@ def test_locked_server_refuses_a_token_for_another_audience(open_page, locked_ap
 
 def test_locked_server_found_out_by_a_refused_read(open_page, locked_app):
     """Without whoami (an older server, a proxy that drops it) a read's 401 locks the page, and it stops asking."""
-    url, _audit = locked_app
+    url, _redis = locked_app
     o = open_page(_home(url), route=lambda route: route.abort("failed"), route_pattern="**/v1/whoami")
     page = o.page
     _wait(o, "TitanRay.app.snapshot().locked === true")

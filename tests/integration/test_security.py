@@ -19,11 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from jwks import AUDIENCE, ISSUER
 from serve_app import LOCKED_LIMITS
 
 from titan_ray.registry import ModelRegistry
+from titan_ray.serve.audit import AUDIT_STREAM
 from titan_ray.serve.settings import parse_rate
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -192,6 +194,29 @@ def test_every_mutation_appears_once_in_the_audit_trail(serve_url, serve_app, mi
     assert requests.get(f"{serve_url}/v1/audit", timeout=30).status_code == 401
 
 
+def test_a_clusters_audit_trail_is_one_redis_stream_for_every_replica(locked, locked_app, jwks):
+    """The locked app's two replicas append to one Redis Stream: every change through either is there
+    once, and either replica reads the whole trail."""
+    trader = jwks.sign("ES256", "sec-stream-trader", "trade")
+    admin = jwks.sign("RS256", "sec-stream-admin", "admin")
+    sent = []
+    for _ in range(6):  # through both replicas, most likely; the trail is one either way
+        rid = f"sec-stream-{uuid.uuid4().hex[:10]}"
+        r = requests.post(f"{locked}/v1/models/hold/kill-switch", json={"on": False}, timeout=30,
+                          headers={**_bearer(trader), "X-Request-Id": rid})
+        assert r.status_code == 200, r.text
+        sent.append(rid)
+    stream = redis.Redis.from_url(locked_app[1]).xrange(AUDIT_STREAM)
+    in_redis = [json.loads(fields[b"entry"])["request_id"] for _, fields in stream]
+    assert all(in_redis.count(rid) == 1 for rid in sent), in_redis
+    for _ in range(2):
+        answer = requests.get(f"{locked}/v1/audit?identity=sec-stream-trader", headers=_bearer(admin), timeout=30)
+        assert answer.status_code == 200, answer.text
+        entries = answer.json()["entries"]
+        assert [e["request_id"] for e in entries] == sent[::-1]  # newest first
+        assert {e["auth"] for e in entries} == {"jwt"} and {e["after"]["halted"] for e in entries} == {False}
+
+
 def test_limits_and_headers(serve_url):
     r = requests.post(f"{serve_url}/v1/predict/sma", data=b"x" * (9 * 2**20), timeout=60,
                       headers={"Content-Type": "application/json"})
@@ -224,8 +249,10 @@ def test_no_secret_or_token_in_any_log_or_result(serve_url, locked_app, serve_to
     tokens = set(TOKENS) | set(minted)
     assert len(tokens) > 10
     files = _session_files() + [p for p in tmp_path_factory.getbasetemp().rglob("*") if p.is_file()]
-    files.append(locked_app[1])
-    assert any(p.name.startswith("replica_") for p in files) and locked_app[1].stat().st_size > 0
+    assert any(p.name.startswith("replica_") for p in files)
+    stream = redis.Redis.from_url(locked_app[1]).xrange(AUDIT_STREAM)  # the locked app's audit trail
+    assert stream
+    stored = b"\n".join(fields[b"entry"] for _, fields in stream)
     needles = {**{k: v.encode() for k, v in secrets.items()},
                **{f"a token ({t[:12]}...)": t.encode() for t in tokens}}
     found = []
@@ -238,4 +265,6 @@ def test_no_secret_or_token_in_any_log_or_result(serve_url, locked_app, serve_to
     for what, needle in needles.items():
         if needle.decode() in metrics:
             found.append(("/metrics", what))
+        if needle in stored:
+            found.append((f"the Redis stream {AUDIT_STREAM}", what))
     assert not found, found
