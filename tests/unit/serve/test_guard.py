@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 import pytest
@@ -40,6 +41,13 @@ from titan_ray.serve.security import (
     route_of,
 )
 from titan_ray.serve.settings import AuthSettings, RateLimits, check_deploy_config, parse_rate
+
+
+def run_async(coro):
+    """``asyncio.run(coro)`` in a thread of its own: in a whole test session, Playwright's sync API (the
+    browser tests) keeps an event loop running in the main thread, where asyncio.run refuses to start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 SECRET = secrets.token_hex(32)  # this module's HS256 secret (64 bytes)
 STATIC = f"static-{secrets.token_hex(16)}"  # this module's static admin token
@@ -460,7 +468,7 @@ def test_the_in_process_limit_allows_a_burst_then_waits():
         assert await limiter.hit("alice", "read") is not None  # refusals did not reset it
         await limiter.close()
 
-    asyncio.run(run())
+    run_async(run())
 
 
 def test_the_in_process_limit_refills():
@@ -474,7 +482,7 @@ def test_the_in_process_limit_refills():
         assert await limiter.hit("alice", "read") is not None
         await limiter.close()
 
-    asyncio.run(run())
+    run_async(run())
 
 
 def test_replicas_share_the_limit_in_redis(redis_url):
@@ -492,7 +500,7 @@ def test_replicas_share_the_limit_in_redis(redis_url):
             await one.close()
             await two.close()
 
-    answers = asyncio.run(run())
+    answers = run_async(run())
     assert answers[:5] == [None] * 5
     assert all(w is not None and 700 < w <= 720 for w in answers[5:]), answers  # refused on either replica
 
@@ -512,7 +520,7 @@ def test_redis_limits_refill(redis_url):
             await one.close()
             await two.close()
 
-    asyncio.run(run())
+    run_async(run())
 
 
 def test_a_dead_redis_falls_back_to_the_replicas_limit():
@@ -529,7 +537,7 @@ def test_a_dead_redis_falls_back_to_the_replicas_limit():
         finally:
             await limiter.close()
 
-    answers = asyncio.run(asyncio.wait_for(run(), timeout=15))
+    answers = run_async(asyncio.wait_for(run(), timeout=15))
     assert answers[:5] == [None] * 5 and answers[5] is not None and answers[5] > 700
 
 
@@ -761,7 +769,7 @@ def secure(server, tmp_path):
     if hasattr(server.app.state, "security"):
         del server.app.state.security
     for security in made:
-        asyncio.run(security.close())
+        run_async(security.close())
 
 
 def token(*scopes: str, sub: str = "alice") -> str:
