@@ -68,6 +68,11 @@ ENV_VAR = "TITAN_RAY_REGISTRY"
 DEFAULT_ROOT = "registry"
 METADATA = "metadata.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,80}$")
+
+
+def is_model_name(name: str) -> bool:
+    """Whether a model may be called ``name``: a folder of the registry, never ``.`` or ``..``."""
+    return bool(NAME_PATTERN.match(name)) and name.strip(".") != ""
 ALIASES = MODEL_ALIASES
 ARCHIVED = "archived"  # a stage, not an alias: versions retired by a promotion, a rollback or a rejection
 USER_VAR = "TITAN_RAY_USER"
@@ -158,8 +163,8 @@ class ModelRegistry:
         extra: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """Store a new version of ``name``: ``save(folder)`` writes the artefacts, then the metadata."""
-        if not NAME_PATTERN.match(name):
-            raise ValueError(f"model name {name!r} must be 1-80 letters, digits, '_', '-' or '.'")
+        if not is_model_name(name):
+            raise ValueError(f"model name {name!r} must be 1-80 letters, digits, '_', '-' or '.' (not dots alone)")
 
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -213,9 +218,10 @@ class ModelRegistry:
     # --- reading ------------------------------------------------------------------------------
 
     def versions(self, name: str) -> list[ModelVersion]:
-        """Every version of ``name``, oldest first ([] when there is none)."""
+        """Every version of ``name``, oldest first ([] when there is none, or no model may be called so:
+        ``..`` or a 5000-character name is never looked up as a path)."""
         folder = self.root / name
-        if not folder.is_dir():
+        if not is_model_name(name) or not folder.is_dir():
             return []
         out = []
         for sub in folder.iterdir():

@@ -63,7 +63,7 @@ from titan_ray.arena import views
 from titan_ray.dashboard import mount as mount_dashboard
 from titan_ray.lifecycle.controller import find_controller
 from titan_ray.observability import CONTENT_TYPE, ReplicaMetrics
-from titan_ray.registry import NAME_PATTERN, ModelRegistry, RegistryError, default_root
+from titan_ray.registry import ModelRegistry, RegistryError, default_root
 from titan_ray.serve.arena_service import attach_or_start
 from titan_ray.serve.audit import AuditError
 from titan_ray.serve.deployments import ExperimentRouter, ModelServer, app_handle, model_handle
@@ -425,8 +425,7 @@ class Ingress:
         return await asyncio.to_thread(self._registry_view, name)
 
     def _registry_view(self, name: str) -> dict[str, Any]:
-        # a name no model may have is unknown: never a path looked up (``..``, 5000 characters)
-        versions = self._registry.versions(name) if NAME_PATTERN.match(name) and name.strip(".") else []
+        versions = self._registry.versions(name)
         if not versions:
             known = ", ".join(self._registry.names()) or "none"
             raise HTTPException(404, detail=f"no registered model named {name!r}; registered: {known}")
@@ -437,7 +436,11 @@ class Ingress:
                                   "stage": self._registry.stage(name, v.version), "metrics": v.meta.get("metrics", {}),
                                   "trained_by": v.meta.get("extra", {}).get("trained_by")} for v in versions]}
         except RegistryError as err:
-            raise HTTPException(404, detail=str(err).replace(str(self._registry.root), "the registry")) from None
+            raise HTTPException(404, detail=self._unfiled(err)) from None
+
+    def _unfiled(self, err: Exception) -> str:
+        """A registry error as a client reads it: the server's folder is not the client's business."""
+        return str(err).replace(str(self._registry.root), "the registry")
 
     @app.get("/v1/registry/{name}/history")
     async def registry_history(self, name: str) -> dict[str, Any]:
@@ -468,8 +471,8 @@ class Ingress:
                                "detail": body.why}
         try:
             event = await asyncio.to_thread(action, name, who=who, why=body.why, **kw)
-        except (RegistryError, ValueError) as err:  # the server's folder is not the client's business
-            raise HTTPException(409, detail=str(err).replace(str(self._registry.root), "the registry")) from None
+        except (RegistryError, ValueError) as err:
+            raise HTTPException(409, detail=self._unfiled(err)) from None
         after = await asyncio.to_thread(self._registry.aliases, name)
         request.state.audit["after"] = {"aliases": after}
         return {"name": name, "event": event, "aliases": after}

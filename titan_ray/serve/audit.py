@@ -46,6 +46,7 @@ import os
 import re
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,7 +95,7 @@ def utc_now() -> str:
     return _iso(dt.datetime.now(dt.UTC))
 
 
-class AuditTrail:
+class AuditTrail(ABC):
     """An append-only store of audit entries (see the module's docstring). Subclasses provide
     ``_store`` (write one JSON text, answer its id), ``_read`` and ``close``."""
 
@@ -119,15 +120,17 @@ class AuditTrail:
                 raise ValueError(f"the {name} filter must be a str, not {type(value).__name__}")
         return self._read(limit, before, identity, route)
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
+    @abstractmethod
     def _store(self, record: dict[str, Any], text: str) -> str:
-        raise NotImplementedError
+        """Write one entry's JSON; answer its id."""
 
+    @abstractmethod
     def _read(self, limit: int, before: str | None, identity: str | None,
               route: str | None) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The newest matching entries below ``before``, at most ``limit``."""
 
     def __enter__(self) -> Self:
         return self

@@ -84,6 +84,9 @@ def _route(method: str, path: str, name: str, klass: str, scope: str | None) -> 
 
 
 SEGMENT = r"/[^/]+"
+PREDICT_MODEL = _route("POST", r"/v1/predict" + SEGMENT, "/v1/predict/{model}", "predict", READS)
+PREDICT_EXPERIMENT = _route("POST", r"/v1/experiments" + SEGMENT + "/predict", "/v1/experiments/{name}/predict",
+                            "predict", READS)
 ROUTES = (
     _route("PUT", r"/v1/experiments" + SEGMENT + "/weights", "/v1/experiments/{name}/weights", "mutate", "admin"),
     _route("POST", r"/v1/models" + SEGMENT + "/kill-switch", "/v1/models/{model}/kill-switch", "mutate", "trade"),
@@ -91,8 +94,8 @@ ROUTES = (
     _route("POST", r"/v1/registry" + SEGMENT + "/rollback", "/v1/registry/{name}/rollback", "mutate", "admin"),
     _route("GET", r"/v1/audit", "/v1/audit", "read", "admin"),
     _route("GET", r"/v1/whoami", "/v1/whoami", "read", None),
-    _route("POST", r"/v1/predict" + SEGMENT, "/v1/predict/{model}", "predict", READS),
-    _route("POST", r"/v1/experiments" + SEGMENT + "/predict", "/v1/experiments/{name}/predict", "predict", READS),
+    PREDICT_MODEL,
+    PREDICT_EXPERIMENT,
     _route("GET", r"/v1(/.*)?", "/v1", "read", READS),
     _route("HEAD", r"/v1(/.*)?", "/v1", "read", READS),
     _route("*", r"/v1(/.*)?", "/v1", "mutate", "admin"),  # any other method under /v1: closed until listed
@@ -100,7 +103,7 @@ ROUTES = (
 )
 
 
-PREDICT = {"model": ROUTES[6], "experiment": ROUTES[7]}
+PREDICT = {"model": PREDICT_MODEL, "experiment": PREDICT_EXPERIMENT}  # the one route of those apps
 
 
 def route_of(method: str, path: str, app: str = "main") -> Route:
@@ -385,11 +388,11 @@ class Security:
             self.audit = _open_audit(auth, redis_url, registry_root)
         self.cors = frozenset(auth.cors_origins)
 
-    def client_key(self, scope: dict[str, Any], identity: Identity) -> str:
+    def client_key(self, scope: dict[str, Any], headers: dict[bytes, str], identity: Identity) -> str:
         if identity.auth != "anonymous":
             return f"sub:{identity.subject}"
         if self.settings.trust_forwarded_for:
-            forwarded = _header(scope, b"x-forwarded-for")
+            forwarded = headers.get(b"x-forwarded-for")
             if forwarded:
                 return f"ip:{forwarded.split(',')[0].strip()}"
         client = scope.get("client")
@@ -417,15 +420,12 @@ def _open_audit(auth: AuthSettings, redis_url: str | None, registry_root: str | 
     return open_audit("sqlite", path=Path(path).expanduser().resolve())
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
+def _headers(scope: dict[str, Any]) -> dict[bytes, str]:
+    """The request's headers by (lower-case) name, read once; the first of a repeated one."""
+    out: dict[bytes, str] = {}
     for key, value in scope.get("headers") or ():
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def _utc(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+        out.setdefault(key, value.decode("latin-1"))
+    return out
 
 
 class Guard:
@@ -439,7 +439,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         served = _serve_request_id()  # Serve answers it in X-Request-Id itself
-        given = _header(scope, b"x-request-id")
+        headers = _headers(scope)
+        given = headers.get(b"x-request-id")
         request_id = served or given or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         path = scope.get("path") or "/"
@@ -447,7 +448,7 @@ class Guard:
             await _answer(send, 400, "X-Request-Id: give 1 to 128 letters, digits or . _ : ; = + / @ - (or none: "
                           "the server makes one)", None if served else uuid.uuid4().hex, path)
             return
-        origin = _header(scope, b"origin")
+        origin = headers.get(b"origin")
         security: Security | None = getattr(scope["app"].state, "security", None) if "app" in scope else None
         if security is None:  # the replica is not set up (yet): closed, not open
             await _answer(send, 503, "this replica is starting: retry in a moment", None if served else request_id,
@@ -456,7 +457,7 @@ class Guard:
         answer_id = None if served else request_id  # what the guard's own answers carry
         cors = origin if origin is not None and origin in security.cors else None
         extra = _cors_headers(cors)
-        if scope["method"] == "OPTIONS" and cors is not None and _header(scope, b"access-control-request-method"):
+        if scope["method"] == "OPTIONS" and cors is not None and headers.get(b"access-control-request-method"):
             await _answer(send, 204, None, answer_id, path, extra=[
                 *extra, (b"access-control-allow-methods", CORS_METHODS.encode()),
                 (b"access-control-allow-headers", CORS_HEADERS.encode()), (b"access-control-max-age", b"600")])
@@ -467,7 +468,7 @@ class Guard:
         route = route_of(scope["method"], relative or "/", security.app)
         if route.name:
             scope["state"]["route"] = route.name
-        declared = _header(scope, b"content-length")
+        declared = headers.get(b"content-length")
         limit = security.settings.max_body_bytes
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _answer(send, 413, f"the request body is over {limit} bytes (auth.max_body_bytes)",
@@ -477,12 +478,12 @@ class Guard:
         identity, refused = ANONYMOUS, None
         try:
             if security.credentials.remote_keys:
-                identity = await asyncio.to_thread(security.credentials.check, _header(scope, b"authorization"))
+                identity = await asyncio.to_thread(security.credentials.check, headers.get(b"authorization"))
             else:
-                identity = security.credentials.check(_header(scope, b"authorization"))
+                identity = security.credentials.check(headers.get(b"authorization"))
         except AuthError as err:
             refused = str(err)
-        wait = await security.limiter.hit(security.client_key(scope, identity), route.klass)
+        wait = await security.limiter.hit(security.client_key(scope, headers, identity), route.klass)
         if wait is not None:
             n, period = security.limiter.limits[route.klass]
             await _answer(send, 429, f"rate limit of {n} {route.klass} requests per {period:g} s reached; retry "
@@ -539,7 +540,7 @@ class Guard:
             return
         change = scope["state"].get("audit") or {}
         client = scope.get("client")
-        entry = {"time": _utc(time.time()), "identity": identity.subject, "auth": identity.auth,
+        entry = {"identity": identity.subject, "auth": identity.auth,
                  "method": scope["method"], "route": route.name, "path": scope.get("path"), "status": status,
                  "request_id": request_id, "client": client[0] if client else None,
                  "target": change.get("target"), "before": change.get("before"), "after": change.get("after"),
