@@ -35,6 +35,14 @@ Conventions (empyrical's, which the tests check within 1e-9; risk-free rate and 
   undoes it count once together).
 - Exposure = mean(gross exposure / equity) over the bars, with gross exposure the bar's
   sum of |position x mark|: the average invested fraction (1.0 = fully invested, no leverage).
+- Tail risk (``titan_ray.metrics.tail``): historical, per bar, not annualised (so never withheld), on the m present
+  returns (``nan`` ones dropped; ``nan`` when m < 2); each is a return, negative for a loss, as
+  empyrical's ``value_at_risk`` and ``conditional_value_at_risk`` with cutoff 1 - level.
+
+  - ``var_95`` = np.percentile(r, 5), linear interpolation: one bar in 20 returns this or less.
+  - ``cvar_95`` = mean of the k + 1 smallest returns, k = floor((m - 1) * 0.05): the worst 5%'s mean.
+  - ``var_99`` = np.percentile(r, 1): one bar in 100 returns this or less.
+  - ``cvar_99`` = mean of the k + 1 smallest returns, k = floor((m - 1) * 0.01).
 
 These functions compute the annualised figures (CAGR, Sharpe, Sortino, Calmar, turnover) for any
 n; whether n is long enough to *show* them is ``titan_ray.metrics.sample``'s rule (the longer of 30
@@ -48,6 +56,8 @@ from dataclasses import asdict, dataclass
 from typing import TypedDict
 
 import numpy as np
+
+from titan_ray.metrics.tail import historical_cvar, historical_var
 
 # The equity path is rebuilt from returns by a cumulative product, so a full recovery to the old
 # peak can land a few ulps below it. Bars within this relative distance of the peak count as
@@ -218,6 +228,10 @@ class PerformanceSummary:
     n_rejected: int
     turnover: float
     exposure: float
+    var_95: float
+    cvar_95: float
+    var_99: float
+    cvar_99: float
 
     def to_dict(self) -> dict[str, float | int | None]:
         """Plain Python numbers, ``None`` for nan and inf, so ``json.dumps`` never writes NaN."""
@@ -267,6 +281,10 @@ def summarize(
         n_rejected=int(n_rejected),
         turnover=_turnover(equity, float(traded_value), periods),
         exposure=_exposure(equity, gross_exposure),
+        var_95=historical_var(r, 0.95),
+        cvar_95=historical_cvar(r, 0.95),
+        var_99=historical_var(r, 0.99),
+        cvar_99=historical_cvar(r, 0.99),
     )
 
 

@@ -23,6 +23,7 @@ MODEL_KINDS: Mapping[str, type[TradingModel]] = LazyMapping({
     "lstm_attention": "titan_ray.models.lstm_attention:LstmAttentionModel",
     "tft": "titan_ray.models.tft:TftModel",
     "ppo": "titan_ray.models.ppo:PpoModel",
+    "allocator": "titan_ray.models.allocator:AllocatorModel",
 })
 BASELINE_KINDS = ("sma_crossover", "rsi_reversion", "buy_and_hold", "random")
 

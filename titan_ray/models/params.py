@@ -266,6 +266,30 @@ class PpoParams(ModelParams):
         return FeatureEngine(self.train_features).lookback + 256
 
 
+# --- a fund of models ------------------------------------------------------------------------
+
+
+class AllocatorParams(ModelParams):
+    inputs: list[str] = Field(..., min_length=1, description="the arena models (their names) it allocates "
+                              "capital across: its weight is the allocation-weighted sum of their target weights")
+    method: Literal["equal", "inverse_vol", "hrp"] = Field(
+        "hrp", description="how the allocation is set from the members' returns: equal (1/M), inverse_vol "
+        "(proportional to 1/volatility) or hrp (Hierarchical Risk Parity, single linkage)")
+    lookback: int = Field(60, ge=2, description="member returns (bars) each allocation is estimated on; equal "
+                          "weight until this many exist")
+    rebalance_every: int = Field(20, ge=1, description="bars between allocations, from the first (once "
+                                 "`lookback` member returns exist)")
+
+    @model_validator(mode="after")
+    def _unique(self) -> AllocatorParams:
+        if len(set(self.inputs)) != len(self.inputs):
+            raise ValueError(f"inputs listed twice: {self.inputs}")
+        return self
+
+    def arena_inputs(self) -> tuple[str, ...]:
+        return tuple(self.inputs)
+
+
 MODEL_PARAMS: Mapping[str, type[ModelParams]] = {
     "sma_crossover": SmaParams,
     "rsi_reversion": RsiParams,
@@ -276,4 +300,5 @@ MODEL_PARAMS: Mapping[str, type[ModelParams]] = {
     "lstm_attention": LstmAttentionParams,
     "tft": TftParams,
     "ppo": PpoParams,
+    "allocator": AllocatorParams,
 }

@@ -52,7 +52,7 @@ import numpy as np
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Feature, action_phrase
 from titan_ray.ml.validation import purged_kfold, spearman
-from titan_ray.models.base import Inputs, OutOfFold, Prediction, SignalSource, TradingModel
+from titan_ray.models.base import Inputs, OutOfFold, Prediction, SignalSource, Stacker, TradingModel
 from titan_ray.models.learned import Attribution, LearnedModel
 from titan_ray.models.params import StackingParams
 
@@ -355,8 +355,8 @@ def stack_in_process(meta: TradingModel, inputs: Sequence[TradingModel]) -> None
     """Wire a meta-model to its input models in this process (tests, ``ml.backtest``): the inputs keep
     their signals and the meta-model reads them when it decides, so decide the inputs first. Call it
     before any of them sees a bar."""
-    if not isinstance(meta, ArenaStackingModel):
-        raise TypeError(f"model {meta.name!r} stacks no arena models (params.inputs)")
+    if not isinstance(meta, Stacker):
+        raise TypeError(f"model {meta.name!r} reads no arena models (params.inputs)")
     by_name = {m.name: m for m in inputs}
     missing = [n for n in meta.stacked if n not in by_name]
     if missing:

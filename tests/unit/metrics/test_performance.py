@@ -285,9 +285,10 @@ def test_summary_to_dict_is_json_safe() -> None:
     assert list(d) == [
         "final_equity", "total_return", "cagr", "sharpe", "sortino", "calmar", "max_drawdown",
         "max_drawdown_duration", "profit_factor", "win_rate", "n_trades", "n_orders", "n_rejected",
-        "turnover", "exposure",
+        "turnover", "exposure", "var_95", "cvar_95", "var_99", "cvar_99",
     ]  # fmt: skip
     assert d["sharpe"] is None and d["calmar"] is None and d["profit_factor"] is None
+    assert d["var_95"] == d["cvar_95"] == d["var_99"] == d["cvar_99"] == 0.0  # flat equity: no tail
     assert type(d["max_drawdown_duration"]) is int and type(d["final_equity"]) is float
     json.dumps(d, allow_nan=False)
     json.dumps(hand_summary().to_dict(), allow_nan=False)
