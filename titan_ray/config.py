@@ -341,6 +341,22 @@ class SqrtImpactSlippage(_Strict):
     bps: float = Field(0.0, ge=0, description="fixed half-spread added to the impact")
 
 
+class AlmgrenChrissSlippage(_Strict):
+    """Almgren, Thum, Hauptmann and Li (2005), "Direct estimation of equity market impact": per fill,
+    temporary impact eta * sigma * (q / V_bar)^beta against the fill, and a permanent shift
+    gamma * sigma * (P + q/2) / ADV * liquidity_factor from the model's own position P (docs/risk.md)."""
+
+    model: Literal["almgren_chriss"]
+    eta: float = Field(0.142, ge=0, description="temporary impact coefficient (the paper's eta)")
+    beta: float = Field(0.6, gt=0, le=2, description="temporary impact exponent (the paper's beta = 3/5)")
+    gamma: float = Field(0.314, ge=0, description="permanent impact coefficient (the paper's gamma)")
+    liquidity_factor: float = Field(
+        1.0, gt=0, description="the paper's (shares outstanding / daily volume)^(1/4) in the permanent term; "
+        "1 when unknown")
+    window: int = Field(20, ge=2, description="bars of history in the causal daily volatility and volume estimates")
+    bps: float = Field(0.0, ge=0, description="fixed half-spread added to the impact")
+
+
 class TargetWeightSizing(_Strict):
     mode: Literal["target_weight"] = "target_weight"
 
@@ -348,6 +364,68 @@ class TargetWeightSizing(_Strict):
 class FixedQuantitySizing(_Strict):
     mode: Literal["fixed_quantity"]
     quantity: float = Field(100, gt=0, description="shares held while the weight is non-zero (sign from weight)")
+
+
+class VolTargetSizing(_Strict):
+    """weight x min(max_leverage, target_vol / sigma_annual), sigma from the last `window` returns."""
+
+    mode: Literal["vol_target"]
+    target_vol: float = Field(0.15, gt=0, description="annualised volatility each position is scaled to")
+    window: int = Field(20, ge=2, description="bars of close-to-close returns in the causal volatility estimate")
+    max_leverage: float = Field(1.0, gt=0, description="largest multiple of the model's weight the scale may reach")
+
+
+class KellySizing(_Strict):
+    """weight x clip(fraction x sign(weight) x mu / sigma^2, 0, cap), mu and sigma per bar over `window`."""
+
+    mode: Literal["kelly"]
+    fraction: float = Field(0.5, gt=0, le=1, description="share of the full Kelly stake (0.5: half Kelly)")
+    cap: float = Field(1.0, gt=0, description="largest multiple of the model's weight the stake may reach")
+    window: int = Field(60, ge=2, description="bars of close-to-close returns in the causal mean and variance")
+
+
+class RiskParitySizing(_Strict):
+    """The model's gross weight spread over the symbols it holds in proportion to 1 / sigma."""
+
+    mode: Literal["risk_parity"]
+    window: int = Field(20, ge=2, description="bars of close-to-close returns in the causal volatility estimate")
+
+
+class StopsConfig(_Strict):
+    """Protective exits evaluated on each bar's high and low (docs/risk.md: levels and the gap rule)."""
+
+    stop_loss_pct: float | None = Field(None, gt=0, lt=1, description="exit when price falls this share below entry")
+    stop_loss_atr: float | None = Field(None, gt=0, description="exit this many ATRs below entry")
+    take_profit_pct: float | None = Field(None, gt=0, description="exit when price rises this share above entry")
+    take_profit_atr: float | None = Field(None, gt=0, description="exit this many ATRs above entry")
+    trailing_pct: float | None = Field(None, gt=0, lt=1, description="exit this share below the best price since entry")
+    trailing_atr: float | None = Field(None, gt=0, description="exit this many ATRs below the best price since entry")
+    atr_period: int = Field(14, ge=1, description="bars in the average true range (simple mean)")
+
+    @model_validator(mode="after")
+    def _one_unit_each(self) -> StopsConfig:
+        for exit_ in ("stop_loss", "take_profit", "trailing"):
+            if getattr(self, f"{exit_}_pct") is not None and getattr(self, f"{exit_}_atr") is not None:
+                raise ValueError(f"{exit_}_pct and {exit_}_atr are both set: keep one of them")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, k) is not None for k in type(self).model_fields if k != "atr_period")
+
+    @property
+    def uses_atr(self) -> bool:
+        return any(getattr(self, f"{e}_atr") is not None for e in ("stop_loss", "take_profit", "trailing"))
+
+
+class ExecutionConfig(_Strict):
+    """How a parent order is worked: at once, or in child orders over several bars (docs/risk.md)."""
+
+    algo: Literal["immediate", "twap", "vwap", "pov"] = Field(
+        "immediate", description="immediate: all at the fill bar; twap/vwap: over `bars` bars; pov: `rate` of volume")
+    bars: int = Field(4, ge=1, description="twap/vwap: bars the parent order is spread over")
+    rate: float = Field(0.1, gt=0, le=1, description="pov: share of each bar's volume a child order takes")
+    volume_window: int = Field(20, ge=1, description="vwap: bars of history in the expected bar volume")
 
 
 class JournalConfig(_Strict):
@@ -365,12 +443,15 @@ class JournalConfig(_Strict):
 class LedgerConfig(_Strict):
     initial_cash: Decimal = Field(Decimal(1_000_000), gt=0)
     commission_bps: Decimal = Field(Decimal(10), ge=0, description="of the slipped traded value, per fill")
-    slippage: Annotated[FixedBpsSlippage | SqrtImpactSlippage, Field(discriminator="model")] = (
+    slippage: Annotated[FixedBpsSlippage | SqrtImpactSlippage | AlmgrenChrissSlippage, Field(discriminator="model")] = (
         FixedBpsSlippage()
     )
-    sizing: Annotated[TargetWeightSizing | FixedQuantitySizing, Field(discriminator="mode")] = (
-        TargetWeightSizing()
-    )
+    sizing: Annotated[
+        TargetWeightSizing | FixedQuantitySizing | VolTargetSizing | KellySizing | RiskParitySizing,
+        Field(discriminator="mode"),
+    ] = TargetWeightSizing()
+    stops: StopsConfig = Field(StopsConfig(), description="stop-loss, take-profit and trailing exits")
+    execution: ExecutionConfig = Field(ExecutionConfig(), description="how parent orders are worked")
     fill: Literal["next_open", "same_close"] = Field("next_open", description="when a decision's orders fill")
     fractional: bool = Field(False, description="allow fractional share quantities")
     max_participation: float | None = Field(
@@ -398,6 +479,23 @@ class RiskConfig(_Strict):
     max_drawdown_pct: float | None = Field(
         None, gt=0, lt=1, description="circuit breaker: flatten and halt the model past this drawdown"
     )
+    max_var_pct: float | None = Field(
+        None, gt=0, lt=1, description="no new risk while the model's rolling VaR (a loss, as a share of equity) "
+        "is above this")
+    var_level: float = Field(0.95, gt=0.5, lt=1, description="confidence level of the VaR limit")
+    var_window: int = Field(250, ge=10, description="bars of the model's own returns in the rolling VaR")
+    var_method: Literal["historical", "parametric"] = Field(
+        "historical", description="historical: the empirical quantile; parametric: normal mean - z x sd")
+    max_group_pct: float | None = Field(
+        None, gt=0, description="largest sum of |position value| / equity within one group of `groups`")
+    groups: dict[str, str] = Field(
+        default_factory=dict, description="symbol -> group (sector, asset class) for max_group_pct")
+
+    @model_validator(mode="after")
+    def _groups_for_cap(self) -> RiskConfig:
+        if self.max_group_pct is not None and not self.groups:
+            raise ValueError("max_group_pct caps groups of symbols: give `groups`, a map of symbol -> group name")
+        return self
 
 
 # --- models and scoring -----------------------------------------------------------------------

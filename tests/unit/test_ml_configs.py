@@ -34,3 +34,13 @@ def test_full_config_refits_on_a_rolling_window():
     learned = [m for m in cfg.models if m.kind in LEARNED]
     assert all(m.params["refit_every"] and m.params["train_window"] for m in learned)
     assert cfg.data.bars > load_config().data.bars
+
+
+def test_the_risk_config_turns_every_risk_and_execution_feature_on():
+    cfg = load_config(CONFIGS / "risk.yaml")
+    led, risk = cfg.ledger, cfg.risk
+    assert (led.sizing.mode, led.slippage.model, led.execution.algo) == ("vol_target", "almgren_chriss", "twap")
+    assert led.stops.active and led.stops.uses_atr and risk.max_var_pct and risk.max_group_pct
+    assert set(risk.groups) == set(cfg.data.symbols or [f"{c * 3}" for c in "ABCDEFGHIJKL"])
+    fund = next(m for m in cfg.models if m.kind == "allocator")
+    assert set(fund.params["inputs"]) == {m.name for m in cfg.models} - {fund.name}

@@ -26,7 +26,8 @@ import numpy as np
 from titan_ray.config import ArenaConfig
 from titan_ray.domain.orders import Fill, OrderRecord, OrderStatus, RoundTrip
 from titan_ray.ledger.engine import ModelResults
-from titan_ray.ledger.records import fields
+from titan_ray.ledger.records import Records, fields
+from titan_ray.metrics.execution import shortfall, total_bps
 from titan_ray.metrics.performance import returns_from_equity, summarize
 from titan_ray.metrics.regimes import held_labels, regime_metrics
 from titan_ray.metrics.sample import Sample, annualisation_sample, withhold
@@ -60,6 +61,7 @@ def build_leaderboard(
         )
         sample = annualisation_sample(len(res.equity), periods, config.data.calendar)
         row: dict[str, Any] = {"model": name, **summary.to_dict()}
+        row["implementation_shortfall"] = _shortfall_bps(res.orders)
         row.update(_significance(config, name, bench, returns, periods, sample))
         row["halted"] = res.halted
         if regimes is not None:
@@ -67,6 +69,17 @@ def build_leaderboard(
         rows.append(withhold(row, sample))
     rows.sort(key=_rank)
     return rows
+
+
+def _shortfall_bps(orders: Any) -> float | None:
+    """The model's implementation shortfall over its orders that filled, in basis points of their
+    arrival notional (``metrics/execution.py``); None without any (or without the ledger's records)."""
+    if not isinstance(orders, Records) or not len(orders):
+        return None
+    r = orders.rows
+    money, _ = shortfall(r["side"], r["filled"], r["value"], r["commission"], r["arrival"])
+    value = total_bps(money, r["filled"], r["arrival"])
+    return value if math.isfinite(value) else None
 
 
 def _significance(

@@ -4,7 +4,9 @@
 - ``equity.parquet``: long format ``timestamp, model, equity, cash, gross_exposure``;
 - ``trades.parquet``: every fill (``record = "fill"``) and every closed round trip
   (``record = "round_trip"``), one table;
-- ``orders.parquet``: every order with its status and, when rejected, its reason code and detail;
+- ``orders.parquet``: every order with its status and, when rejected, its reason code and detail,
+  and its execution against the arrival price (``arrival_price``, ``avg_fill_price``,
+  ``shortfall`` in the account currency, ``shortfall_bps``: ``metrics/execution.py``);
 - ``decisions.parquet``: one row per decision that changed a position: the explanation (method,
   features, base value, ``gap`` = |attributions summed + base - model output| for additive
   methods, sentence led by the trade once filled: "Bought 120 BBB ...") joined with what came of
@@ -42,7 +44,8 @@ import pandas as pd
 from titan_ray.domain.decisions import ExplanationBatch
 from titan_ray.domain.orders import Fill, OrderRecord, RoundTrip, Side
 from titan_ray.ledger.engine import ModelResults
-from titan_ray.ledger.records import fields
+from titan_ray.ledger.records import Records, fields
+from titan_ray.metrics.execution import shortfall
 
 PLOT_POINTS = 2000  # per curve: about two per pixel of the chart's width, minimum and maximum kept
 
@@ -148,7 +151,7 @@ _TRADE_COLUMNS = [
     "entry_timestamp", "entry_bar", "entry_price", "exit_price", "pnl", "pnl_micro", "bars_held",
 ]
 _ORDER_COLUMNS = ["model", "order_id", "decision_id", "symbol", "timestamp", "bar", "side", "quantity", "filled",
-                  "status", "reason", "detail"]
+                  "status", "reason", "detail", "arrival_price", "avg_fill_price", "shortfall", "shortfall_bps"]
 
 
 def orders_frame(results: dict[str, ModelResults]) -> pd.DataFrame:
@@ -165,7 +168,21 @@ def _order_columns(orders: list[OrderRecord]) -> Columns:
         "symbol": _objects(o["symbol"]), "timestamp": np.asarray(o["timestamp"]), "bar": np.asarray(o["bar"]),
         "side": _enum_values(o["side"]), "quantity": np.asarray(o["quantity"]), "filled": np.asarray(o["filled"]),
         "status": _enum_values(o["status"]), "reason": _enum_values(o["reason"]), "detail": _objects(o["detail"]),
+        **execution_columns(orders),
     }
+
+
+def execution_columns(orders: Sequence[OrderRecord]) -> Columns:
+    """Each order's arrival price, average fill price and implementation shortfall (money, bps);
+    NaN for orders that are not the ledger's records (a test's reference ledger keeps none)."""
+    if not isinstance(orders, Records):
+        nan = np.full(len(orders), np.nan)
+        return {"arrival_price": nan, "avg_fill_price": nan, "shortfall": nan, "shortfall_bps": nan}
+    r = orders.rows
+    money, bps = shortfall(r["side"], r["filled"], r["value"], r["commission"], r["arrival"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average = np.where(r["filled"] > 0, r["value"] / r["filled"], np.nan)
+    return {"arrival_price": r["arrival"].copy(), "avg_fill_price": average, "shortfall": money, "shortfall_bps": bps}
 
 
 # --- decisions ----------------------------------------------------------------------------------

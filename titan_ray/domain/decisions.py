@@ -63,8 +63,9 @@ class DecisionId(str):
         return cls(model, symbol, int(bar))
 
 
-# The risk rules that flatten a model's positions on their own (``ForcedBy`` in domain/orders.py).
-RISK_RULES = ("kill_switch", "circuit_breaker", "daily_loss_limit")
+# The risk rules that flatten a model's positions on their own (``ForcedBy`` in domain/orders.py),
+# and the protective exits (``ledger.stops``) that close one position.
+RISK_RULES = ("kill_switch", "circuit_breaker", "daily_loss_limit", "stop_loss", "take_profit", "trailing_stop")
 
 
 class ForcedId(DecisionId):

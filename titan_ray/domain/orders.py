@@ -35,6 +35,8 @@ class RejectReason(str, Enum):
     DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
     CIRCUIT_BREAKER = "CIRCUIT_BREAKER"
     KILL_SWITCH = "KILL_SWITCH"
+    VAR_LIMIT = "VAR_LIMIT"  # the model's rolling VaR is past risk.max_var_pct: no new risk
+    GROUP_EXPOSURE_EXCEEDED = "GROUP_EXPOSURE_EXCEEDED"  # a group's exposure would pass risk.max_group_pct
 
 
 class HaltReason(str, Enum):
@@ -52,10 +54,22 @@ class ForcedBy(str, Enum):
     KILL_SWITCH = "risk:kill_switch"
     CIRCUIT_BREAKER = "risk:circuit_breaker"
     DAILY_LOSS_LIMIT = "risk:daily_loss_limit"
+    # protective exits (``ledger.stops``): they close a position on the bar a level is crossed
+    STOP_LOSS = "risk:stop_loss"
+    TAKE_PROFIT = "risk:take_profit"
+    TRAILING_STOP = "risk:trailing_stop"
+
+    @property
+    def flattens(self) -> bool:
+        """A rule that flattens every position (and stages it for the next fill bar), not an exit."""
+        return self.name in RejectReason.__members__
 
     @property
     def reject_reason(self) -> RejectReason:
-        """What a model's order on the same bar is rejected with: it gives way to this flattening."""
+        """What a model's order on the same bar is rejected with: it gives way to this flattening
+        (a protective exit fills on the bar it fires, so nothing ever gives way to one)."""
+        if not self.flattens:
+            raise ValueError(f"{self.value} is a protective exit: no order gives way to it")
         return RejectReason[self.name]
 
     @property

@@ -4,14 +4,20 @@ For each model and each bar of a chunk, in this order (``fill: next_open``):
 
 1. new trading day → the daily loss limit resets;
 2. orders staged at the previous bar fill at this bar's open: target weight → order quantity
-   (``sizing``) → validator (finite price, weight in range) → risk (the pre-trade check) →
-   participation cap (the rest keeps working) → slippage → commission → portfolio;
-3. the portfolio is marked at the close (equity, cash, gross exposure recorded);
-4. path-dependent risk (drawdown circuit breaker, daily loss limit) may stage flattening orders,
+   → validator (finite price, weight in range) → risk (the pre-trade check, the VaR limit, the
+   group caps) → the execution algorithm's child slice → participation cap (the rest keeps
+   working) → slippage or impact → commission → portfolio;
+3. protective exits (``ledger.stops``) watch the bar's open, high and low and close what crosses
+   a level, each exit an order with its cause and an explanation;
+4. the portfolio is marked at the close (equity, cash, gross exposure recorded) and the model's
+   rolling VaR updated;
+5. path-dependent risk (drawdown circuit breaker, daily loss limit) may stage flattening orders,
    each recorded with the rule's numbers so that "why?" can answer for its fills;
-5. weights that changed at this bar are staged to fill at the next bar's open.
+6. weights that changed at this bar are sized (``ledger.sizing``, from the market's causal
+   estimates, ``ledger/estimates.py``) and staged to fill at the next bar's open.
 
-With ``fill: same_close`` step 5 comes first and its orders fill at this bar's close in step 2.
+With ``fill: same_close`` step 3 comes first and step 6 before step 2, whose orders fill at this
+bar's close. docs/risk.md has every rule's formula.
 A weight that does not change creates no order: the ledger turns *changes* of weight into orders,
 so a position is sized once, when the model asks for it, and then drifts with the market.
 
@@ -26,6 +32,7 @@ size: all state that crosses a chunk boundary lives in the books.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -33,12 +40,22 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
-from titan_ray.config import FixedQuantitySizing, LedgerConfig, RiskConfig, SqrtImpactSlippage
+from titan_ray.config import (
+    AlmgrenChrissSlippage,
+    FixedQuantitySizing,
+    KellySizing,
+    LedgerConfig,
+    RiskConfig,
+    RiskParitySizing,
+    SqrtImpactSlippage,
+    VolTargetSizing,
+)
 from titan_ray.domain.bars import BarBatch
-from titan_ray.domain.calendar import Calendar, session_days
+from titan_ray.domain.calendar import TRADING_DAYS, Calendar, session_days
 from titan_ray.domain.decisions import Decisions, Explanation, ExplanationBatch
 from titan_ray.domain.orders import (
     Fill,
@@ -49,15 +66,18 @@ from titan_ray.domain.orders import (
     RoundTrip,
 )
 from titan_ray.ledger import kernel
+from titan_ray.ledger.estimates import N_FIELDS, MarketEstimates
 from titan_ray.ledger.money import Commission, to_micro
 from titan_ray.ledger.portfolio import KINDS, Book, Scratch
 from titan_ray.ledger.records import REASON, STATUS, Causes, Records
 from titan_ray.risk.engine import forced_explanations, reject_detail
 
+log = logging.getLogger(__name__)
 _HALT = {kernel.HALT_NONE: None, kernel.HALT_CIRCUIT_BREAKER: HaltReason.CIRCUIT_BREAKER,
          kernel.HALT_KILL_SWITCH: HaltReason.KILL_SWITCH}
 _RISK_DETAILS = {kernel.DETAIL_KILL_SWITCH, kernel.DETAIL_CIRCUIT_BREAKER, kernel.DETAIL_DAILY_LOSS_LIMIT,
-                 kernel.DETAIL_EQUITY_NOT_POSITIVE, kernel.DETAIL_POSITION_PCT, kernel.DETAIL_GROSS_AFTER}
+                 kernel.DETAIL_EQUITY_NOT_POSITIVE, kernel.DETAIL_POSITION_PCT, kernel.DETAIL_GROSS_AFTER,
+                 kernel.DETAIL_VAR_LIMIT, kernel.DETAIL_GROUP_AFTER}
 _EXACT_LIMIT = 1 << 62  # the kernel's money is int64 micro-units
 # Booking on threads pays when each model's chunk is large (a replay's), not for a live bar: at most
 # this many threads (the ledger is one actor; more cores than this are the models'), and only for
@@ -133,7 +153,9 @@ class Ledger:
         self.risk_cfg = risk
         self.symbols = tuple(symbols)
         self.calendar = Calendar(calendar)
-        self._rules = _rules(ledger, risk)
+        self._rules = _rules(ledger, risk, self.calendar)
+        self._estimates = MarketEstimates(ledger, len(self.symbols), self.calendar)
+        self._groups = _group_index(risk, self.symbols)
         initial_micro = to_micro(ledger.initial_cash)
         if initial_micro >= _EXACT_LIMIT:
             raise ValueError(f"ledger.initial_cash={ledger.initial_cash} is more than the ledger books exactly "
@@ -141,7 +163,8 @@ class Ledger:
         n = len(self.symbols)
         self.books: dict[str, Book] = {
             name: Book(name, n, long_only, initial_micro, memory_rows=memory_rows,
-                       folder=None if spill is None else Path(spill) / f"book-{i:05d}")
+                       folder=None if spill is None else Path(spill) / f"book-{i:05d}",
+                       var_window=risk.var_window if self._rules.var_limit else 1, stops=self._rules.stops)
             for i, (name, long_only) in enumerate(models.items())
         }
         self._causes = {name: Causes(name, self.symbols) for name in self.books}  # ids made once per decision
@@ -150,7 +173,7 @@ class Ledger:
         if first is not None:
             # A chunk of no bars changes nothing; it loads the compiled core (from numba's cache,
             # a few tenths of a second once per process) here rather than inside the first chunk.
-            self._book(first, _frozen(np.empty((0, n))), False, 0, *_empty_chunk(n))
+            self._book(first, _frozen(np.empty((0, n))), False, 0, *_empty_chunk(n, self._estimates.active))
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -171,8 +194,10 @@ class Ledger:
         # Session days matter only to a daily loss limit or a drawdown breaker.
         days = session_days(bars.timestamps, self.calendar) if self._rules.path_limits else np.zeros(n_t, np.int64)
         ref, fill_mark = (bars.open, open_mark) if self._rules.next_open else (bars.close, close_mark)
+        estimates = self._estimates.update(bars.timestamps, close_mark, bars.high, bars.low, bars.volume)
         shared = (_frozen(bars.timestamps, np.int64), _frozen(days, np.int64), _frozen(ref), _frozen(fill_mark),
-                  _frozen(close_mark), _frozen(bars.volume))
+                  _frozen(close_mark), _frozen(bars.volume), _frozen(bars.open), _frozen(bars.high),
+                  _frozen(bars.low), _frozen(estimates), _frozen(self._groups, np.int64))
         work: list[tuple[Book, np.ndarray, Decisions | None]] = []
         for name, book in self.books.items():
             if seq <= book.seq:
@@ -211,9 +236,10 @@ class Ledger:
 
     def _book(self, book: Book, weights: np.ndarray, validate: bool, start: int, *chunk: np.ndarray) -> None:
         """One model's chunk through the compiled core; ``chunk``: timestamps, day keys, the fill
-        prices, the marks that size orders, the close marks and the volumes, all read-only."""
+        prices, the marks that size orders, the close marks, the volumes, the bars' opens, highs and
+        lows, the market estimates and the symbols' groups, all read-only."""
         with book.booking(Scratch.here(), len(weights)) as records:
-            kernel.book_chunk(self._rules, book.account, book.state, weights, validate,
+            kernel.book_chunk(self._rules, book.account, book.state, book.returns, weights, validate,
                               0.0 if book.long_only else -1.0, start, *chunk, *records)
 
     @property
@@ -239,7 +265,8 @@ class Ledger:
             raise ValueError(f"weights for {model!r} have shape {w.shape}; expected ({len(self.symbols)},): "
                              "one per symbol, in the ledger's symbol order")
         with book.booking(Scratch.here(), 1) as records:
-            kernel.stage_weights(book.account, book.state, w, bar, timestamp, records[KINDS.index("order")])
+            kernel.stage_weights(book.account, book.state, w, bar, timestamp, _frozen(self._last_close),
+                                 records[KINDS.index("order")])
 
     def fills(self, model: str, start: int = 0) -> list[Fill]:
         """``model``'s fills from the ``start``-th on (``Book.n_fills`` counts them): the live sink
@@ -290,7 +317,8 @@ class Ledger:
         w = book.state[at]
         requested, remaining = w["wk_requested"], w["wk_remaining"]
         for field, state in (("order_id", "wk_id"), ("cause", "wk_cause"), ("cause_bar", "wk_cause_bar"),
-                             ("timestamp", "wk_timestamp"), ("bar", "wk_bar")):
+                             ("timestamp", "wk_timestamp"), ("bar", "wk_bar"), ("arrival", "wk_arrival"),
+                             ("value", "wk_value"), ("commission", "wk_commission")):
             working[field] = w[state]
         working["symbol"] = at
         working["side"] = np.where(requested > 0, kernel.BUY, kernel.SELL)
@@ -315,6 +343,8 @@ class Ledger:
             return ""
         if detail == kernel.DETAIL_REPLACED:
             return "REPLACED: a newer target arrived"
+        if detail == kernel.DETAIL_STOPPED:
+            return f"REPLACED: a protective exit closed the {symbol} position"
         if detail == kernel.DETAIL_NO_MARKET_DATA:
             return f"NO_MARKET_DATA: no price for {symbol} on the fill bar"
         if detail == kernel.DETAIL_NO_LIQUIDITY:
@@ -356,14 +386,22 @@ class Ledger:
         )
 
 
-def _rules(ledger: LedgerConfig, risk: RiskConfig) -> kernel.Rules:
+def _rules(ledger: LedgerConfig, risk: RiskConfig, calendar: Calendar | str = Calendar.EQUITIES) -> kernel.Rules:
     """The settings as the kernel reads them; the commission as an exact int64 fraction."""
     commission = Commission(ledger.commission_bps)
     if max(commission.num, commission.den) >= _EXACT_LIMIT:
         raise ValueError(f"ledger.commission_bps={ledger.commission_bps} has more digits than the ledger books "
                          "exactly; round it to at most 12 decimal places")
-    slippage, sizing = ledger.slippage, ledger.sizing
+    slippage, sizing, stops, execution = ledger.slippage, ledger.sizing, ledger.stops, ledger.execution
     sqrt_impact = isinstance(slippage, SqrtImpactSlippage)
+    almgren = isinstance(slippage, AlmgrenChrissSlippage)
+    vol, kelly = isinstance(sizing, VolTargetSizing), isinstance(sizing, KellySizing)
+    mode = (kernel.SIZE_VOL_TARGET if vol else kernel.SIZE_KELLY if kelly
+            else kernel.SIZE_RISK_PARITY if isinstance(sizing, RiskParitySizing) else kernel.SIZE_TARGET)
+
+    def off(value: float | None) -> float:
+        return math.nan if value is None else float(value)
+
     return kernel.Rules(
         next_open=ledger.fill == "next_open",
         path_limits=risk.daily_loss_limit_pct is not None or risk.max_drawdown_pct is not None,
@@ -379,12 +417,57 @@ def _rules(ledger: LedgerConfig, risk: RiskConfig) -> kernel.Rules:
         max_gross_exposure=float(risk.max_gross_exposure),
         daily_loss_limit_pct=math.nan if risk.daily_loss_limit_pct is None else float(risk.daily_loss_limit_pct),
         max_drawdown_pct=math.nan if risk.max_drawdown_pct is None else float(risk.max_drawdown_pct),
+        sizing=int(mode),
+        target_vol=float(sizing.target_vol) if vol else math.nan,
+        max_leverage=float(sizing.max_leverage) if vol else math.nan,
+        kelly_fraction=float(sizing.fraction) if kelly else math.nan,
+        kelly_cap=float(sizing.cap) if kelly else math.nan,
+        days_per_year=float(TRADING_DAYS if Calendar(calendar) is Calendar.EQUITIES else 365),
+        stops=stops.active,
+        stop_loss_pct=off(stops.stop_loss_pct),
+        stop_loss_atr=off(stops.stop_loss_atr),
+        take_profit_pct=off(stops.take_profit_pct),
+        take_profit_atr=off(stops.take_profit_atr),
+        trailing_pct=off(stops.trailing_pct),
+        trailing_atr=off(stops.trailing_atr),
+        algo=int(_ALGOS[execution.algo]),
+        algo_bars=int(execution.bars),
+        pov_rate=float(execution.rate),
+        almgren=almgren,
+        ac_eta=float(slippage.eta) if almgren else 0.0,
+        ac_beta=float(slippage.beta) if almgren else 1.0,
+        ac_gamma=float(slippage.gamma) if almgren else 0.0,
+        ac_liquidity=float(slippage.liquidity_factor) if almgren else 1.0,
+        var_limit=risk.max_var_pct is not None,
+        max_var_pct=off(risk.max_var_pct),
+        var_alpha=round(1 - risk.var_level, 12),
+        var_parametric=risk.var_method == "parametric",
+        var_z=NormalDist().inv_cdf(round(1 - risk.var_level, 12)),
+        max_group_pct=off(risk.max_group_pct),
+        n_groups=len(set(risk.groups.values())) if risk.max_group_pct is not None else 0,
     )
 
 
-def _empty_chunk(n_symbols: int) -> tuple[np.ndarray, ...]:
+_ALGOS = {"immediate": kernel.ALGO_IMMEDIATE, "twap": kernel.ALGO_TWAP, "vwap": kernel.ALGO_VWAP,
+          "pov": kernel.ALGO_POV}
+
+
+def _group_index(risk: RiskConfig, symbols: tuple[str, ...]) -> np.ndarray:
+    """Each symbol's group as an index (sorted group names; -1: no group, or no group cap)."""
+    if risk.max_group_pct is None:
+        return np.full(len(symbols), -1, np.int64)
+    names = sorted(set(risk.groups.values()))
+    unknown = sorted(set(risk.groups) - set(symbols))
+    if unknown:
+        log.warning("risk.groups names symbols the data does not have (ignored): %s", unknown[:20])
+    return np.array([names.index(risk.groups[s]) if s in risk.groups else -1 for s in symbols], np.int64)
+
+
+def _empty_chunk(n_symbols: int, estimates: bool) -> tuple[np.ndarray, ...]:
     stamps, prices = _frozen(np.empty(0, np.int64), np.int64), _frozen(np.empty((0, n_symbols)))
-    return stamps, stamps, prices, prices, prices, prices
+    est = _frozen(np.empty((1, n_symbols, N_FIELDS if estimates else 0)))
+    groups = _frozen(np.full(n_symbols, -1, np.int64), np.int64)
+    return stamps, stamps, prices, prices, prices, prices, prices, prices, prices, est, groups
 
 
 def _frozen(a: np.ndarray, dtype: type = np.float64) -> np.ndarray:

@@ -75,8 +75,8 @@ class Scratch:
             scratch = cls._local.scratch = cls()
         return scratch
 
-    def arrays(self, n_bars: int, n_symbols: int) -> tuple[np.ndarray, ...]:
-        bounds = records_bound(n_bars, n_symbols)
+    def arrays(self, n_bars: int, n_symbols: int, stops: bool = False) -> tuple[np.ndarray, ...]:
+        bounds = records_bound(n_bars, n_symbols, stops)
         if any(bound > len(r) for r, bound in zip(self.records, bounds, strict=True)):
             self.records = tuple(r if bound <= len(r) else np.empty(bound, r.dtype)
                                  for r, bound in zip(self.records, bounds, strict=True))
@@ -87,7 +87,8 @@ class Book:
     """Everything the ledger knows about one model."""
 
     def __init__(self, model: str, n_symbols: int, long_only: bool, initial_cash_micro: int, *,
-                 memory_rows: int | None = None, folder: Path | None = None) -> None:
+                 memory_rows: int | None = None, folder: Path | None = None, var_window: int = 1,
+                 stops: bool = False) -> None:
         self.model = model
         self.long_only = long_only
         self.seq = -1  # last chunk sequence number applied
@@ -98,6 +99,8 @@ class Book:
                             ("last_bar", -1)):
             self.account[name] = value
         self.state = np.zeros(n_symbols, SYMBOL_STATE)
+        self.returns = np.zeros(var_window)  # the model's last returns, for the VaR limit (a ring)
+        self.stops = stops  # protective exits write more records per bar
         self._own_folder = memory_rows is not None and folder is None
         if self._own_folder:
             folder = Path(tempfile.mkdtemp(prefix="titan-ray-book-"))
@@ -121,7 +124,7 @@ class Book:
         for name in _COUNTS:
             a[name] = 0
         try:
-            yield scratch.arrays(n_bars, len(self.state))
+            yield scratch.arrays(n_bars, len(self.state), self.stops)
         finally:  # even after an error: the book keeps what was written, as it did writing in place
             for kind, name, base, written in zip(KINDS, _COUNTS, counts, scratch.records, strict=True):
                 n = int(a[name])

@@ -40,12 +40,15 @@ from titan_ray.ledger import kernel
 
 # The kernel's cause codes of the rules that flatten on their own.
 FORCED_BY = {kernel.CAUSE_KILL_SWITCH: ForcedBy.KILL_SWITCH, kernel.CAUSE_CIRCUIT_BREAKER: ForcedBy.CIRCUIT_BREAKER,
-             kernel.CAUSE_DAILY_LOSS_LIMIT: ForcedBy.DAILY_LOSS_LIMIT}
+             kernel.CAUSE_DAILY_LOSS_LIMIT: ForcedBy.DAILY_LOSS_LIMIT, kernel.CAUSE_STOP_LOSS: ForcedBy.STOP_LOSS,
+             kernel.CAUSE_TAKE_PROFIT: ForcedBy.TAKE_PROFIT, kernel.CAUSE_TRAILING_STOP: ForcedBy.TRAILING_STOP}
+EXITS = (ForcedBy.STOP_LOSS, ForcedBy.TAKE_PROFIT, ForcedBy.TRAILING_STOP)
 # An explanation row's inputs per rule: the value measured, the threshold, the equity, the reference.
 FORCED_FEATURES = {
     ForcedBy.CIRCUIT_BREAKER: ("drawdown", "max_drawdown_pct", "equity", "peak_equity"),
     ForcedBy.DAILY_LOSS_LIMIT: ("day_loss", "daily_loss_limit_pct", "equity", "day_start_equity"),
     ForcedBy.KILL_SWITCH: ("kill_switch", "equity"),
+    **{rule: ("trigger_price", "level", "equity", "entry_price") for rule in EXITS},
 }
 
 
@@ -65,6 +68,11 @@ def reject_detail(detail: int, number: float, risk: RiskConfig) -> str:
     if detail == kernel.DETAIL_GROSS_AFTER:
         return (f"GROSS_EXPOSURE_EXCEEDED: max_gross_exposure={risk.max_gross_exposure}, "
                 f"gross_after={number:.6f}")
+    if detail == kernel.DETAIL_VAR_LIMIT:
+        return (f"VAR_LIMIT: the {risk.var_method} {risk.var_level:.0%} VaR over {risk.var_window} bars is a loss "
+                f"of {-number:.4%} of equity, past max_var_pct={risk.max_var_pct}; only reducing orders pass")
+    if detail == kernel.DETAIL_GROUP_AFTER:
+        return f"GROUP_EXPOSURE_EXCEEDED: max_group_pct={risk.max_group_pct}, group_after={number:.6f}"
     raise ValueError(f"detail code {detail} is not a risk rejection")
 
 
@@ -86,10 +94,11 @@ def forced_explanations(model: str, records: np.ndarray, symbols: tuple[str, ...
         else:
             values = np.column_stack([r["measured"], r["threshold"], r["equity"], r["reference"]])
         sentences = tuple(
-            forced_sentence(rule, symbols[s], weight, bar, equity, measured, threshold, reference)
-            for s, weight, bar, equity, measured, threshold, reference in zip(
+            forced_sentence(rule, symbols[s], weight, bar, equity, measured, threshold, reference, price)
+            for s, weight, bar, equity, measured, threshold, reference, price in zip(
                 r["symbol"].tolist(), r["weight"].tolist(), r["bar"].tolist(), r["equity"].tolist(),
-                r["measured"].tolist(), r["threshold"].tolist(), r["reference"].tolist(), strict=True))
+                r["measured"].tolist(), r["threshold"].tolist(), r["reference"].tolist(), r["price"].tolist(),
+                strict=True))
         out.append(ExplanationBatch(
             model=model, kind="risk", method="risk", bar=r["bar"].copy(), symbol=r["symbol"].copy(),
             timestamp=r["timestamp"].copy(), old_weight=r["weight"].copy(), new_weight=np.zeros(len(r)),
@@ -99,10 +108,12 @@ def forced_explanations(model: str, records: np.ndarray, symbols: tuple[str, ...
 
 
 def forced_sentence(rule: ForcedBy, symbol: str, weight: float, bar: int, equity: float, measured: float,
-                    threshold: float, reference: float) -> str:
+                    threshold: float, reference: float, price: float = math.nan) -> str:
     """Why a rule flattened a position, for a trader: the action, the rule and its threshold, the
     value that crossed it and what follows."""
     action = action_phrase(symbol, weight, 0.0)
+    if rule in EXITS:
+        return exit_sentence(rule, action, bar, price, measured, threshold, reference)
     if rule is ForcedBy.KILL_SWITCH:
         return (f"{action}: the model's kill switch was turned on after bar {bar} (equity {equity:,.2f}); "
                 "every position is flattened and only orders that reduce risk pass until it is turned off")
@@ -114,6 +125,20 @@ def forced_sentence(rule: ForcedBy, symbol: str, weight: float, bar: int, equity
     return (f"{action}: risk rule daily_loss_limit_pct {limit} fired at bar {bar}: the day's loss {crossed} "
             f"from its opening equity of {reference:,.2f} (equity {equity:,.2f}); no new risk until the next "
             "session day")
+
+
+def exit_sentence(rule: ForcedBy, action: str, bar: int, price: float, measured: float, level: float,
+                  entry: float) -> str:
+    """Why a protective exit closed a position: its level against the entry, the price that crossed
+    it, and whether it filled at the level or, the bar having opened through it, at the open."""
+    name = {ForcedBy.STOP_LOSS: "stop-loss", ForcedBy.TAKE_PROFIT: "take-profit",
+            ForcedBy.TRAILING_STOP: "trailing stop"}[rule]
+    move = f" ({level / entry - 1:+.2%} from the entry {entry:,.4f})" if entry else ""
+    if price != level:
+        crossed = f"the bar opened at {measured:,.4f}, through the level: filled at the open (gap rule)"
+    else:
+        crossed = f"the bar traded at {measured:,.4f}: filled at the level"
+    return f"{action}: {name} at {level:,.4f}{move} hit at bar {bar}; {crossed}"
 
 
 def _percent_beyond(value: float, threshold: float) -> str:

@@ -100,14 +100,26 @@ def orders_by_record(results: dict[str, ModelResults]) -> pd.DataFrame:
             "model": o.model, "order_id": o.order_id, "decision_id": o.decision_id, "symbol": o.symbol,
             "timestamp": o.timestamp, "bar": o.bar, "side": o.side.value, "quantity": o.quantity,
             "filled": o.filled, "status": o.status.value, "reason": o.reason.value if o.reason else None,
-            "detail": o.detail,
+            "detail": o.detail, **_execution(row),
         }
         for r in results.values()
-        for o in r.orders
+        for o, row in zip(r.orders, r.orders.rows, strict=True)
     ]
     df = pd.DataFrame(rows, columns=out._ORDER_COLUMNS)
     df["timestamp"] = _utc(df["timestamp"].astype(np.int64))
     return df
+
+
+def _execution(row: np.void) -> dict[str, float]:
+    """An order's execution, from its record's numbers one by one (Perold's shortfall, by hand)."""
+    filled, arrival, value = float(row["filled"]), float(row["arrival"]), float(row["value"])
+    if not (filled > 0 and math.isfinite(arrival) and arrival > 0):
+        return {"arrival_price": arrival, "avg_fill_price": value / filled if filled > 0 else math.nan,
+                "shortfall": math.nan, "shortfall_bps": math.nan}
+    cost = (value - filled * arrival) if row["side"] > 0 else (filled * arrival - value)
+    cost += int(row["commission"]) / 1e6
+    return {"arrival_price": arrival, "avg_fill_price": value / filled, "shortfall": cost,
+            "shortfall_bps": cost / (filled * arrival) * 1e4}
 
 
 def decisions_by_record(results: dict[str, ModelResults]) -> pd.DataFrame:

@@ -40,7 +40,10 @@ def test_parse_reads_an_id_at_the_edge(text: str, parts: tuple | None) -> None:
 def test_a_forced_cause_reads_as_its_rule_and_maps_to_its_reject_reason() -> None:
     assert str(ForcedBy.KILL_SWITCH) == "risk:kill_switch"
     assert json.dumps(ForcedBy.CIRCUIT_BREAKER) == '"risk:circuit_breaker"'
-    assert {f.reject_reason for f in ForcedBy} == {
+    assert {f.reject_reason for f in ForcedBy if f.flattens} == {
         RejectReason.KILL_SWITCH, RejectReason.CIRCUIT_BREAKER, RejectReason.DAILY_LOSS_LIMIT}
+    assert [f.rule for f in ForcedBy if not f.flattens] == ["stop_loss", "take_profit", "trailing_stop"]
+    with pytest.raises(ValueError, match="protective exit"):
+        ForcedBy.STOP_LOSS.reject_reason  # noqa: B018
     staged = PendingTarget(0.0, ForcedBy.DAILY_LOSS_LIMIT)
     assert isinstance(staged.cause, ForcedBy) and not isinstance(staged.cause, DecisionId)

@@ -4,7 +4,8 @@
   micro-unit (integers, no float drift);
 - equity = cash + sum(position x mark) at every bar;
 - the round trips' exact P&L plus the open trips' cash flows equal cash - initial;
-- every rejected order carries a reason, every fill a positive quantity;
+- every rejected order carries a reason, every fill a positive quantity, and an order's fills (the
+  child fills of twap, vwap and pov parents) add up to what it says it filled;
 - results do not depend on how the bars are chunked.
 """
 
@@ -42,8 +43,21 @@ def scenarios(draw):
             "slippage": draw(st.sampled_from([
                 {"model": "fixed_bps", "bps": 0}, {"model": "fixed_bps", "bps": 7},
                 {"model": "sqrt_impact", "coefficient": 0.05, "bps": 1},
+                {"model": "almgren_chriss", "window": 3, "bps": 2},
             ])),
-            "sizing": draw(st.sampled_from([{"mode": "target_weight"}, {"mode": "fixed_quantity", "quantity": 37}])),
+            "sizing": draw(st.sampled_from([
+                {"mode": "target_weight"}, {"mode": "fixed_quantity", "quantity": 37},
+                {"mode": "vol_target", "window": 3, "target_vol": 0.5}, {"mode": "kelly", "window": 4, "cap": 2},
+                {"mode": "risk_parity", "window": 3},
+            ])),
+            "stops": draw(st.sampled_from([
+                {}, {"stop_loss_pct": 0.04}, {"take_profit_pct": 0.05, "trailing_pct": 0.03},
+                {"stop_loss_atr": 1.5, "take_profit_atr": 2, "trailing_atr": 1, "atr_period": 3},
+            ])),
+            "execution": draw(st.sampled_from([
+                {"algo": "immediate"}, {"algo": "twap", "bars": 3}, {"algo": "vwap", "bars": 4, "volume_window": 3},
+                {"algo": "pov", "rate": 0.2},
+            ])),
             "fill": draw(st.sampled_from(["next_open", "same_close"])),
             "fractional": draw(st.booleans()),
             "max_participation": draw(st.sampled_from([None, 0.05, 0.5])),
@@ -54,6 +68,9 @@ def scenarios(draw):
             "max_gross_exposure": draw(st.sampled_from([0.5, 1.0, 3.0])),
             "daily_loss_limit_pct": draw(st.sampled_from([None, 0.02])),
             "max_drawdown_pct": draw(st.sampled_from([None, 0.1])),
+            **draw(st.sampled_from([{}, {"max_var_pct": 0.01, "var_window": 10},
+                                    {"max_var_pct": 0.02, "var_window": 12, "var_method": "parametric"}])),
+            **draw(st.sampled_from([{}, {"max_group_pct": 0.6, "groups": {"S0": "a", "S1": "a", "S3": "b"}}])),
         },
     }
     chunk = draw(st.integers(1, n_t))
@@ -97,11 +114,18 @@ def test_books_balance_exactly(scenario):
     if not res.positions:
         assert open_flows == 0  # everything closed: the round trips are the whole cash P&L
 
+    filled: dict[int, float] = {}
+    for f in res.fills:
+        filled[f.order_id] = filled.get(f.order_id, 0.0) + f.quantity
     for o in res.orders:
         assert (o.status is OrderStatus.REJECTED) == (o.reason is not None)
         assert o.filled <= o.quantity + 1e-9
+        assert abs(filled.pop(o.order_id, 0.0) - o.filled) <= 1e-9 * max(1.0, o.filled)
+        if o.status is OrderStatus.FILLED:
+            assert o.filled == o.quantity
         if o.status is OrderStatus.REJECTED:
             assert o.detail.startswith(o.reason.value)
+    assert not filled  # every fill belongs to an order
 
 
 @settings(max_examples=60, deadline=None)
