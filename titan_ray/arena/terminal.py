@@ -31,6 +31,8 @@ def _fmt(value: Any, kind: str) -> str:
         return f"{value:,.2f}"
     if kind == "ratio":
         return f"{value:.2f}"
+    if kind == "bps":
+        return f"{value:+.1f}"
     if kind == "int":
         return f"{int(value):,}"
     return str(value)
@@ -49,6 +51,13 @@ _FINAL_COLUMNS = [
     ("PF", "profit_factor", "ratio"), ("win", "win_rate", "share"), ("trades", "n_trades", "int"),
     ("orders", "n_orders", "int"), ("rejected", "n_rejected", "int"), ("turnover", "turnover", "ratio"),
     ("exposure", "exposure", "share"), ("p(SR≤bench)", "sharpe_vs_benchmark_p", "ratio"),
+]
+
+
+# Tail risk per bar (a return: negative is a loss) and the cost of execution against the arrival price.
+_RISK_COLUMNS = [
+    ("model", "model", "str"), ("VaR 95%", "var_95", "pct"), ("CVaR 95%", "cvar_95", "pct"),
+    ("VaR 99%", "var_99", "pct"), ("CVaR 99%", "cvar_99", "pct"), ("shortfall bps", "implementation_shortfall", "bps"),
 ]
 
 
@@ -123,6 +132,10 @@ class LiveView:
             w(line + "\n")
         for line in regime_table(leaderboard):
             w(line + "\n")
+        if any("var_95" in r for r in leaderboard):
+            w("\nTail risk per bar (historical VaR and CVaR, a return) and implementation shortfall (bps of the "
+              "arrival notional, a cost):\n")
+            w("\n".join(render_table([{**r, "beats_benchmark": False} for r in leaderboard], _RISK_COLUMNS)) + "\n")
         bench = next((r.get("benchmark") for r in leaderboard if r.get("benchmark")), None)
         if bench:
             w(f"\n* Sharpe beats the benchmark '{bench}' (paired block bootstrap, one-sided p < "

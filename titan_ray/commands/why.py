@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from titan_ray.arena.views import decision_features
+from titan_ray.domain.decisions import EXIT_RULES, DecisionId, ForcedId
 
 BAR_WIDTH = 24
 
@@ -73,6 +74,12 @@ def _record(r: Any) -> dict[str, Any]:
     return rec
 
 
+def _priced(rec: dict[str, Any]) -> str:
+    """What the decision's price is: the close it was decided at, or a protective exit's price."""
+    did = DecisionId.parse(str(rec["decision_id"]))
+    return "exiting at" if isinstance(did, ForcedId) and did.rule in EXIT_RULES else "at close"
+
+
 def render(rec: dict[str, Any], *, top: int = 10) -> str:
     """The explanation as text: header, sentence, outcome, then the inputs as a bar chart."""
     lines = [
@@ -80,7 +87,7 @@ def render(rec: dict[str, Any], *, top: int = 10) -> str:
         "",
         rec["sentence"] or "",
         "",
-        f"weight {rec['old_weight']:.4g} → {rec['new_weight']:.4g} at close {rec['price']:.4f}; " + _outcome(rec),
+        f"weight {rec['old_weight']:.4g} → {rec['new_weight']:.4g} {_priced(rec)} {rec['price']:.4f}; " + _outcome(rec),
     ]
     feats = rec["features"]
     attrs = [f["attribution"] for f in feats if math.isfinite(f["attribution"])]

@@ -65,7 +65,8 @@ class DecisionId(str):
 
 # The risk rules that flatten a model's positions on their own (``ForcedBy`` in domain/orders.py),
 # and the protective exits (``ledger.stops``) that close one position.
-RISK_RULES = ("kill_switch", "circuit_breaker", "daily_loss_limit", "stop_loss", "take_profit", "trailing_stop")
+EXIT_RULES = ("stop_loss", "take_profit", "trailing_stop")
+RISK_RULES = ("kill_switch", "circuit_breaker", "daily_loss_limit", *EXIT_RULES)
 
 
 class ForcedId(DecisionId):

@@ -83,3 +83,18 @@ def test_finish_explains_the_dash_below_the_table() -> None:
     stream = io.StringIO()
     LiveView(stream, interactive=False).finish([withhold(ROW, ENOUGH)], RUN_INFO, None)
     assert "withheld" not in stream.getvalue() and "—" not in stream.getvalue()
+
+
+def test_finish_prints_tail_risk_and_shortfall_under_the_leaderboard() -> None:
+    stream = io.StringIO()
+    row = {**ROW, "var_95": -0.0123, "cvar_95": -0.02, "var_99": -0.031, "cvar_99": None,
+           "implementation_shortfall": 11.34}
+    LiveView(stream, interactive=False).finish([withhold(row, ENOUGH)], RUN_INFO, None)
+    lines = stream.getvalue().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Tail risk per bar"))
+    assert lines[at + 1].split() == ["model", "VaR", "95%", "CVaR", "95%", "VaR", "99%", "CVaR", "99%",
+                                     "shortfall", "bps"]
+    assert lines[at + 3].split() == ["sma", "-1.23%", "-2.00%", "-3.10%", "–", "+11.3"]
+    stream = io.StringIO()
+    LiveView(stream, interactive=False).finish([withhold(ROW, ENOUGH)], RUN_INFO, None)
+    assert "Tail risk" not in stream.getvalue()  # rows without the keys (an older results folder)

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from helpers import DAY, T0, decisions, ledger
 
+from titan_ray.arena.results import decisions_frame
+from titan_ray.commands import why
 from titan_ray.config import parse_config
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.orders import OrderStatus, RejectReason, Side
@@ -126,6 +128,18 @@ def test_a_stop_loss_fills_at_its_level_when_the_low_crosses_it():
     assert why.method == "risk" and "stop-loss at 95.0000 (-5.00% from the entry 100.0000)" in why.sentence
     assert {f.name: f.value for f in why.features} == {"trigger_price": 94.0, "level": 95.0,
                                                        "equity": res.equity[2], "entry_price": 100.0}
+
+
+def test_why_reads_a_stop_exit_from_the_results_folder_frames():
+    b = bars([100, 100, 99, 97, 97], high=[100, 101, 100, 98, 98], low=[100, 99, 96, 94, 96],
+             close=[100, 100, 98, 96, 97])
+    res = run(b, [1] * 5, ledger={"initial_cash": 100_000, "stops": {"stop_loss_pct": 0.05}})
+    frame = decisions_frame({"m": res})
+    row = frame[frame["decision_id"] == "risk:stop_loss:m:S0:3"].iloc[0]
+    text = why.render(why._record(row))
+    weight = 1000 * 95.0 / res.equity[2]  # the position at the exit's price, of the last close's equity
+    assert text.splitlines()[2].startswith(f"Sold 1000 S0 (weight {weight:.4g} → 0): stop-loss at 95.0000")
+    assert "exiting at 95.0000; order FILLED, filled 1000 at 95.0000" in text
 
 
 def test_a_gap_through_the_stop_fills_at_the_open():

@@ -28,6 +28,11 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
     { key: "turnover", label: "Turnover", fmt: (x) => (fmt.finite(x) ? fmt.ratio(x, 1) + "×" : fmt.DASH), annualised: true,
       title: "annualised one-way turnover: traded value / mean equity / 2, per year" },
     { key: "exposure", label: "Exposure", fmt: (x) => fmt.pct(x, 1), title: "average invested fraction" },
+    { key: "var_95", label: "VaR 95%", fmt: fmt.signedPct,
+      title: "historical 95% value at risk of one bar's return (negative: a loss); docs/risk.md" },
+    { key: "cvar_95", label: "CVaR 95%", fmt: fmt.signedPct, title: "mean of the worst 5% of bar returns" },
+    { key: "implementation_shortfall", label: "Shortfall", fmt: (x) => (fmt.finite(x) ? fmt.ratio(x, 1) + " bps" : fmt.DASH),
+      title: "implementation shortfall: the fills against the decision's close, commission included, in bps of the arrival notional" },
     { key: "p_value", alt: "sharpe_vs_benchmark_p", label: "vs benchmark", sig: true, annualised: true,
       title: "paired bootstrap test of “Sharpe ≤ the benchmark's”: ▲ where it is rejected; p-value beside" },
   ];
