@@ -136,6 +136,14 @@ def _rolling(values: np.ndarray, rows: np.ndarray, window: int, how: str) -> np.
     if not ok.any():
         return out
     starts = rows[ok] - window + 1
-    windows = np.lib.stride_tricks.sliding_window_view(values, window, axis=0)[starts]  # a copy: (n, S, w)
-    out[ok] = windows.std(axis=2, ddof=1) if how == "std" else windows.mean(axis=2)
+    view = np.lib.stride_tricks.sliding_window_view(values, window, axis=0)
+    got = np.empty((len(starts), n_s))
+    block = max(1, _BLOCK_CELLS // max(1, n_s * window))  # rows at a time: a bounded copy, whatever the chunk
+    for lo in range(0, len(starts), block):
+        windows = view[starts[lo:lo + block]]  # a contiguous copy: (rows, S, window)
+        got[lo:lo + block] = windows.std(axis=2, ddof=1) if how == "std" else windows.mean(axis=2)
+    out[ok] = got
     return out
+
+
+_BLOCK_CELLS = 1 << 20  # values copied at once by _rolling (8 MiB)
