@@ -37,7 +37,7 @@ from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Decisions, Feature, action_phrase
 from titan_ray.features.pipeline import FeatureEngine
 from titan_ray.models.base import Reasons, TradingModel, hold_forward
-from titan_ray.models.llm_client import ChatCache, ChatClient, ChatOutcome, cache_only_from_env
+from titan_ray.models.llm_client import ChatCache, ChatClient, ChatOutcome, LlmCacheMiss, cache_only_from_env
 from titan_ray.models.llm_prompt import (
     Answer,
     InvalidAnswer,
@@ -90,6 +90,7 @@ class LlmModel(TradingModel):
         self._decision_bars: list[int] = []
         self._contaminated: list[int] = []
         self._why: dict[int, dict[str, Any]] = {}  # decision bar -> what was shown and answered
+        self._miss: str | None = None  # the first cache miss in cache-only mode
 
     # --- the arena's hooks ----------------------------------------------------------------------
 
@@ -124,7 +125,7 @@ class LlmModel(TradingModel):
             "contaminated_bars": len(self._contaminated),
         }
         return {"leaderboard": board, "calls": list(calls), "decision_bars": list(self._decision_bars),
-                "contaminated_bars": list(self._contaminated)}
+                "contaminated_bars": list(self._contaminated), "cache_miss": self._miss}
 
     # --- deciding -------------------------------------------------------------------------------
 
@@ -185,8 +186,13 @@ class LlmModel(TradingModel):
         if not jobs:
             return {}
         workers = min(self.params.max_concurrency, len(jobs))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"llm-{self.name}") as pool:
-            outcomes = list(pool.map(lambda job: self._clients[job[2]].complete(job[4], self._samples[job[2]]), jobs))
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"llm-{self.name}") as pool:
+                outcomes = list(pool.map(lambda job: self._clients[job[2]].complete(job[4], self._samples[job[2]]),
+                                         jobs))
+        except LlmCacheMiss as err:
+            self._miss = self._miss or str(err)  # the run reads it from the account and fails with it
+            raise
         answers = {}
         for (t, b, v, shown, _), (key, outcome) in zip(jobs, outcomes, strict=True):
             answer, status, error = self._check(outcome, shown)

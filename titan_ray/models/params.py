@@ -293,6 +293,7 @@ class AllocatorParams(ModelParams):
 
 # --- LLM competitors (titan_ray/models/llm.py) ----------------------------------------------------
 
+DEFAULT_LLM_MODEL = "llama3.1:8b"
 DEFAULT_LLM_FEATURES = ["ret_1", "ret_5", "ret_20", "vol_20", "rsi_14", "bb_pos_20"]
 
 
@@ -308,7 +309,8 @@ class LlmMember(ModelParams):
 class LlmParams(ModelParams):
     base_url: str = Field("http://localhost:11434/v1", description="an OpenAI-compatible endpoint (the part "
                           "before /chat/completions): Ollama, vLLM, llama.cpp server, OpenRouter")
-    model: str | None = Field(None, description="the model's name at the endpoint (or give `members`)")
+    model: str | None = Field(None, description=f"the model's name at the endpoint (or give `members`); null "
+                              f"and no members = {DEFAULT_LLM_MODEL} (Ollama's name)")
     api_key_env: str | None = Field(None, description="name of the environment variable that holds the API key "
                                     "(the key itself never goes in a config); null = no Authorization header")
     members: list[LlmMember] | None = Field(
@@ -342,8 +344,8 @@ class LlmParams(ModelParams):
 
     @model_validator(mode="after")
     def _check(self) -> LlmParams:
-        if (self.model is None) == (self.members is None):
-            raise ValueError("give either `model` (one LLM) or `members` (a committee), not both or neither")
+        if self.model is not None and self.members is not None:
+            raise ValueError("give either `model` (one LLM) or `members` (a committee), not both")
         FeatureEngine(self.features)  # an unknown name raises, listing the known ones
         if self.knowledge_cutoff is not None:
             date.fromisoformat(self.knowledge_cutoff)  # 2024-02-30 raises
@@ -352,7 +354,7 @@ class LlmParams(ModelParams):
     def voters(self) -> list[LlmMember]:
         """The members, each with its endpoint and key variable filled in from the committee's."""
         if self.members is None:
-            return [LlmMember(model=self.model or "", base_url=self.base_url, api_key_env=self.api_key_env)]
+            return [LlmMember(model=self.model or DEFAULT_LLM_MODEL, base_url=self.base_url, api_key_env=self.api_key_env)]
         return [LlmMember(model=m.model, base_url=m.base_url or self.base_url,
                           api_key_env=m.api_key_env if m.api_key_env is not None else self.api_key_env)
                 for m in self.members]

@@ -233,7 +233,8 @@ def test_leakage_guards_anonymise_shift_and_flag_contamination(stub, tmp_path, m
 
 def test_params_are_strict_and_say_how_to_fix_them():
     with pytest.raises(ValueError, match="either `model`"):
-        LlmParams.model_validate({})
+        LlmParams.model_validate({"model": "x", "members": [{"model": "y"}]})
+    assert [v.model for v in LlmParams.model_validate({}).voters()] == ["llama3.1:8b"]  # Ollama by default
     with pytest.raises(ValueError, match="unknown feature"):
         LlmParams.model_validate({"model": "x", "features": ["nope"]})
     with pytest.raises(ValueError):
