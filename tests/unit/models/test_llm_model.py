@@ -8,18 +8,21 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 from openai_stub import OpenAIStub
 
-from titan_ray.config import DataConfig
+import titan_ray
+from titan_ray.config import DataConfig, load_config
 from titan_ray.data.synthetic import SyntheticProvider
 from titan_ray.domain.bars import BarBatch
 from titan_ray.models.kinds import build_model
 from titan_ray.models.llm_client import CACHE_ONLY_ENV, LlmCacheMiss
 from titan_ray.models.params import LlmParams
 
+CONFIGS = Path(titan_ray.__file__).parent / "configs"
 KEY_ENV = "TITAN_TEST_LLM_UNIT_KEY"
 KEY = "sk-unit-secret-0123456789"
 EVERY = 10
@@ -241,3 +244,12 @@ def test_params_are_strict_and_say_how_to_fix_them():
         LlmParams.model_validate({"model": "x", "knowledge_cutoff": "2024-02-30"})
     with pytest.raises(ValueError):
         LlmParams.model_validate({"model": "x", "api_key": "sk-inline"})  # keys come from the environment only
+
+
+def test_the_packaged_llm_config_and_its_committee_validate():
+    config = load_config(CONFIGS / "llm.yaml")
+    llm = next(m for m in config.models if m.kind == "llm")
+    params = LlmParams.model_validate(llm.params)
+    assert params.base_url == "http://localhost:11434/v1" and params.api_key_env is None
+    committee = {**llm.params, "model": None, "members": [{"model": "a"}, {"model": "b", "api_key_env": "K"}]}
+    assert [v.api_key_env for v in LlmParams.model_validate(committee).voters()] == [None, "K"]
