@@ -23,7 +23,6 @@ position, so the requests of one chunk do not wait on one another.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -69,6 +68,7 @@ class LlmModel(TradingModel):
         self._shown_names = tuple(f"SYM{i + 1}" for i in range(n)) if p.anonymise_symbols else self.symbols
         per = p.symbols_per_request or n
         self._batches = [np.arange(i, min(i + per, n)) for i in range(0, n, per)]
+        self._batch_of = np.repeat(np.arange(len(self._batches)), [len(b) for b in self._batches])
         voters = p.voters()
         self._labels = _labels([v.model for v in voters])
         # a model listed again at the same endpoint is sampled again: its requests are cached apart
@@ -153,14 +153,14 @@ class LlmModel(TradingModel):
         for t in rows:
             bar = bars.start + t
             votes = np.full((len(self.symbols), len(self._clients)), np.nan)
-            conf = np.full(len(self._clients), np.nan)
+            conf = np.full((len(self._batches), len(self._clients)), np.nan)
             rationale: dict[tuple[int, int], str] = {}  # (voter, batch) -> text
             for b, idx in enumerate(self._batches):
                 for v in range(len(self._clients)):
                     ans = answers.get((t, b, v))
                     if ans is not None:
                         votes[idx, v] = ans.weights
-                        conf[v] = ans.confidence if math.isnan(conf[v]) else min(conf[v], ans.confidence)
+                        conf[b, v] = ans.confidence
                         rationale[v, b] = ans.rationale
             valid = ~np.isnan(votes).all(axis=1)
             if valid.any():
@@ -262,7 +262,7 @@ class LlmModel(TradingModel):
             votes = why["votes"][c]
             n_valid = int(np.isfinite(votes).sum())
             values[i, :k] = why["values"][c]
-            conf = why["conf"][np.isfinite(votes)]
+            conf = why["conf"][self._batch_of[c]][np.isfinite(votes)]
             values[i, k] = float(conf.mean()) if len(conf) else np.nan
             values[i, k + 1:] = votes
             if n_valid:
@@ -283,7 +283,7 @@ class LlmModel(TradingModel):
         why = self._why.get(bar)
         if why is None:
             return f"{head}: LLM decision."
-        b = next(i for i, idx in enumerate(self._batches) if s in idx)
+        b = int(self._batch_of[s])
         parts = []
         for v, label in enumerate(self._labels):
             text = why["rationale"].get((v, b))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from titan_ray.arena.runner import _llm_settings
+from titan_ray.arena.terminal import llm_table
 from titan_ray.cli import main
 from titan_ray.config import parse_config
 from titan_ray.models.llm_client import CACHE_ONLY_ENV
@@ -38,11 +39,10 @@ def test_cache_only_mode_is_written_into_the_params(tmp_path, monkeypatch):
 
 
 def test_the_cli_flag_sets_the_environment_before_anything_starts(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(CACHE_ONLY_ENV, raising=False)
+    monkeypatch.setenv(CACHE_ONLY_ENV, "0")  # recorded, so that the teardown removes what the command sets
     # a missing config stops the command before Ray starts, after the flag has set the variable
     assert main(["arena", "--llm-cache-only", "--config", str(tmp_path / "missing.yaml"), "--quiet"]) == 2
     assert os.environ[CACHE_ONLY_ENV] == "1"
-    monkeypatch.delenv(CACHE_ONLY_ENV)
     assert "missing.yaml" in capsys.readouterr().err
 
 
@@ -50,3 +50,12 @@ def test_the_cli_flag_sets_the_environment_before_anything_starts(tmp_path, monk
 def test_cache_only_is_off_unless_asked(tmp_path, monkeypatch, value):
     monkeypatch.setenv(CACHE_ONLY_ENV, value)
     assert "cache_only" not in _llm_settings(_config(), Path(tmp_path)).models[1].params
+
+
+def test_the_terminal_lists_llm_models_apart():
+    rows = [{"model": "hold", "sharpe": 1.0},
+            {"model": "gpt", "llm_calls": 12, "llm_failures": 1, "llm_tokens": 34567, "llm_latency_s": 0.25,
+             "llm_cost": 0.0123, "contaminated_bars": 3, "sample_too_small": True}]
+    lines = llm_table(rows)
+    assert "contaminated bars" in lines[2] and lines[-1].split()[:4] == ["gpt", "12", "1", "34,567"]
+    assert llm_table(rows[:1]) == []

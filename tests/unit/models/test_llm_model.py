@@ -155,6 +155,7 @@ def test_a_slow_answer_past_the_deadline_is_dropped_in_time(stub, tmp_path, mark
 
 def test_a_committee_of_two_votes_by_the_mean_of_weights(monkeypatch, tmp_path, market):
     monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.delenv(CACHE_ONLY_ENV, raising=False)
     monkeypatch.setenv("TITAN_TEST_LLM_OTHER_KEY", "sk-other")
 
     def answer(body):
@@ -182,6 +183,7 @@ def test_a_committee_of_two_votes_by_the_mean_of_weights(monkeypatch, tmp_path, 
 
 def test_a_committee_member_that_fails_is_left_out_of_the_vote(monkeypatch, tmp_path, market):
     monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.delenv(CACHE_ONLY_ENV, raising=False)
     with OpenAIStub(key=KEY) as a:
         a.script.extend([{"content": "nonsense"}])  # the first request of bar 0 (one of the two members)
         params = {"members": [{"model": "m"}, {"model": "m"}], "base_url": a.base_url, "api_key_env": KEY_ENV,
@@ -253,3 +255,16 @@ def test_the_packaged_llm_config_and_its_committee_validate():
     assert params.base_url == "http://localhost:11434/v1" and params.api_key_env is None
     committee = {**llm.params, "model": None, "members": [{"model": "a"}, {"model": "b", "api_key_env": "K"}]}
     assert [v.api_key_env for v in LlmParams.model_validate(committee).voters()] == [None, "K"]
+
+
+def test_symbol_batches_are_asked_apart_and_joined(stub, tmp_path, market):
+    model, weights, records = _run(_params(stub, tmp_path, symbols_per_request=2), market.slice(0, 25))
+    shown = [[s["symbol"] for s in json.loads(json.loads(r["raw"])["messages"][-1]["content"])["symbols"]]
+             for r in stub.requests]
+    assert sorted(shown) == sorted([list(market.symbols[:2]), [market.symbols[2]]] * 3)
+    calls = model.account()["calls"]
+    assert [c["batch"] for c in calls] == [0, 1] * 3
+    for t, (a, b) in zip((0, 10, 20), zip(calls[::2], calls[1::2], strict=True), strict=True):
+        joined = np.array([*a["weights"].values(), *b["weights"].values()])
+        np.testing.assert_array_equal(weights[t], joined / max(1.0, joined.sum()))  # scaled to a gross of 1
+    assert all(r.features[7].name == "confidence" and r.features[7].value == 0.6 for r in records)
