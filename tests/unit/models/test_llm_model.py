@@ -268,3 +268,10 @@ def test_symbol_batches_are_asked_apart_and_joined(stub, tmp_path, market):
         joined = np.array([*a["weights"].values(), *b["weights"].values()])
         np.testing.assert_array_equal(weights[t], joined / max(1.0, joined.sum()))  # scaled to a gross of 1
     assert all(r.features[7].name == "confidence" and r.features[7].value == 0.6 for r in records)
+
+
+def test_every_parameter_is_in_the_docs_table():
+    doc = (Path(titan_ray.__file__).parents[1] / "docs" / "llm.md").read_text()
+    table = doc.split("## Every parameter", 1)[1].split("\n## ", 1)[0]
+    missing = [k for k in LlmParams.model_fields if f"`{k}`" not in table]
+    assert not missing, f"docs/llm.md's parameter table lacks {missing}"
