@@ -6,13 +6,15 @@ Two parts, both plain code (the model actor only calls them):
   (model, messages, parameters: never the key, which is a header and not in the body). A file
   holds the request, the outcome (the response, or the error that ended the attempt) and the
   latency measured when it was fetched, so a rerun from the cache reports the same numbers and is
-  bit-identical without any network. Failures are cached too (a timeout, a 429 storm that
-  outlasted the deadline): a rerun must see what the first run saw; delete the file to ask again.
+  bit-identical without any network. Failures the endpoint caused are cached too (a timeout, a 429
+  storm that outlasted the deadline): a rerun must see what the first run saw; delete the file to ask
+  again. An endpoint that could not be reached at all is a failure that is not cached.
 - ``ChatClient``: POSTs ``{base_url}/chat/completions`` with ``Authorization: Bearer KEY`` (the key read
   from the environment variable named in the config, when one is named), retries 429 and 5xx after
   ``Retry-After`` (seconds) or an exponential back-off, all inside one deadline per request, and
   turns every ending into a ``ChatOutcome``: exceptions never reach the model except the ones that
-  need a person (``LlmCacheMiss``, ``LlmKeyMissing``). The clock and the sleep are injected.
+  need a person (``LlmCacheMiss``, ``LlmKeyMissing``, ``LlmEndpointError`` for a 4xx such as a bad key
+  or an unknown model). The clock and the sleep are injected.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ class LlmCacheMiss(RuntimeError):
 
 class LlmKeyMissing(RuntimeError):
     """The environment variable that should hold the API key is not set where the model runs."""
+
+
+class LlmEndpointError(RuntimeError):
+    """The endpoint refused the request for a reason a retry cannot fix (a bad key, an unknown model, a
+    request it does not accept): a person must fix the config. Never cached."""
+
+
+# 4xx answers worth a retry (the server was busy or the request raced); the other 4xx need a person
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 
 
 @dataclass(frozen=True)
@@ -118,8 +129,9 @@ class ChatClient:
             raise LlmCacheMiss(f"LLM cache miss in cache-only mode: no answer for request {key[:16]}... (model "
                                f"{body.get('model')!r}) in {self.cache.folder}; point params.cache_dir at the "
                                f"cache of the run to replay, or unset {CACHE_ONLY_ENV} / --llm-cache-only")
-        outcome = self._fetch(body)
-        self.cache.put(key, body, outcome)
+        outcome, keep = self._fetch(body)
+        if keep:
+            self.cache.put(key, body, outcome)
         return key, outcome
 
     def _headers(self) -> dict[str, str]:
@@ -133,42 +145,47 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _fetch(self, body: dict[str, Any]) -> ChatOutcome:
+    def _fetch(self, body: dict[str, Any]) -> tuple[ChatOutcome, bool]:
+        """The outcome, and whether to cache it: everything the endpoint answered or failed to answer in
+        time is (a rerun must see it again); an endpoint that could not be reached at all is not (a server
+        that was not started must not poison the cache)."""
         data = canonical(body).encode()
         headers = self._headers()
         start = self._clock()
         deadline = start + self.timeout_s
-        attempt, error = 0, "timeout: no attempt"
+        attempt, error, answered = 0, "timeout: no attempt", False
         while True:
             attempt += 1
             left = deadline - self._clock()
             if left <= 0:
-                return self._failed(f"timeout: deadline of {self.timeout_s:g}s passed ({error})", start, attempt - 1)
+                return self._failed(f"timeout: deadline of {self.timeout_s:g}s passed ({error})", start,
+                                    attempt - 1), answered
             wait: float | None = None
             try:
                 req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
                 with urllib.request.urlopen(req, timeout=left) as resp:
                     raw = resp.read()
-                return _parse(raw, self._clock() - start, attempt)
+                return _parse(raw, self._clock() - start, attempt), True
             except urllib.error.HTTPError as err:
                 detail = err.read()[:200].decode("utf-8", "replace")
-                error = f"http {err.code}: {detail}"
-                if err.code != 429 and err.code < 500:
-                    return self._failed(error, start, attempt)
+                error, answered = f"http {err.code}: {detail}", True
+                if err.code < 500 and err.code not in RETRYABLE_4XX:
+                    raise LlmEndpointError(f"{self.url} answered {error} (model {body.get('model')!r}): check "
+                                           "base_url, model and the key's variable (api_key_env)") from None
                 wait = _retry_after(err.headers.get("Retry-After"))
             except TimeoutError as err:
-                return self._failed(f"timeout: deadline of {self.timeout_s:g}s passed ({err})", start, attempt)
+                return self._failed(f"timeout: deadline of {self.timeout_s:g}s passed ({err})", start, attempt), True
             except (urllib.error.URLError, ConnectionError, OSError) as err:
                 reason = getattr(err, "reason", err)
                 if isinstance(reason, TimeoutError):
-                    return self._failed(f"timeout: deadline of {self.timeout_s:g}s passed", start, attempt)
+                    return self._failed(f"timeout: deadline of {self.timeout_s:g}s passed", start, attempt), True
                 error = f"connection: {reason}"
             if attempt > self.max_retries:
-                return self._failed(f"gave up after {attempt} attempts: {error}", start, attempt)
+                return self._failed(f"gave up after {attempt} attempts: {error}", start, attempt), answered
             pause = wait if wait is not None else self.backoff_s * 2 ** (attempt - 1)
             if self._clock() + pause >= deadline:
                 return self._failed(f"timeout: a retry in {pause:g}s would pass the {self.timeout_s:g}s deadline "
-                                    f"({error})", start, attempt)
+                                    f"({error})", start, attempt), answered
             self._sleep(pause)
 
     def _failed(self, error: str, start: float, attempts: int) -> ChatOutcome:

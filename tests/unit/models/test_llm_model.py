@@ -19,7 +19,8 @@ from titan_ray.config import DataConfig, load_config
 from titan_ray.data.synthetic import SyntheticProvider
 from titan_ray.domain.bars import BarBatch
 from titan_ray.models.kinds import build_model
-from titan_ray.models.llm_client import CACHE_ONLY_ENV, LlmCacheMiss
+from titan_ray.models.llm_client import CACHE_ONLY_ENV, LlmCacheMiss, LlmEndpointError
+from titan_ray.models.llm_prompt import shown_time
 from titan_ray.models.params import LlmParams
 
 CONFIGS = Path(titan_ray.__file__).parent / "configs"
@@ -86,7 +87,8 @@ def test_decisions_follow_the_validated_answers(stub, tmp_path, market):
     assert names[:7] == ["ret_1", "ret_5", "ret_20", "vol_20", "rsi_14", "bb_pos_20", "close"]
     assert names[7:] == ["confidence", "vote:stub-1"]
     r = records[-1]
-    shown = json.loads(json.loads(stub.requests[rows.index(r.bar)]["raw"])["messages"][-1]["content"])
+    payloads = [json.loads(json.loads(q["raw"])["messages"][-1]["content"]) for q in stub.requests]
+    shown = next(p for p in payloads if p["decision_time"] == shown_time(r.timestamp, 0))  # arrival order varies
     sym = next(s for s in shown["symbols"] if s["symbol"] == r.symbol)
     assert [f.value for f in r.features][:6] == pytest.approx([sym["features"][n] for n in names[:6]], nan_ok=True)
     assert r.features[6].value == sym["recent_closes"][-1]
@@ -226,7 +228,7 @@ def test_leakage_guards_anonymise_shift_and_flag_contamination(stub, tmp_path, m
     assert [s["symbol"] for s in payloads[0]["symbols"]] == ["SYM1", "SYM2", "SYM3"]
     raw = b"".join(r["raw"] for r in stub.requests).decode()
     assert not any(sym in raw for sym in market.symbols)
-    shown = datetime.fromisoformat(payloads[0]["decision_time"])
+    shown = datetime.fromisoformat(min(p["decision_time"] for p in payloads))  # bar 0's (requests run at once)
     assert (datetime.fromtimestamp(int(ts[0]) // 10**9, tz=UTC) - shown).days == 400
     expected = [t for t in _decision_rows(market) if ts[t] < cutoff_ns]
     board = model.account()["leaderboard"]
@@ -275,3 +277,20 @@ def test_every_parameter_is_in_the_docs_table():
     table = doc.split("## Every parameter", 1)[1].split("\n## ", 1)[0]
     missing = [k for k in LlmParams.model_fields if f"`{k}`" not in table]
     assert not missing, f"docs/llm.md's parameter table lacks {missing}"
+
+
+def test_a_refused_key_needs_a_person_and_is_never_cached(stub, tmp_path, market, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-wrong")
+    with pytest.raises(LlmEndpointError, match="http 401"):
+        _run(_params(stub, tmp_path), market.slice(0, 5))
+    assert not list((tmp_path / "cache").rglob("*.json"))
+    assert all(r["auth"] == "Bearer sk-wrong" for r in stub.requests)
+
+
+def test_an_unreachable_server_is_a_failure_that_is_not_cached(stub, tmp_path, market):
+    stub.stop()  # nothing listens on its port now
+    model, weights, _ = _run(_params(stub, tmp_path, max_retries=2), market.slice(0, 15))
+    calls = model.account()["calls"]
+    assert [c["status"] for c in calls] == ["failed", "failed"]
+    assert all("connection" in c["error"] and c["attempts"] == 3 for c in calls)
+    assert (weights == 0).all() and not list((tmp_path / "cache").rglob("*.json"))
