@@ -15,6 +15,7 @@ import pytest
 from openai_stub import OpenAIStub
 
 from titan_ray.arena.runner import run_arena
+from titan_ray.cli import main
 from titan_ray.config import ConfigError, parse_config
 from titan_ray.data.synthetic import SyntheticProvider
 from titan_ray.models.llm_client import CACHE_ONLY_ENV
@@ -44,7 +45,7 @@ def raw(base_url: str, cache: str) -> dict:
     }
 
 
-def test_an_llm_competes_explains_and_reruns_offline_from_its_cache(ray_session, tmp_path, monkeypatch):
+def test_an_llm_competes_explains_and_reruns_offline_from_its_cache(ray_session, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(CACHE_ONLY_ENV, raising=False)
     cache = str(tmp_path / "cache")
     with OpenAIStub(key=KEY) as stub:
@@ -79,6 +80,10 @@ def test_an_llm_competes_explains_and_reruns_offline_from_its_cache(ray_session,
     assert set(flagged["bar"]) == set(ours["bar"]) & set(before)
     names = [f["name"] for f in json.loads(ours["features"].iloc[0])]
     assert names[:2] == ["ret_1", "ret_5"] and names[-1] == "vote:stub-1"
+    # `titan-ray why` reads it back: the rationale and the numbers shown
+    assert main(["why", str(ours["decision_id"].iloc[0]), "--run", str(tmp_path / "a"), "--json"]) == 0
+    why = json.loads(capsys.readouterr().out)
+    assert "positive 5-bar momentum" in json.dumps(why) and "vote:stub-1" in json.dumps(why)
     calls = json.loads((tmp_path / "a" / "llm_calls.json").read_text())
     assert [c["bar"] for c in calls["gpt"]] == decision_bars
 

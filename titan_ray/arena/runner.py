@@ -45,6 +45,7 @@ from titan_ray.domain.calendar import format_frequency
 from titan_ray.ledger.engine import ModelResults
 from titan_ray.models.llm import DEFAULT_CACHE as DEFAULT_LLM_CACHE
 from titan_ray.models.llm_client import cache_only_from_env
+from titan_ray.models.params import LlmParams
 from titan_ray.provenance import code_version
 from titan_ray.tracking import checked_uri, log_run
 
@@ -204,6 +205,11 @@ def _llm_settings(config: ArenaConfig, out_dir: Path | None) -> ArenaConfig:
     models, changed = [], False
     for m in config.models:
         if m.kind == "llm":
+            timeout = float(m.params.get("timeout_s", LlmParams.model_fields["timeout_s"].default))
+            if timeout >= config.replay.decision_timeout_s:
+                raise ConfigError(f"model {m.name!r}: params.timeout_s ({timeout:g}) must be well under "
+                                  f"replay.decision_timeout_s ({config.replay.decision_timeout_s:g}), the deadline of "
+                                  "a whole chunk: lower timeout_s or raise decision_timeout_s")
             folder = m.params.get("cache_dir") or (Path(out_dir) / DEFAULT_LLM_CACHE if out_dir is not None
                                                   else DEFAULT_LLM_CACHE)
             params = {**m.params, "cache_dir": str(Path(folder).expanduser().resolve())}

@@ -11,7 +11,7 @@ import pytest
 from titan_ray.arena.runner import _llm_settings
 from titan_ray.arena.terminal import llm_table
 from titan_ray.cli import main
-from titan_ray.config import parse_config
+from titan_ray.config import ConfigError, parse_config
 from titan_ray.models.llm_client import CACHE_ONLY_ENV
 
 
@@ -59,3 +59,10 @@ def test_the_terminal_lists_llm_models_apart():
     lines = llm_table(rows)
     assert "contaminated bars" in lines[2] and lines[-1].split()[:4] == ["gpt", "12", "1", "34,567"]
     assert llm_table(rows[:1]) == []
+
+
+def test_a_request_deadline_past_the_chunk_deadline_is_refused_before_the_run():
+    config = parse_config({"replay": {"decision_timeout_s": 20},
+                           "models": [{"name": "gpt", "kind": "llm", "params": {"model": "m"}}]})  # timeout_s 30
+    with pytest.raises(ConfigError, match=r"timeout_s \(30\) must be well under replay.decision_timeout_s \(20\)"):
+        _llm_settings(config, None)
