@@ -118,7 +118,7 @@ def run_arena(
     if out_dir is not None:
         out.write_json(Path(out_dir) / "run.json", report.to_dict())
     tracked = _track(config, run_id, leaderboard, report.to_dict(), out_dir)
-    _raise_cache_misses(end.accounts)
+    _raise_llm_errors(end.accounts)
     return ArenaRun(leaderboard, end.results, report.to_dict(), Path(out_dir) if out_dir is not None else None,
                     report, tracked)
 
@@ -220,12 +220,13 @@ def _llm_settings(config: ArenaConfig, out_dir: Path | None) -> ArenaConfig:
     return config.model_copy(update={"models": models}) if changed else config
 
 
-def _raise_cache_misses(accounts: dict[str, dict[str, Any]]) -> None:
-    """A run in LLM cache-only mode that missed the cache failed (its results are incomplete): say so,
-    naming the cache folder."""
-    misses = [f"model {name!r}: {a['cache_miss']}" for name, a in accounts.items() if a.get("cache_miss")]
-    if misses:
-        raise ConfigError("; ".join(misses))
+def _raise_llm_errors(accounts: dict[str, dict[str, Any]]) -> None:
+    """A run whose LLM model met an error that needs a person (a cache miss in cache-only mode, naming the
+    cache folder; a key variable not set; a 4xx such as a bad key) failed: its chunks were skipped, so
+    its results are incomplete. Say so with the model's first such error."""
+    errors = [f"model {name!r}: {a['error']}" for name, a in accounts.items() if a.get("error")]
+    if errors:
+        raise ConfigError("; ".join(errors))
 
 
 def _replay_source(config: ArenaConfig, cluster: ArenaCluster, snapshot_every: float) -> ReplaySource:

@@ -36,7 +36,15 @@ from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Decisions, Feature, action_phrase
 from titan_ray.features.pipeline import FeatureEngine
 from titan_ray.models.base import Reasons, TradingModel, hold_forward
-from titan_ray.models.llm_client import ChatCache, ChatClient, ChatOutcome, LlmCacheMiss, cache_only_from_env
+from titan_ray.models.llm_client import (
+    ChatCache,
+    ChatClient,
+    ChatOutcome,
+    LlmCacheMiss,
+    LlmEndpointError,
+    LlmKeyMissing,
+    cache_only_from_env,
+)
 from titan_ray.models.llm_prompt import (
     Answer,
     InvalidAnswer,
@@ -90,7 +98,7 @@ class LlmModel(TradingModel):
         self._decision_bars: list[int] = []
         self._contaminated: list[int] = []
         self._why: dict[int, dict[str, Any]] = {}  # decision bar -> what was shown and answered
-        self._miss: str | None = None  # the first cache miss in cache-only mode
+        self._error: str | None = None  # the first error that needs a person (a cache miss, a bad key, ...)
 
     # --- the arena's hooks ----------------------------------------------------------------------
 
@@ -125,7 +133,7 @@ class LlmModel(TradingModel):
             "contaminated_bars": len(self._contaminated),
         }
         return {"leaderboard": board, "calls": list(calls), "decision_bars": list(self._decision_bars),
-                "contaminated_bars": list(self._contaminated), "cache_miss": self._miss}
+                "contaminated_bars": list(self._contaminated), "error": self._error}
 
     # --- deciding -------------------------------------------------------------------------------
 
@@ -190,8 +198,8 @@ class LlmModel(TradingModel):
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"llm-{self.name}") as pool:
                 outcomes = list(pool.map(lambda job: self._clients[job[2]].complete(job[4], self._samples[job[2]]),
                                          jobs))
-        except LlmCacheMiss as err:
-            self._miss = self._miss or str(err)  # the run reads it from the account and fails with it
+        except (LlmCacheMiss, LlmKeyMissing, LlmEndpointError) as err:
+            self._error = self._error or str(err)  # needs a person: the run reads it from the account and fails
             raise
         answers = {}
         for (t, b, v, shown, _), (key, outcome) in zip(jobs, outcomes, strict=True):

@@ -19,7 +19,7 @@ from titan_ray.config import DataConfig, load_config
 from titan_ray.data.synthetic import SyntheticProvider
 from titan_ray.domain.bars import BarBatch
 from titan_ray.models.kinds import build_model
-from titan_ray.models.llm_client import CACHE_ONLY_ENV, LlmCacheMiss, LlmEndpointError
+from titan_ray.models.llm_client import CACHE_ONLY_ENV, LlmCacheMiss, LlmEndpointError, LlmKeyMissing
 from titan_ray.models.llm_prompt import shown_time
 from titan_ray.models.params import LlmParams
 
@@ -294,3 +294,11 @@ def test_an_unreachable_server_is_a_failure_that_is_not_cached(stub, tmp_path, m
     assert [c["status"] for c in calls] == ["failed", "failed"]
     assert all("connection" in c["error"] and c["attempts"] == 3 for c in calls)
     assert (weights == 0).all() and not list((tmp_path / "cache").rglob("*.json"))
+
+
+def test_a_key_variable_that_is_not_set_is_named(stub, tmp_path, market, monkeypatch):
+    monkeypatch.delenv(KEY_ENV)
+    model = build_model("llm", "llm", _params(stub, tmp_path), market.symbols, seed=1)
+    with pytest.raises(LlmKeyMissing, match=KEY_ENV):
+        model.decide(market.slice(0, 5))
+    assert KEY_ENV in model.account()["error"] and not stub.requests
