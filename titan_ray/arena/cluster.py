@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -106,6 +106,8 @@ class ClusterFinish:
     ledger_memory: dict[str, int | None]
     # every market bar's timestamp and regime label (metrics/regimes.py); None for a live stream
     regimes: tuple[Any, Any] | None = None
+    # each model's ``account()`` at the end, for those that keep one (an LLM's tokens, cost, requests)
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ArenaCluster:
@@ -304,6 +306,8 @@ class ArenaCluster:
         ends = ray.get([m.info.remote() for m in self.models.values()])  # memory after the whole run
         keep = ("node_id", "pid", "memory", "heavy_libraries")
         models = {name: {k: mi[k] for k in keep} for name, mi in zip(self.models, ends, strict=True)}
+        accounts = {name: mi["account"] for name, mi in zip(self.models, ends, strict=True)
+                    if mi.get("account") is not None}
         failures = ray.get(self.ledger.failures.remote())
         ledger_memory = ray.get(self.ledger.memory.remote())  # before the results read every record back
         results: dict[str, ModelResults] = ray.get(self.ledger.results.remote())
@@ -316,7 +320,7 @@ class ArenaCluster:
         alerts = self._stop_monitor()
         regimes = ray.get(self.market.regimes.remote())
         return ClusterFinish(results, busy, journal_seconds, failures, info, paper_report, alerts, models,
-                             ledger_memory, regimes)
+                             ledger_memory, regimes, accounts)
 
     def _spawn(self, actor: Any) -> Any:
         self._cleanup.callback(ray.kill, actor)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,11 @@ from titan_ray.metrics.significance import sharpe_difference_test
 def build_leaderboard(
     config: ArenaConfig, results: dict[str, ModelResults], periods: float, *,
     regimes: tuple[np.ndarray, np.ndarray] | None = None,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The rows, best first; with ``regimes`` (every market bar's timestamp and regime label) each
-    row also holds its metrics per market regime (``regimes``)."""
+    row also holds its metrics per market regime (``regimes``); ``extra`` adds keys to some models'
+    rows (an LLM's ``llm_tokens``, ``llm_latency_s``, ``llm_cost``, ``contaminated``, ...)."""
     bench = config.benchmark_model
     initial = float(config.ledger.initial_cash)
     returns = {name: returns_from_equity(r.equity, initial) for name, r in results.items()}
@@ -64,6 +67,7 @@ def build_leaderboard(
         row["implementation_shortfall"] = _shortfall_bps(res.orders)
         row.update(_significance(config, name, bench, returns, periods, sample))
         row["halted"] = res.halted
+        row.update((extra or {}).get(name, {}))
         if regimes is not None:
             row["regimes"] = _by_regime(returns[name], held_labels(*regimes, res.timestamps), periods, config)
         rows.append(withhold(row, sample))

@@ -43,6 +43,9 @@ from titan_ray.config import ArenaConfig, ConfigError, config_to_dict, resolve_u
 from titan_ray.data.cache import default_cache_root
 from titan_ray.domain.calendar import format_frequency
 from titan_ray.ledger.engine import ModelResults
+from titan_ray.models.llm import DEFAULT_CACHE as DEFAULT_LLM_CACHE
+from titan_ray.models.llm_client import cache_only_from_env
+from titan_ray.models.params import LlmParams
 from titan_ray.provenance import code_version
 from titan_ray.tracking import checked_uri, log_run
 
@@ -85,7 +88,7 @@ def run_arena(
                                                        "code_version": version})
     redis_url = resolve_url(config.redis.url, "redis.url")
     sink = RedisPublisher(redis_url, run_id) if redis_url is not None else None  # each actor connects on its own
-    config = _local_paths_absolute(config)
+    config = _llm_settings(_local_paths_absolute(config), out_dir)
     journal = journal_spec(config, out_dir, run_id)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="arena-results") as background:
         with arena_cluster(config, address=address, run_id=run_id, journal=journal, sink=sink) as cluster:
@@ -115,6 +118,7 @@ def run_arena(
     if out_dir is not None:
         out.write_json(Path(out_dir) / "run.json", report.to_dict())
     tracked = _track(config, run_id, leaderboard, report.to_dict(), out_dir)
+    _raise_llm_errors(end.accounts)
     return ArenaRun(leaderboard, end.results, report.to_dict(), Path(out_dir) if out_dir is not None else None,
                     report, tracked)
 
@@ -139,8 +143,12 @@ def _wrap_up(
     config: ArenaConfig, periods: float, end: ClusterFinish, out_dir: Path | None, clock: Callable[[], float],
 ) -> tuple[list[dict[str, Any]], float]:
     """The leaderboard, and the results folder (but run.json) written: the leaderboard and when it was done."""
-    leaderboard = build_leaderboard(config, end.results, periods, regimes=end.regimes)
+    extra = {name: a["leaderboard"] for name, a in end.accounts.items() if "leaderboard" in a}
+    leaderboard = build_leaderboard(config, end.results, periods, regimes=end.regimes, extra=extra)
     if out_dir is not None:
+        calls = {name: a["calls"] for name, a in end.accounts.items() if "calls" in a}
+        if calls:  # every LLM request's record: member, status, error, tokens, latency, cost, answer
+            out.write_json(Path(out_dir) / "llm_calls.json", calls)
         if end.paper_report is not None:
             write_paper_report(Path(out_dir), end.paper_report)
         title = _title(len(end.info["symbols"]), format_frequency(end.info["frequency"]), config.seed)
@@ -188,6 +196,37 @@ def _local_paths_absolute(config: ArenaConfig) -> ArenaConfig:
     if data.path is not None:
         data = data.model_copy(update={"path": str(Path(data.path).expanduser().resolve())})
     return config if data is config.data else config.model_copy(update={"data": data})
+
+
+def _llm_settings(config: ArenaConfig, out_dir: Path | None) -> ArenaConfig:
+    """Each ``llm`` model's ``cache_dir`` made absolute on the driver (default: ``llm_cache`` in the results
+    folder, ``./llm_cache`` without one), and cache-only mode (``TITAN_RAY_LLM_CACHE_ONLY``, set by
+    ``--llm-cache-only``) written into its params, so actors of a Ray started before it was set obey it too."""
+    models, changed = [], False
+    for m in config.models:
+        if m.kind == "llm":
+            timeout = float(m.params.get("timeout_s", LlmParams.model_fields["timeout_s"].default))
+            if timeout >= config.replay.decision_timeout_s:
+                raise ConfigError(f"model {m.name!r}: params.timeout_s ({timeout:g}) must be well under "
+                                  f"replay.decision_timeout_s ({config.replay.decision_timeout_s:g}), the deadline of "
+                                  "a whole chunk: lower timeout_s or raise decision_timeout_s")
+            folder = m.params.get("cache_dir") or (Path(out_dir) / DEFAULT_LLM_CACHE if out_dir is not None
+                                                  else DEFAULT_LLM_CACHE)
+            params = {**m.params, "cache_dir": str(Path(folder).expanduser().resolve())}
+            if cache_only_from_env():
+                params["cache_only"] = True
+            m, changed = m.model_copy(update={"params": params}), True
+        models.append(m)
+    return config.model_copy(update={"models": models}) if changed else config
+
+
+def _raise_llm_errors(accounts: dict[str, dict[str, Any]]) -> None:
+    """A run whose LLM model met an error that needs a person (a cache miss in cache-only mode, naming the
+    cache folder; a key variable not set; a 4xx such as a bad key) failed: its chunks were skipped, so
+    its results are incomplete. Say so with the model's first such error."""
+    errors = [f"model {name!r}: {a['error']}" for name, a in accounts.items() if a.get("error")]
+    if errors:
+        raise ConfigError("; ".join(errors))
 
 
 def _replay_source(config: ArenaConfig, cluster: ArenaCluster, snapshot_every: float) -> ReplaySource:

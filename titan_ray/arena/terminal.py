@@ -136,6 +136,8 @@ class LiveView:
             w("\nTail risk per bar (historical VaR and CVaR, a return) and implementation shortfall (bps of the "
               "arrival notional, a cost):\n")
             w("\n".join(render_table([{**r, "beats_benchmark": False} for r in leaderboard], _RISK_COLUMNS)) + "\n")
+        for line in llm_table(leaderboard):
+            w(line + "\n")
         bench = next((r.get("benchmark") for r in leaderboard if r.get("benchmark")), None)
         if bench:
             w(f"\n* Sharpe beats the benchmark '{bench}' (paired block bootstrap, one-sided p < "
@@ -149,6 +151,24 @@ class LiveView:
         if out_dir is not None:
             w(f"Results: {out_dir}\n")
         self.stream.flush()
+
+
+_LLM_COLUMNS = [
+    ("model", "model", "str"), ("requests", "llm_calls", "int"), ("failed", "llm_failures", "int"),
+    ("tokens", "llm_tokens", "int"), ("latency s", "llm_latency_s", "ratio"), ("cost", "llm_cost", "ratio"),
+    ("contaminated bars", "contaminated_bars", "int"),
+]
+
+
+def llm_table(leaderboard: list[dict[str, Any]]) -> list[str]:
+    """The LLM models' requests, tokens, mean latency, cost and decision bars before their knowledge
+    cutoff: lines to print (none without an llm model)."""
+    rows = [r for r in leaderboard if "llm_calls" in r]
+    if not rows:
+        return []
+    plain = [{k: v for k, v in r.items() if k != "sample_too_small"} for r in rows]
+    return ["", "LLM models (a contaminated bar is a decision before the model's knowledge cutoff):",
+            *render_table(plain, _LLM_COLUMNS)]
 
 
 def regime_table(leaderboard: list[dict[str, Any]]) -> list[str]:

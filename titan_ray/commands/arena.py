@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from titan_ray.arena.runner import run_arena
 from titan_ray.arena.terminal import LiveView
 from titan_ray.config import ConfigError, load_config, parse_config
+from titan_ray.models.llm_client import CACHE_ONLY_ENV
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -24,6 +26,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     resume, run_id = args.resume is not None, None
+    if getattr(args, "llm_cache_only", False):
+        os.environ[CACHE_ONLY_ENV] = "1"  # before Ray starts: its workers inherit it
     if resume:
         out_dir = args.resume
         saved = out_dir / "config.json"

@@ -71,6 +71,10 @@ def _arena_arguments(arena: argparse.ArgumentParser) -> None:
                        help="continue an interrupted run in DIR from its journal (the config is DIR/config.json; "
                             "--config and the overrides do not apply)")
     arena.add_argument("--quiet", action="store_true", help="no progress or tables, only the results path")
+    arena.add_argument("--llm-cache-only", action="store_true",
+                       help="llm models answer from their response cache only and the run fails on a miss "
+                            "(sets TITAN_RAY_LLM_CACHE_ONLY=1, so Ray actors see it too): an offline, "
+                            "bit-identical rerun")
 
 
 _DATA = ("Load the market data of an arena config exactly as the arena would, "

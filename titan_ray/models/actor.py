@@ -83,7 +83,8 @@ class ModelHost:
         m = self.model
         return {"name": m.name, "kind": m.kind, "method": m.method, "long_only": m.long_only,
                 "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
-                "memory": process_memory(), "heavy_libraries": [n for n in HEAVY_LIBRARIES if n in sys.modules]}
+                "memory": process_memory(), "heavy_libraries": [n for n in HEAVY_LIBRARIES if n in sys.modules],
+                "account": m.account()}
 
     @ray.method(concurrency_group="health")
     def heartbeat(self) -> dict[str, Any]:

@@ -219,6 +219,12 @@ class TradingModel(ABC):
         """What one decision reads: bars only, unless the model says otherwise."""
         return Inputs()
 
+    def account(self) -> dict[str, Any] | None:
+        """Hook: what the model has to report at the end of a run beside its trades, or None (the default).
+        An LLM's: ``{"leaderboard": {key: value}, ...}``, the keys added to its leaderboard row, and its
+        request log (``calls``), written to ``llm_calls.json``."""
+        return None
+
     def fit(self, history: BarBatch) -> None:
         """Train on a window of past bars (walk-forward). Rule-based models need nothing."""
 

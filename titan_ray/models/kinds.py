@@ -24,6 +24,7 @@ MODEL_KINDS: Mapping[str, type[TradingModel]] = LazyMapping({
     "tft": "titan_ray.models.tft:TftModel",
     "ppo": "titan_ray.models.ppo:PpoModel",
     "allocator": "titan_ray.models.allocator:AllocatorModel",
+    "llm": "titan_ray.models.llm:LlmModel",
 })
 BASELINE_KINDS = ("sma_crossover", "rsi_reversion", "buy_and_hold", "random")
 

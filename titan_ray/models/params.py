@@ -14,6 +14,7 @@ for its features' lookback, its label horizon and 100 rows to learn from.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -290,6 +291,75 @@ class AllocatorParams(ModelParams):
         return tuple(self.inputs)
 
 
+# --- LLM competitors (titan_ray/models/llm.py) ----------------------------------------------------
+
+DEFAULT_LLM_MODEL = "llama3.1:8b"
+DEFAULT_LLM_FEATURES = ["ret_1", "ret_5", "ret_20", "vol_20", "rsi_14", "bb_pos_20"]
+
+
+class LlmMember(ModelParams):
+    """One voter of an LLM committee: its model, and where to reach it when not at the committee's endpoint."""
+
+    model: str = Field(..., min_length=1, description="the model's name at the endpoint, e.g. llama3.1:8b")
+    base_url: str | None = Field(None, description="its OpenAI-compatible endpoint; null = the committee's")
+    api_key_env: str | None = Field(None, description="the environment variable holding its key; null = the "
+                                    "committee's")
+
+
+class LlmParams(ModelParams):
+    base_url: str = Field("http://localhost:11434/v1", description="an OpenAI-compatible endpoint (the part "
+                          "before /chat/completions): Ollama, vLLM, llama.cpp server, OpenRouter")
+    model: str | None = Field(None, description=f"the model's name at the endpoint (or give `members`); null "
+                              f"and no members = {DEFAULT_LLM_MODEL} (Ollama's name)")
+    api_key_env: str | None = Field(None, description="name of the environment variable that holds the API key "
+                                    "(the key itself never goes in a config); null = no Authorization header")
+    members: list[LlmMember] | None = Field(
+        None, min_length=1, description="a committee: each member answers, the target is the mean of the valid "
+        "answers' weights; null = one model (`model`)")
+    every: int = Field(25, ge=1, description="decide on the global bars that are multiples of this (like `random`)")
+    timeout_s: float = Field(30.0, gt=0, description="deadline of one request, retries and back-off included; "
+                             "keep it well under replay.decision_timeout_s")
+    max_retries: int = Field(4, ge=0, description="retries on 429 and 5xx (Retry-After honoured) and on a "
+                             "dropped connection")
+    backoff_s: float = Field(0.5, ge=0, description="first back-off without a Retry-After; doubles per retry")
+    max_concurrency: int = Field(8, ge=1, le=256, description="requests in flight at once per model actor")
+    symbols_per_request: int | None = Field(None, ge=1, description="symbols in one prompt; null = all")
+    features: list[str] = Field(default_factory=lambda: list(DEFAULT_LLM_FEATURES), min_length=1,
+                                description="causal features shown per symbol (titan_ray.features)")
+    bars_shown: int = Field(10, ge=1, le=500, description="recent closes shown per symbol, the decision bar's last")
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(400, ge=16, description="most completion tokens per answer")
+    allow_short: bool = Field(False, description="weights in -1..1 instead of 0..1")
+    cache_dir: str | None = Field(None, description="response cache folder; null = llm_cache in the run's "
+                                  "results folder (./llm_cache without one)")
+    cache_only: bool = Field(False, description="answer from the cache only, fail on a miss (also "
+                             "TITAN_RAY_LLM_CACHE_ONLY=1, or `titan-ray arena --llm-cache-only`)")
+    knowledge_cutoff: str | None = Field(
+        None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD: decisions on bars before it are "
+        "flagged `contaminated` (the model may have seen what came next)")
+    anonymise_symbols: bool = Field(False, description="show SYM1..SYMn instead of the tickers")
+    shift_days: int = Field(0, ge=0, description="shift the dates shown back by this many days")
+    cost_per_1k_prompt: float = Field(0.0, ge=0, description="price of 1,000 prompt tokens (any currency)")
+    cost_per_1k_completion: float = Field(0.0, ge=0, description="price of 1,000 completion tokens")
+
+    @model_validator(mode="after")
+    def _check(self) -> LlmParams:
+        if self.model is not None and self.members is not None:
+            raise ValueError("give either `model` (one LLM) or `members` (a committee), not both")
+        FeatureEngine(self.features)  # an unknown name raises, listing the known ones
+        if self.knowledge_cutoff is not None:
+            date.fromisoformat(self.knowledge_cutoff)  # 2024-02-30 raises
+        return self
+
+    def voters(self) -> list[LlmMember]:
+        """The members, each with its endpoint and key variable filled in from the committee's."""
+        if self.members is None:
+            return [LlmMember(model=self.model or DEFAULT_LLM_MODEL, base_url=self.base_url, api_key_env=self.api_key_env)]
+        return [LlmMember(model=m.model, base_url=m.base_url or self.base_url,
+                          api_key_env=m.api_key_env if m.api_key_env is not None else self.api_key_env)
+                for m in self.members]
+
+
 MODEL_PARAMS: Mapping[str, type[ModelParams]] = {
     "sma_crossover": SmaParams,
     "rsi_reversion": RsiParams,
@@ -301,4 +371,5 @@ MODEL_PARAMS: Mapping[str, type[ModelParams]] = {
     "tft": TftParams,
     "ppo": PpoParams,
     "allocator": AllocatorParams,
+    "llm": LlmParams,
 }

@@ -37,6 +37,22 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
       title: "paired bootstrap test of “Sharpe ≤ the benchmark's”: ▲ where it is rejected; p-value beside" },
   ];
 
+  /** An LLM model's badges (docs/llm.md): "llm" with its requests, tokens, latency and cost on hover, and
+  "contaminated" when it decided on bars before its knowledge cutoff. Other rows: none. */
+  function llmBadges(row) {
+    if (row.llm_calls === undefined) return null;
+    const usage = `LLM: ${row.llm_calls} requests (${row.llm_failures} failed), ${row.llm_tokens} tokens, ` +
+      `mean latency ${row.llm_latency_s ?? "—"} s, cost ${row.llm_cost}`;
+    return [
+      h("span", { class: "badge muted", title: usage }, "llm"),
+      row.contaminated ? h("span", {
+        class: "badge bad",
+        title: `${row.contaminated_bars} decision bars before the model's knowledge cutoff (${row.knowledge_cutoff}): ` +
+          "it may have been trained on what came next",
+      }, "contaminated: " + row.contaminated_bars) : null,
+    ];
+  }
+
   /** Why the row's annualised figures are withheld, or null when they are shown. */
   function withheld(row) {
     if (row.sample_too_small !== true) return null;
@@ -112,7 +128,8 @@ of the JSON API (BRIEF's shapes) and returns or fills DOM nodes; none of them fe
         return h("td", { class: "text model", dataset: { key: "model" } }, h("span", { class: "model-cell" },
           h("span", { class: "swatch", style: { background: TR.colorOf(row.model) } }),
           h("a", { href: "#/model/" + encodeURIComponent(row.model) }, row.model),
-          row.halted ? h("span", { class: "badge bad", title: "trading halted" }, "halted: " + row.halted) : null));
+          row.halted ? h("span", { class: "badge bad", title: "trading halted" }, "halted: " + row.halted) : null,
+          llmBadges(row)));
       }
       if (col.sig) return h("td", { class: "num sig", dataset: { key: col.key } }, significance(row, benchmark, col));
       if (col.annualised && withheld(row)) {
