@@ -53,6 +53,7 @@ from titan_ray.models.base import (
     Reasons,
     SignalSource,
     TradingModel,
+    fed_weights,
     hold_forward,
 )
 from titan_ray.models.params import AllocatorParams
@@ -93,21 +94,7 @@ class AllocatorModel(TradingModel):
 
     def feed(self, start: int, stop: int, decisions: Mapping[str, Any]) -> None:
         """The members' decisions (``Decisions``, or weights (T, S); None: left out) on bars [start, stop)."""
-        if set(decisions) != set(self.stacked):
-            raise ValueError(f"model {self.name!r} allocates across {list(self.stacked)}; it was fed "
-                             f"{sorted(decisions)}")
-        fed: dict[str, np.ndarray | None] = {}
-        for name in self.stacked:
-            d = decisions[name]
-            if d is None:
-                fed[name] = None
-                continue
-            weights = np.asarray(getattr(d, "weights", d), dtype=np.float64)
-            if getattr(d, "start", start) != start or weights.shape != (stop - start, len(self.symbols)):
-                raise ValueError(f"model {self.name!r} was fed {name}'s decisions on {weights.shape[0]} bars from "
-                                 f"bar {getattr(d, 'start', start)}, for bars [{start}, {stop}) of "
-                                 f"{len(self.symbols)} symbols")
-            fed[name] = weights
+        fed = fed_weights(self.name, self.stacked, "allocates across", len(self.symbols), start, stop, decisions)
         self._fed = (start, stop, fed)
 
     def _members(self, bars: BarBatch) -> np.ndarray:

@@ -166,6 +166,26 @@ class Stacker(Protocol):
     def feed(self, start: int, stop: int, decisions: Mapping[str, Any]) -> None: ...
 
 
+def fed_weights(model: str, reads: tuple[str, ...], verb: str, n_symbols: int, start: int, stop: int,
+                decisions: Mapping[str, Any]) -> dict[str, np.ndarray | None]:
+    """A ``Stacker``'s ``feed``, checked: each input's weights (T, S) on bars [start, stop) from its
+    ``Decisions`` (or plain weights), None for an input left out; a ValueError names what does not fit."""
+    if set(decisions) != set(reads):
+        raise ValueError(f"model {model!r} {verb} {list(reads)}; it was fed {sorted(decisions)}")
+    fed: dict[str, np.ndarray | None] = {}
+    for name in reads:
+        d = decisions[name]
+        if d is None:
+            fed[name] = None
+            continue
+        weights = np.asarray(getattr(d, "weights", d), dtype=np.float64)
+        if getattr(d, "start", start) != start or weights.shape != (stop - start, n_symbols):
+            raise ValueError(f"model {model!r} was fed {name}'s decisions on {weights.shape[0]} bars from "
+                             f"bar {getattr(d, 'start', start)}, for bars [{start}, {stop}) of {n_symbols} symbols")
+        fed[name] = weights
+    return fed
+
+
 class _SignalLog:
     """A model's target weights over consecutive bars, from global bar ``first`` on."""
 

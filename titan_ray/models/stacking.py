@@ -52,7 +52,15 @@ import numpy as np
 from titan_ray.domain.bars import BarBatch
 from titan_ray.domain.decisions import Feature, action_phrase
 from titan_ray.ml.validation import purged_kfold, spearman
-from titan_ray.models.base import Inputs, OutOfFold, Prediction, SignalSource, Stacker, TradingModel
+from titan_ray.models.base import (
+    Inputs,
+    OutOfFold,
+    Prediction,
+    SignalSource,
+    Stacker,
+    TradingModel,
+    fed_weights,
+)
 from titan_ray.models.learned import Attribution, LearnedModel
 from titan_ray.models.params import StackingParams
 
@@ -234,20 +242,7 @@ class ArenaStackingModel(StackingModel):
 
     def feed(self, start: int, stop: int, decisions: Mapping[str, Any]) -> None:
         """The input models' decisions (``Decisions``, or weights (T, S); None: left out) on bars [start, stop)."""
-        if set(decisions) != set(self.stacked):
-            raise ValueError(f"model {self.name!r} stacks {list(self.stacked)}; it was fed {sorted(decisions)}")
-        fed: dict[str, np.ndarray | None] = {}
-        for name in self.stacked:
-            d = decisions[name]
-            if d is None:
-                fed[name] = None
-                continue
-            weights = np.asarray(getattr(d, "weights", d), dtype=np.float64)
-            if getattr(d, "start", start) != start or weights.shape != (stop - start, len(self.symbols)):
-                raise ValueError(f"model {self.name!r} was fed {name}'s decisions on {weights.shape[0]} bars from "
-                                 f"bar {getattr(d, 'start', start)}, for bars [{start}, {stop}) of "
-                                 f"{len(self.symbols)} symbols")
-            fed[name] = weights
+        fed = fed_weights(self.name, self.stacked, "stacks", len(self.symbols), start, stop, decisions)
         self._fed = (start, stop, fed)
 
     # --- input rows ---------------------------------------------------------------------------
