@@ -86,7 +86,7 @@ ACCOUNT = np.dtype([
     ("last_bar", "i8"), ("last_timestamp", "i8"),  # the last bar booked (-1: none yet), for the kill switch
     # records written so far in the book's arrays
     ("n_fills", "i8"), ("n_orders", "i8"), ("n_trips", "i8"), ("n_curve", "i8"), ("n_forced", "i8"),
-    # the VaR limit: the model's returns in the ring (``Book.returns``), where the next one goes, the
+    # the VaR limit: the model's returns in the ring (``Book.returns``, and sorted), where the next one goes, the
     # VaR at the last close (a return quantile: negative is a loss) and whether it breaches the limit
     ("var_n", "i8"), ("var_next", "i8"), ("var_value", "f8"), ("var_breached", "i8"),
     ("n_deferred", "i8"),  # symbols whose weight waits for the sizing's first estimate
@@ -584,15 +584,31 @@ def _update_var(rules: Rules, account: np.void, ring: np.ndarray, equity: float)
     """Add the close's return to the model's last ``var_window`` returns and, once the window is
     full, measure the VaR (historical: numpy's linear quantile at 1 - var_level, as
     ``metrics.tail.historical_var``; parametric: mean + z x sd, ddof 1): the limit is breached
-    while -VaR exceeds max_var_pct."""
+    while -VaR exceeds max_var_pct. ``ring`` holds the returns in arrival order (its first half, a
+    ring) and the same returns sorted (its second half, kept sorted by one removal and one insertion
+    per bar, so the quantile costs no sort). A return that is not finite (no price yet) is skipped."""
     last = account.last_equity
     if not last > 0:
         return
-    window = len(ring)
-    ring[account.var_next] = equity / last - 1.0
+    new = equity / last - 1.0
+    if not math.isfinite(new):
+        return
+    window = len(ring) // 2
+    ordered = ring[window:]
+    n = account.var_n
+    if n == window:  # the oldest return leaves the sorted half
+        at = np.searchsorted(ordered, ring[account.var_next])
+        for j in range(at, window - 1):
+            ordered[j] = ordered[j + 1]
+        n -= 1
+    ring[account.var_next] = new
+    at = np.searchsorted(ordered[:n], new)
+    for j in range(n, at, -1):
+        ordered[j] = ordered[j - 1]
+    ordered[at] = new
     account.var_next = (account.var_next + 1) % window
-    account.var_n = min(account.var_n + 1, window)
-    if account.var_n < window:
+    account.var_n = n + 1
+    if n + 1 < window:
         return
     if rules.var_parametric:
         mean = 0.0
@@ -604,11 +620,10 @@ def _update_var(rules: Rules, account: np.void, ring: np.ndarray, equity: float)
             ss += (ring[i] - mean) ** 2
         var = mean + rules.var_z * math.sqrt(ss / (window - 1))
     else:
-        ordered = np.sort(ring)
-        at = rules.var_alpha * (window - 1)
-        lo = math.floor(at)  # an integer in numba, as in Python
+        q = rules.var_alpha * (window - 1)
+        lo = math.floor(q)  # an integer in numba, as in Python
         hi = min(lo + 1, window - 1)
-        var = _lerp(ordered[lo], ordered[hi], at - lo)
+        var = _lerp(ordered[lo], ordered[hi], q - lo)
     account.var_value = var
     account.var_breached = 1 if -var > rules.max_var_pct else 0
 

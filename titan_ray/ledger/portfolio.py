@@ -99,7 +99,7 @@ class Book:
                             ("last_bar", -1)):
             self.account[name] = value
         self.state = np.zeros(n_symbols, SYMBOL_STATE)
-        self.returns = np.zeros(var_window)  # the model's last returns, for the VaR limit (a ring)
+        self.returns = np.zeros(2 * var_window)  # the model's last returns, for the VaR limit: a ring, then sorted
         self.stops = stops  # protective exits write more records per bar
         self._own_folder = memory_rows is not None and folder is None
         if self._own_folder:
