@@ -28,7 +28,7 @@ from titan_ray.config import ArenaConfig
 from titan_ray.domain.orders import Fill, OrderRecord, OrderStatus, RoundTrip
 from titan_ray.ledger.engine import ModelResults
 from titan_ray.ledger.records import Records, fields
-from titan_ray.metrics.execution import shortfall, total_bps
+from titan_ray.metrics.execution import of_orders, total_bps
 from titan_ray.metrics.performance import returns_from_equity, summarize
 from titan_ray.metrics.regimes import held_labels, regime_metrics
 from titan_ray.metrics.sample import Sample, annualisation_sample, withhold
@@ -81,7 +81,7 @@ def _shortfall_bps(orders: Any) -> float | None:
     if not isinstance(orders, Records) or not len(orders):
         return None
     r = orders.rows
-    money, _ = shortfall(r["side"], r["filled"], r["value"], r["commission"], r["arrival"])
+    money, _ = of_orders(r)
     value = total_bps(money, r["filled"], r["arrival"])
     return value if math.isfinite(value) else None
 

@@ -45,7 +45,7 @@ from titan_ray.domain.decisions import ExplanationBatch
 from titan_ray.domain.orders import Fill, OrderRecord, RoundTrip, Side
 from titan_ray.ledger.engine import ModelResults
 from titan_ray.ledger.records import Records, fields
-from titan_ray.metrics.execution import shortfall
+from titan_ray.metrics.execution import of_orders
 
 PLOT_POINTS = 2000  # per curve: about two per pixel of the chart's width, minimum and maximum kept
 
@@ -179,7 +179,7 @@ def execution_columns(orders: Sequence[OrderRecord]) -> Columns:
         nan = np.full(len(orders), np.nan)
         return {"arrival_price": nan, "avg_fill_price": nan, "shortfall": nan, "shortfall_bps": nan}
     r = orders.rows
-    money, bps = shortfall(r["side"], r["filled"], r["value"], r["commission"], r["arrival"])
+    money, bps = of_orders(r)
     with np.errstate(invalid="ignore", divide="ignore"):
         average = np.where(r["filled"] > 0, r["value"] / r["filled"], np.nan)
     return {"arrival_price": r["arrival"].copy(), "avg_fill_price": average, "shortfall": money, "shortfall_bps": bps}

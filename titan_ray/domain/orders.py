@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple, TypeAlias
 
-from titan_ray.domain.decisions import DecisionId, ForcedId
+from titan_ray.domain.decisions import EXIT_RULES, DecisionId, ForcedId
 
 
 class Side(str, Enum):
@@ -62,7 +62,7 @@ class ForcedBy(str, Enum):
     @property
     def flattens(self) -> bool:
         """A rule that flattens every position (and stages it for the next fill bar), not an exit."""
-        return self.name in RejectReason.__members__
+        return self.rule not in EXIT_RULES
 
     @property
     def reject_reason(self) -> RejectReason:

@@ -38,6 +38,12 @@ def shortfall(side: np.ndarray, filled: np.ndarray, value: np.ndarray, commissio
     return money, bps
 
 
+def of_orders(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``shortfall`` of the ledger's order records (``side``, ``filled``, ``value``, ``commission``,
+    ``arrival`` columns)."""
+    return shortfall(rows["side"], rows["filled"], rows["value"], rows["commission"], rows["arrival"])
+
+
 def total_bps(money: np.ndarray, filled: np.ndarray, arrival: np.ndarray) -> float:
     """sum(shortfall) / sum(filled x arrival) x 1e4 over the orders measured; NaN when none is."""
     ok = np.isfinite(money)

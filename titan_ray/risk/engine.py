@@ -42,7 +42,7 @@ from titan_ray.ledger import kernel
 FORCED_BY = {kernel.CAUSE_KILL_SWITCH: ForcedBy.KILL_SWITCH, kernel.CAUSE_CIRCUIT_BREAKER: ForcedBy.CIRCUIT_BREAKER,
              kernel.CAUSE_DAILY_LOSS_LIMIT: ForcedBy.DAILY_LOSS_LIMIT, kernel.CAUSE_STOP_LOSS: ForcedBy.STOP_LOSS,
              kernel.CAUSE_TAKE_PROFIT: ForcedBy.TAKE_PROFIT, kernel.CAUSE_TRAILING_STOP: ForcedBy.TRAILING_STOP}
-EXITS = (ForcedBy.STOP_LOSS, ForcedBy.TAKE_PROFIT, ForcedBy.TRAILING_STOP)
+EXITS = tuple(rule for rule in ForcedBy if not rule.flattens)  # the protective exits
 # An explanation row's inputs per rule: the value measured, the threshold, the equity, the reference.
 FORCED_FEATURES = {
     ForcedBy.CIRCUIT_BREAKER: ("drawdown", "max_drawdown_pct", "equity", "peak_equity"),
